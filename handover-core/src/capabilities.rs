@@ -1,0 +1,95 @@
+//! What a provider can do, so callers and the contract suite can branch on it.
+
+/// What a provider's API supports.
+///
+/// Built with setters from [`Capabilities::none`]; read with the getters. Anything a
+/// provider does not support is refused with [`ErrorKind::Unsupported`](crate::ErrorKind)
+/// before any I/O.
+///
+/// ```
+/// use handover_core::Capabilities;
+///
+/// let caps = Capabilities::none().with_typing(true).with_max_message_chars(Some(3000));
+/// assert!(caps.typing());
+/// assert!(!caps.queue_position());
+/// assert_eq!(caps.max_message_chars(), Some(3000));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Capabilities {
+    typing: bool,
+    attachments: bool,
+    queue_position: bool,
+    estimated_wait: bool,
+    participant_change: bool,
+    native_transcript: bool,
+    resume: bool,
+    max_message_chars: Option<usize>,
+}
+
+macro_rules! flag {
+    ($field:ident, $setter:ident, $doc:literal) => {
+        #[doc = concat!("Whether the provider ", $doc, ".")]
+        pub fn $field(&self) -> bool {
+            self.$field
+        }
+
+        #[doc = concat!("Sets whether the provider ", $doc, ".")]
+        #[must_use]
+        pub fn $setter(mut self, value: bool) -> Self {
+            self.$field = value;
+            self
+        }
+    };
+}
+
+impl Capabilities {
+    /// Nothing supported, no message limit.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    flag!(typing, with_typing, "relays the user's typing state to the agent");
+    flag!(attachments, with_attachments, "relays attachments");
+    flag!(queue_position, with_queue_position, "reports the position in the queue");
+    flag!(estimated_wait, with_estimated_wait, "reports an estimated wait time");
+    flag!(participant_change, with_participant_change, "reports agents joining, leaving and transfers");
+    flag!(
+        native_transcript,
+        with_native_transcript,
+        "has a native field for the bot transcript (otherwise it is sent as messages)"
+    );
+    flag!(resume, with_resume, "can resume a session from a snapshot in a new process");
+
+    /// The longest message, in characters, the provider accepts; `None` if unlimited or
+    /// unknown.
+    pub fn max_message_chars(&self) -> Option<usize> {
+        self.max_message_chars
+    }
+
+    /// Sets the longest message, in characters.
+    #[must_use]
+    pub fn with_max_message_chars(mut self, max: Option<usize>) -> Self {
+        self.max_message_chars = max;
+        self
+    }
+}
+
+/// Static facts about a provider.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProviderInfo {
+    /// Short name used in config, logs and errors (`"miaw"`, `"genesys"`, …).
+    pub name: &'static str,
+    /// Human-readable name (`"Salesforce Messaging for In-App and Web"`).
+    pub display_name: &'static str,
+    /// What the provider supports.
+    pub capabilities: Capabilities,
+}
+
+impl ProviderInfo {
+    /// Facts for a provider.
+    pub fn new(name: &'static str, display_name: &'static str, capabilities: Capabilities) -> Self {
+        Self { name, display_name, capabilities }
+    }
+}

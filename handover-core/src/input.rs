@@ -1,0 +1,65 @@
+//! What the bot side sends to the agent side.
+
+use serde::{Deserialize, Serialize};
+
+/// Input from the bot side (the end user) to the agent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum UserInput {
+    /// A text message from the end user.
+    Message {
+        /// A client-side id, unique within the session; providers that accept a client id
+        /// use it so a retried send is not delivered twice.
+        id: String,
+        /// The text.
+        text: String,
+    },
+    /// The end user started (`true`) or stopped (`false`) typing.
+    Typing(bool),
+    /// The end user came back (returned to the tab). Relayed as information, not a cancel.
+    Connected,
+    /// The end user left (closed the tab). Relayed as information, not a cancel.
+    Disconnected,
+}
+
+impl UserInput {
+    /// A text message with the given client-side id.
+    pub fn message(id: impl Into<String>, text: impl Into<String>) -> Self {
+        UserInput::Message { id: id.into(), text: text.into() }
+    }
+
+    /// A short name of the input kind, for logs and errors.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UserInput::Message { .. } => "message",
+            UserInput::Typing(_) => "typing",
+            UserInput::Connected => "user connected",
+            UserInput::Disconnected => "user disconnected",
+        }
+    }
+}
+
+/// Why the bot side ends a handover.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum EndReason {
+    /// The end user cancelled while waiting for an agent.
+    Cancelled,
+    /// The bot closed the handover (the flow's "Close Handover").
+    Closed,
+    /// The process is shutting down and will not resume this session.
+    Shutdown,
+}
+
+impl EndReason {
+    /// A short description for logs and provider "reason" fields.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Cancelled => "cancelled",
+            EndReason::Closed => "closed",
+            EndReason::Shutdown => "shutdown",
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! Everything needed to pick a session up in a new process.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{Error, ErrorKind, Result};
+
+/// The snapshot format version written by this crate.
+pub const SNAPSHOT_VERSION: u32 = 1;
+
+/// A serializable picture of a live session: provider state (conversation ids, SSE
+/// `Last-Event-ID`, long-poll `ack` and sequence, deduplication watermark) and the secrets
+/// (tokens) the session needs to go on.
+///
+/// Store it, then hand it to [`Provider::resume`](crate::Provider::resume) in any process
+/// configured for the same provider. It **holds secrets**: keep it where you keep
+/// credentials. `Debug` prints the secret names only.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionSnapshot {
+    version: u32,
+    provider: String,
+    session_id: String,
+    state: Value,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    secrets: BTreeMap<String, String>,
+}
+
+impl SessionSnapshot {
+    /// A snapshot of `provider`'s session for bot session `session_id` with the provider's
+    /// own `state`.
+    pub fn new(provider: &str, session_id: &str, state: &impl Serialize) -> Result<Self> {
+        let state = serde_json::to_value(state).map_err(|e| {
+            Error::new(ErrorKind::Protocol, provider.to_owned(), "snapshot", "state is not serializable").with_source(e)
+        })?;
+        Ok(Self {
+            version: SNAPSHOT_VERSION,
+            provider: provider.to_owned(),
+            session_id: session_id.to_owned(),
+            state,
+            secrets: BTreeMap::new(),
+        })
+    }
+
+    /// Adds a secret (an access token, a session key).
+    #[must_use]
+    pub fn with_secret(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.secrets.insert(name.into(), value.into());
+        self
+    }
+
+    /// The format version.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// The provider that wrote it.
+    pub fn provider(&self) -> &str {
+        &self.provider
+    }
+
+    /// The bot session id.
+    pub fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
+    /// A secret by name.
+    pub fn secret(&self, name: &str) -> Option<&str> {
+        self.secrets.get(name).map(String::as_str)
+    }
+
+    /// Checks that this snapshot was written by `provider` in a version this crate reads,
+    /// and decodes the provider state.
+    pub fn state_for<T: DeserializeOwned>(&self, provider: &'static str) -> Result<T> {
+        if self.provider != provider {
+            return Err(Error::invalid_input(
+                provider,
+                "resume",
+                format!("the snapshot was written by provider `{}`; resume it with that provider", self.provider),
+            ));
+        }
+        if self.version != SNAPSHOT_VERSION {
+            return Err(Error::invalid_input(
+                provider,
+                "resume",
+                format!(
+                    "snapshot version {} is not readable by this version (expects {SNAPSHOT_VERSION})",
+                    self.version
+                ),
+            ));
+        }
+        serde_json::from_value(self.state.clone())
+            .map_err(|e| Error::invalid_input(provider, "resume", format!("the snapshot state is malformed: {e}")))
+    }
+
+    /// The named secret, or an [`ErrorKind::InvalidInput`] error naming it when the
+    /// snapshot lacks it.
+    pub fn require_secret(&self, provider: &'static str, name: &str) -> Result<&str> {
+        self.secret(name)
+            .ok_or_else(|| Error::invalid_input(provider, "resume", format!("the snapshot lacks the secret `{name}`")))
+    }
+}
+
+impl fmt::Debug for SessionSnapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Redacted<'a>(&'a BTreeMap<String, String>);
+        impl fmt::Debug for Redacted<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_map().entries(self.0.keys().map(|k| (k, "[redacted]"))).finish()
+            }
+        }
+        f.debug_struct("SessionSnapshot")
+            .field("version", &self.version)
+            .field("provider", &self.provider)
+            .field("session_id", &self.session_id)
+            .field("state", &self.state)
+            .field("secrets", &Redacted(&self.secrets))
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct State {
+        conversation_id: String,
+        last_event_id: Option<String>,
+    }
+
+    fn state() -> State {
+        State { conversation_id: "c-1".into(), last_event_id: Some("42".into()) }
+    }
+
+    #[test]
+    fn round_trips_through_json_with_version_and_secrets() {
+        let snapshot =
+            SessionSnapshot::new("miaw", "bot-1", &state()).unwrap().with_secret("access_token", "eyJ.secret.token");
+        let json = serde_json::to_string(&snapshot).unwrap();
+        let back: SessionSnapshot = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, snapshot);
+        assert_eq!(back.version(), SNAPSHOT_VERSION);
+        assert_eq!(back.state_for::<State>("miaw").unwrap(), state());
+        assert_eq!(back.secret("access_token"), Some("eyJ.secret.token"));
+    }
+
+    #[test]
+    fn debug_redacts_secrets() {
+        let snapshot =
+            SessionSnapshot::new("miaw", "bot-1", &state()).unwrap().with_secret("access_token", "eyJ.secret.token");
+        let debug = format!("{snapshot:?}");
+        assert!(!debug.contains("eyJ.secret.token"), "{debug}");
+        assert!(debug.contains("access_token"), "{debug}");
+        assert!(debug.contains("[redacted]"), "{debug}");
+    }
+
+    #[test]
+    fn wrong_provider_or_version_is_a_clear_error() {
+        let snapshot = SessionSnapshot::new("miaw", "bot-1", &state()).unwrap();
+        let err = snapshot.state_for::<State>("genesys").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("provider `miaw`"), "{err}");
+
+        let mut json = serde_json::to_value(&snapshot).unwrap();
+        json["version"] = 99.into();
+        let future: SessionSnapshot = serde_json::from_value(json).unwrap();
+        let err = future.state_for::<State>("miaw").unwrap_err();
+        assert!(err.to_string().contains("version 99"), "{err}");
+        let err = future.require_secret("miaw", "access_token").unwrap_err();
+        assert!(err.to_string().contains("`access_token`"), "{err}");
+    }
+}

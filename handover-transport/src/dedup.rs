@@ -1,0 +1,89 @@
+//! A bounded set of recently seen ids, to drop redelivered webhooks and repeated events.
+
+use std::collections::{HashSet, VecDeque};
+
+/// Remembers the last `capacity` ids; older ones are forgotten first.
+#[derive(Clone, Debug)]
+pub struct DedupSet {
+    capacity: usize,
+    order: VecDeque<String>,
+    seen: HashSet<String>,
+}
+
+impl DedupSet {
+    /// A set remembering up to `capacity` ids (at least 1).
+    pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        Self {
+            capacity,
+            order: VecDeque::with_capacity(capacity.min(4096)),
+            seen: HashSet::with_capacity(capacity.min(4096)),
+        }
+    }
+
+    /// Records `id`; `true` if it was new, `false` if it is a repeat.
+    pub fn insert(&mut self, id: &str) -> bool {
+        if self.seen.contains(id) {
+            return false;
+        }
+        if self.order.len() == self.capacity
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.seen.remove(&oldest);
+        }
+        self.order.push_back(id.to_owned());
+        self.seen.insert(id.to_owned());
+        true
+    }
+
+    /// Whether `id` was seen (and is still remembered).
+    pub fn contains(&self, id: &str) -> bool {
+        self.seen.contains(id)
+    }
+
+    /// The remembered ids, oldest first (for snapshots).
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.order.iter().map(String::as_str)
+    }
+
+    /// Ids remembered.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Whether nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}
+
+impl Default for DedupSet {
+    fn default() -> Self {
+        Self::new(1024)
+    }
+}
+
+impl<S: AsRef<str>> Extend<S> for DedupSet {
+    fn extend<I: IntoIterator<Item = S>>(&mut self, iter: I) {
+        for id in iter {
+            self.insert(id.as_ref());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeats_are_reported_and_the_oldest_forgotten() {
+        let mut set = DedupSet::new(2);
+        assert!(set.insert("a"));
+        assert!(!set.insert("a"));
+        assert!(set.insert("b"));
+        assert!(set.insert("c"));
+        assert!(!set.contains("a"));
+        assert!(set.insert("a"));
+        assert_eq!(set.ids().collect::<Vec<_>>(), ["c", "a"]);
+    }
+}

@@ -1,0 +1,17 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![warn(missing_docs)]
+
+pub mod dedup;
+pub mod events;
+pub mod http;
+pub mod longpoll;
+pub mod retry;
+pub mod signature;
+pub mod sse;
+#[cfg(feature = "ws")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ws")))]
+pub mod ws;
+
+pub use reqwest;
+pub use tokio_util::sync::CancellationToken;
