@@ -24,6 +24,13 @@ pub enum UserInput {
 }
 
 impl UserInput {
+    /// The text providers send for [`UserInput::Connected`] when their API carries it as a
+    /// message (`protocols/handover-semantics.md` §2).
+    pub const CONNECTED_TEXT: &'static str = "User joined the conversation";
+
+    /// The text providers send for [`UserInput::Disconnected`].
+    pub const DISCONNECTED_TEXT: &'static str = "User left the conversation";
+
     /// A text message with the given client-side id.
     pub fn message(id: impl Into<String>, text: impl Into<String>) -> Self {
         UserInput::Message { id: id.into(), text: text.into() }

@@ -8,7 +8,7 @@ use futures_core::Stream;
 
 use crate::{Event, Result};
 
-type Inner = Pin<Box<dyn Stream<Item = Result<Event>> + Send + 'static>>;
+type Inner = Pin<Box<dyn Stream<Item = Result<Event>> + Send + Sync + 'static>>;
 
 /// The agent-side events of one [`Session`](crate::Session).
 ///
@@ -36,7 +36,7 @@ impl EventStream {
     /// Wraps a provider's raw stream, enforcing the termination rules of the contract.
     pub fn new<S>(stream: S) -> Self
     where
-        S: Stream<Item = Result<Event>> + Send + 'static,
+        S: Stream<Item = Result<Event>> + Send + Sync + 'static,
     {
         Self { inner: Some(Box::pin(stream)) }
     }

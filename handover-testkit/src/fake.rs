@@ -38,6 +38,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 enum Wire {
     Event { seq: u64, id: String, event: Event },
     Drop,
+    Fail { kind: ErrorKind, message: String },
 }
 
 /// The agent side of one conversation.
@@ -145,6 +146,15 @@ impl FakeConversation {
         let mut state = lock(&self.inner.state);
         match state.attached.take() {
             Some(tx) => tx.send(Wire::Drop).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Fails the session's event stream with an error of `kind` (the provider broke).
+    pub fn fail_session(&self, kind: ErrorKind, message: &str) -> bool {
+        let state = lock(&self.inner.state);
+        match &state.attached {
+            Some(tx) => tx.send(Wire::Fail { kind, message: message.to_owned() }).is_ok(),
             None => false,
         }
     }
@@ -412,6 +422,10 @@ async fn pump(
                 if !sender.send(event).await || terminal {
                     return;
                 }
+            }
+            Wire::Fail { kind, message } => {
+                sender.fail(Error::new(kind, NAME, "read events", message)).await;
+                return;
             }
             Wire::Drop => {
                 if !sender.send(Event::Reconnecting).await {

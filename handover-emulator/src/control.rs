@@ -1,0 +1,64 @@
+//! The control API under `/_emulator/`: read conversations, act as the agent, set faults.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+
+use crate::faults::FaultSettings;
+use crate::model::{AgentAction, Conversation, Hub};
+
+/// The routes, mounted under `/_emulator`.
+pub(crate) fn routes(hub: Arc<Hub>) -> Router {
+    Router::new()
+        .route("/_emulator/health", get(|| async { "ok" }))
+        .route("/_emulator/conversations", get(list))
+        .route("/_emulator/conversations/{id}", get(show))
+        .route("/_emulator/conversations/{id}/agent", post(act))
+        .route("/_emulator/faults", post(faults))
+        .with_state(hub)
+}
+
+fn find(hub: &Hub, id: &str) -> Option<Arc<Conversation>> {
+    if id == "latest" { hub.latest() } else { hub.get(id) }
+}
+
+fn not_found(id: &str) -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({ "error": format!("no conversation `{id}`") }))).into_response()
+}
+
+async fn list(State(hub): State<Arc<Hub>>) -> Response {
+    Json(hub.all().iter().map(|c| c.view()).collect::<Vec<_>>()).into_response()
+}
+
+async fn show(State(hub): State<Arc<Hub>>, Path(id): Path<String>) -> Response {
+    match find(&hub, &id) {
+        Some(conversation) => Json(conversation.view()).into_response(),
+        None => not_found(&id),
+    }
+}
+
+/// Body: an agent action, e.g. `{"action":"message","agent":"Ann","text":"Hi"}`,
+/// `{"action":"joined","agent":"Ann"}`, `{"action":"left","agent":"Ann","transfer":true}`,
+/// `{"action":"queued","position":3,"wait_secs":120}`, `{"action":"ended"}`.
+async fn act(State(hub): State<Arc<Hub>>, Path(id): Path<String>, Json(action): Json<serde_json::Value>) -> Response {
+    let Some(conversation) = find(&hub, &id) else { return not_found(&id) };
+    let action: AgentAction = match serde_json::from_value(action) {
+        Ok(action) => action,
+        Err(e) => return (StatusCode::BAD_REQUEST, Json(json!({ "error": e.to_string() }))).into_response(),
+    };
+    match hub.agent(&conversation, action) {
+        Some(record) => (StatusCode::CREATED, Json(record)).into_response(),
+        None => (StatusCode::CONFLICT, Json(json!({ "error": "the conversation has ended" }))).into_response(),
+    }
+}
+
+async fn faults(State(hub): State<Arc<Hub>>, Json(settings): Json<FaultSettings>) -> Response {
+    hub.faults.apply(&settings);
+    StatusCode::NO_CONTENT.into_response()
+}

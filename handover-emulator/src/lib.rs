@@ -1,0 +1,179 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+pub mod agent;
+mod control;
+pub mod faults;
+pub mod miaw;
+pub mod model;
+mod sse;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use tokio::task::JoinHandle;
+
+pub use crate::agent::AgentScript;
+pub use crate::faults::{FaultSettings, Faults};
+pub use crate::model::{AgentAction, AgentRecord, Conversation, ConversationView, CustomerAction, Hub};
+
+/// The protocols this build emulates, by provider name.
+pub const PROTOCOLS: [&str; 1] = ["miaw"];
+
+/// How to run an emulator.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct EmulatorOptions {
+    /// The scripted agent; `None` leaves the agent side to the control API and tests.
+    pub script: Option<AgentScript>,
+    /// Where push protocols deliver their webhooks.
+    pub webhook_url: Option<String>,
+}
+
+impl EmulatorOptions {
+    /// With the scripted agent.
+    #[must_use]
+    pub fn scripted(mut self, script: AgentScript) -> Self {
+        self.script = Some(script);
+        self
+    }
+
+    /// With a webhook target.
+    #[must_use]
+    pub fn with_webhook_url(mut self, url: impl Into<String>) -> Self {
+        self.webhook_url = Some(url.into());
+        self
+    }
+}
+
+/// What a protocol module offers besides its routes.
+pub trait ProtocolHandle: Send + Sync {
+    /// The provider's config table (as JSON) pointing at this emulator at `base_url`.
+    fn provider_config(&self, base_url: &str) -> serde_json::Value;
+
+    /// Delivers the last agent-side event of `conversation` again, with the same id.
+    fn redeliver_last(&self, conversation: &str) -> bool;
+
+    /// Every secret the emulator issued or expects (for leak checks).
+    fn secrets(&self) -> Vec<String>;
+}
+
+/// A running emulator on loopback. Dropping it stops it.
+pub struct Emulator {
+    addr: SocketAddr,
+    hub: Arc<Hub>,
+    protocol: Arc<dyn ProtocolHandle>,
+    name: &'static str,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Emulator {
+    /// Starts the emulator of `protocol` on `127.0.0.1:0`.
+    pub async fn start(protocol: &str, options: EmulatorOptions) -> std::io::Result<Self> {
+        Self::start_on(protocol, SocketAddr::from(([127, 0, 0, 1], 0)), options).await
+    }
+
+    /// Starts the emulator of `protocol` on `addr`.
+    pub async fn start_on(protocol: &str, addr: SocketAddr, options: EmulatorOptions) -> std::io::Result<Self> {
+        let hub = Arc::new(Hub::new());
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let mut tasks = Vec::new();
+        let (name, handle, routes): (&'static str, Arc<dyn ProtocolHandle>, Router) = match protocol {
+            "miaw" => {
+                let (handle, routes, task) = miaw::Miaw::start(hub.clone());
+                tasks.push(task);
+                ("miaw", handle, routes)
+            }
+            other => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("no emulator for `{other}`; available: {}", PROTOCOLS.join(", ")),
+                ));
+            }
+        };
+        let app = routes
+            .layer(middleware::from_fn_with_state(hub.clone(), inject_faults))
+            .merge(control::routes(hub.clone()));
+        tasks.push(tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, app).await {
+                tracing::warn!(%error, "emulator server stopped");
+            }
+        }));
+        if let Some(script) = options.script {
+            tasks.push(agent::spawn(hub.clone(), script));
+        }
+        tracing::info!(protocol = name, %addr, "emulator listening");
+        Ok(Self { addr, hub, protocol: handle, name, tasks })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The emulated provider's name.
+    pub fn protocol(&self) -> &'static str {
+        self.name
+    }
+
+    /// The shared contact center (conversations, faults).
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    /// The provider config table (JSON) that points the provider at this emulator.
+    pub fn provider_config(&self) -> serde_json::Value {
+        self.protocol.provider_config(&self.url())
+    }
+
+    /// Delivers the last agent-side event of `conversation` again.
+    pub fn redeliver_last(&self, conversation: &str) -> bool {
+        self.protocol.redeliver_last(conversation)
+    }
+
+    /// Secrets the emulator issued or expects.
+    pub fn secrets(&self) -> Vec<String> {
+        self.protocol.secrets()
+    }
+
+    /// Runs until the server stops (for `handover emulate`).
+    pub async fn wait(mut self) {
+        if let Some(server) = self.tasks.pop() {
+            let _ = server.await;
+        }
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+async fn inject_faults(State(hub): State<Arc<Hub>>, request: Request, next: Next) -> Response {
+    if let Some((status, retry_after)) = hub.faults.take_failure() {
+        tracing::debug!(status, path = request.uri().path(), "injecting a failure");
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        let mut response = (status, "{\"message\":\"injected by the emulator\"}").into_response();
+        if let Some(secs) = retry_after
+            && let Ok(value) = secs.to_string().parse()
+        {
+            response.headers_mut().insert("retry-after", value);
+        }
+        return response;
+    }
+    next.run(request).await
+}

@@ -1,0 +1,636 @@
+//! Salesforce Messaging for In-App and Web (`protocols/salesforce-miaw.md`).
+//!
+//! Guest and authenticated tokens (an identity JWT whose `iss` is [`IDENTITY_ISSUER`] and
+//! that has not expired verifies; anything else falls back silently to a guest token, as
+//! the real API does), conversations with lowercase UUIDs, messages, typing, close, the
+//! entries list (payloads as objects) and the SSE stream (payloads as JSON strings, event
+//! ids, `ping` keep-alives, echoes of the end user's messages, no replay on reconnect).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+
+use crate::ProtocolHandle;
+use crate::model::{AgentAction, Change, Conversation, CustomerAction, Hub, lock, now_ms};
+use crate::sse::{self, Chunk};
+
+/// The org id the emulator expects.
+pub const ORG_ID: &str = "00DEMO000000001";
+/// The Embedded Service deployment name the emulator expects.
+pub const ES_DEVELOPER_NAME: &str = "Handover_Demo";
+/// The issuer of identity JWTs the emulator accepts.
+pub const IDENTITY_ISSUER: &str = "handover-emulator";
+/// Lifetime of guest tokens.
+pub const GUEST_TTL: Duration = Duration::from_secs(3600);
+/// Lifetime of authenticated tokens.
+pub const AUTH_TTL: Duration = Duration::from_secs(6 * 3600);
+
+#[derive(Clone, Debug)]
+struct Token {
+    subject: String,
+    expires_ms: u64,
+}
+
+#[derive(Clone, Debug)]
+struct Frame {
+    owner: String,
+    event: &'static str,
+    id: u64,
+    data: String,
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    identifier: String,
+    entry_type: &'static str,
+    payload: Value,
+    sender: Value,
+    sender_display_name: String,
+    at_ms: u64,
+}
+
+impl Entry {
+    fn json(&self, payload_as_string: bool) -> Value {
+        json!({
+            "identifier": self.identifier,
+            "entryType": self.entry_type,
+            "entryPayload": if payload_as_string { Value::String(self.payload.to_string()) } else { self.payload.clone() },
+            "sender": self.sender,
+            "senderDisplayName": self.sender_display_name,
+            "transcriptedTimestamp": self.at_ms,
+            "clientTimestamp": self.at_ms,
+            "relatedRecords": [],
+        })
+    }
+}
+
+/// The MIAW emulator state.
+pub struct Miaw {
+    hub: Arc<Hub>,
+    tokens: Mutex<HashMap<String, Token>>,
+    next_event: AtomicU64,
+    entries: Mutex<HashMap<String, Vec<Entry>>>,
+    last_frame: Mutex<HashMap<String, Frame>>,
+    frames: broadcast::Sender<Frame>,
+    keepalive: Duration,
+}
+
+impl Miaw {
+    /// The protocol handle, routes and translator task.
+    pub(crate) fn start(hub: Arc<Hub>) -> (Arc<dyn ProtocolHandle>, Router, JoinHandle<()>) {
+        let (frames, _) = broadcast::channel(8192);
+        let miaw = Arc::new(Self {
+            hub,
+            tokens: Mutex::default(),
+            next_event: AtomicU64::new(1000),
+            entries: Mutex::default(),
+            last_frame: Mutex::default(),
+            frames,
+            keepalive: Duration::from_secs(15),
+        });
+        let task = tokio::spawn(translate(miaw.clone()));
+        let routes = Router::new()
+            .route("/iamessage/api/v2/authorization/unauthenticated/access-token", post(guest_token))
+            .route(
+                "/iamessage/api/v2/authorization/authenticated/access-token",
+                post(authenticated_token).delete(revoke_token),
+            )
+            .route("/iamessage/api/v2/authorization/continuation-access-token", get(continuation_token))
+            .route("/iamessage/api/v2/conversation", post(create_conversation))
+            .route("/iamessage/api/v2/conversation/{id}", get(routing_status).delete(close_conversation))
+            .route("/iamessage/api/v2/conversation/{id}/session", delete(close_conversation))
+            .route("/iamessage/api/v2/conversation/{id}/message", post(send_message))
+            .route("/iamessage/api/v2/conversation/{id}/entry", post(send_entry))
+            .route("/iamessage/api/v2/conversation/{id}/acknowledge-entries", post(acknowledge))
+            .route("/iamessage/api/v2/conversation/{id}/entries", get(list_entries))
+            .route("/eventrouter/v1/sse", get(stream))
+            .with_state(miaw.clone());
+        (miaw, routes, task)
+    }
+
+    fn issue(&self, subject: String, ttl: Duration) -> String {
+        let exp = now_ms() / 1000 + ttl.as_secs();
+        let header = B64.encode(br#"{"alg":"none","typ":"JWT"}"#);
+        let payload = B64.encode(json!({ "sub": subject, "exp": exp, "iat": now_ms() / 1000 }).to_string());
+        let token = format!("{header}.{payload}.emulator-{}", self.hub.next_number());
+        lock(&self.tokens).insert(token.clone(), Token { subject, expires_ms: exp * 1000 });
+        self.hub.faults.token_issued();
+        token
+    }
+
+    fn authorize(&self, headers: &HeaderMap) -> Result<Token, Reject> {
+        let token = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        let found = lock(&self.tokens).get(token).cloned();
+        match found {
+            Some(t) if t.expires_ms > now_ms() && !self.hub.faults.tokens_expired() => Ok(t),
+            Some(_) => Err(unauthorized("Jwt is expired")),
+            None => Err(unauthorized("Invalid token")),
+        }
+    }
+
+    fn conversation_for(&self, token: &Token, id: &str) -> Result<Arc<Conversation>, Reject> {
+        match self.hub.get(id) {
+            Some(c) if c.owner == token.subject => Ok(c),
+            _ => Err(error(StatusCode::NOT_FOUND, "Conversation not found.")),
+        }
+    }
+
+    fn record(&self, conversation: &Conversation, entry: Entry) {
+        let frame = Frame {
+            owner: conversation.owner.clone(),
+            event: event_name(entry.entry_type),
+            id: self.next_event.fetch_add(1, Ordering::SeqCst),
+            data: json!({
+                "channelPlatformKey": "emulator",
+                "channelType": "embedded_messaging",
+                "channelAddressIdentifier": "emulator-channel",
+                "conversationId": conversation.id,
+                "conversationEntry": entry.json(true),
+            })
+            .to_string(),
+        };
+        lock(&self.entries).entry(conversation.id.clone()).or_default().push(entry);
+        lock(&self.last_frame).insert(conversation.id.clone(), frame.clone());
+        let _ = self.frames.send(frame);
+    }
+}
+
+impl ProtocolHandle for Miaw {
+    fn provider_config(&self, base_url: &str) -> Value {
+        json!({ "scrt_url": base_url, "org_id": ORG_ID, "es_developer_name": ES_DEVELOPER_NAME })
+    }
+
+    fn redeliver_last(&self, conversation: &str) -> bool {
+        let frame = lock(&self.last_frame).get(conversation).cloned();
+        match frame {
+            Some(frame) => self.frames.send(frame).is_ok(),
+            None => false,
+        }
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        lock(&self.tokens).keys().cloned().collect()
+    }
+}
+
+fn event_name(entry_type: &str) -> &'static str {
+    match entry_type {
+        "Message" => "CONVERSATION_MESSAGE",
+        "ParticipantChanged" => "CONVERSATION_PARTICIPANT_CHANGED",
+        "RoutingResult" => "CONVERSATION_ROUTING_RESULT",
+        "RoutingWorkResult" => "CONVERSATION_ROUTING_WORK_RESULT",
+        "SessionStatusChanged" => "CONVERSATION_SESSION_STATUS_CHANGED",
+        "CloseConversation" => "CONVERSATION_CLOSE_CONVERSATION",
+        "TypingStartedIndicator" => "CONVERSATION_TYPING_STARTED_INDICATOR",
+        "TypingStoppedIndicator" => "CONVERSATION_TYPING_STOPPED_INDICATOR",
+        _ => "CONVERSATION_UNKNOWN_FUTURE_EVENT",
+    }
+}
+
+fn agent_sender(name: &str) -> Value {
+    json!({ "role": "Agent", "appType": "agent", "subject": format!("agent/{}", name.to_lowercase()) })
+}
+
+fn system_sender() -> Value {
+    json!({ "role": "System", "appType": "iamessage", "subject": "system" })
+}
+
+/// Turns hub changes into MIAW entries and SSE frames.
+async fn translate(miaw: Arc<Miaw>) {
+    let mut changes = miaw.hub.subscribe();
+    let mut session_active: HashMap<String, bool> = HashMap::new();
+    loop {
+        let change = match changes.recv().await {
+            Ok(change) => change,
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(n, "miaw emulator lagged behind the hub");
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        let number = miaw.hub.next_number();
+        let entry = |entry_type: &'static str, payload: Value, sender: Value, name: &str| Entry {
+            identifier: format!("entry-{number}-{}", entry_type.to_lowercase()),
+            entry_type,
+            payload,
+            sender,
+            sender_display_name: name.to_owned(),
+            at_ms: now_ms(),
+        };
+        match change {
+            Change::Created(conversation) => {
+                let payload = json!({ "sessionStatus": "Waiting", "sessionStatusPrev": "New" });
+                miaw.record(&conversation, entry("SessionStatusChanged", payload, system_sender(), "System"));
+            }
+            Change::Agent(conversation, record) => match record.action {
+                AgentAction::Queued { position, wait_secs } => {
+                    let payload = json!({
+                        "routingType": "Initial",
+                        "failureType": "None",
+                        "estimatedWaitTime": { "estimatedWaitTimeInSeconds": wait_secs.map_or(-1, |w| i64::try_from(w).unwrap_or(-1)), "isEWTRequested": true },
+                        "recordId": format!("0Mw{number}"),
+                        "routingConfigurationDetails": { "routingConfigurationType": "QueueRoutingType", "queueId": "00G000000000001" },
+                    });
+                    miaw.record(&conversation, entry("RoutingResult", payload, system_sender(), "System"));
+                    if let Some(position) = position {
+                        // The real payload of this event is unknown (protocols/salesforce-miaw.md §6.2).
+                        let payload = json!({ "queuePosition": position });
+                        miaw.record(&conversation, entry("QueuePosition", payload, system_sender(), "System"));
+                    }
+                }
+                AgentAction::Joined { agent } => {
+                    let participant = json!({
+                        "operation": "add",
+                        "displayName": agent,
+                        "participant": agent_sender(&agent),
+                    });
+                    miaw.record(
+                        &conversation,
+                        entry("ParticipantChanged", json!({ "entries": [participant] }), system_sender(), "System"),
+                    );
+                    miaw.record(
+                        &conversation,
+                        entry("RoutingWorkResult", json!({ "workType": "Accepted" }), system_sender(), "System"),
+                    );
+                    if !session_active.insert(conversation.id.clone(), true).unwrap_or(false) {
+                        let payload = json!({ "sessionStatus": "Active", "sessionStatusPrev": "Waiting" });
+                        miaw.record(&conversation, entry("SessionStatusChanged", payload, system_sender(), "System"));
+                    }
+                }
+                AgentAction::Message { agent, text } => {
+                    let payload = json!({
+                        "id": record.id,
+                        "abstractMessage": {
+                            "messageType": "StaticContentMessage",
+                            "id": record.id,
+                            "staticContent": { "formatType": "Text", "text": text },
+                        },
+                        "messageReason": null,
+                    });
+                    miaw.record(&conversation, entry("Message", payload, agent_sender(&agent), &agent));
+                }
+                AgentAction::Typing { agent, on } => {
+                    let kind = if on { "TypingStartedIndicator" } else { "TypingStoppedIndicator" };
+                    miaw.record(&conversation, entry(kind, json!({}), agent_sender(&agent), &agent));
+                }
+                AgentAction::Left { agent, transfer } => {
+                    let participant = json!({
+                        "operation": "remove",
+                        "displayName": agent,
+                        "participant": agent_sender(&agent),
+                    });
+                    miaw.record(
+                        &conversation,
+                        entry("ParticipantChanged", json!({ "entries": [participant] }), system_sender(), "System"),
+                    );
+                    if transfer {
+                        let payload = json!({ "routingType": "Transfer", "failureType": "None", "estimatedWaitTime": { "estimatedWaitTimeInSeconds": null, "isEWTRequested": false } });
+                        miaw.record(&conversation, entry("RoutingResult", payload, system_sender(), "System"));
+                    }
+                }
+                AgentAction::Ended => {
+                    let payload = json!({ "sessionStatus": "Ended", "sessionStatusPrev": "Active", "sessionEndedByRole": "Agent" });
+                    miaw.record(&conversation, entry("SessionStatusChanged", payload, system_sender(), "System"));
+                }
+            },
+            Change::Customer(conversation, action) => match action {
+                CustomerAction::Message { text } => {
+                    let payload = json!({
+                        "id": format!("echo-{number}"),
+                        "abstractMessage": { "messageType": "StaticContentMessage", "id": format!("echo-{number}"), "staticContent": { "formatType": "Text", "text": text } },
+                    });
+                    let sender = json!({ "role": "EndUser", "appType": "iamessage", "subject": conversation.owner });
+                    miaw.record(&conversation, entry("Message", payload, sender, "Guest"));
+                }
+                CustomerAction::Typing { .. } => {}
+                CustomerAction::Closed => {
+                    miaw.record(&conversation, entry("CloseConversation", json!({}), system_sender(), "System"));
+                }
+            },
+        }
+    }
+}
+
+/// A refused request: its status and message (the error body is built on the way out).
+struct Reject {
+    status: StatusCode,
+    message: &'static str,
+}
+
+impl IntoResponse for Reject {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "message": self.message, "errorCode": self.status.as_u16() }))).into_response()
+    }
+}
+
+fn error(status: StatusCode, message: &'static str) -> Reject {
+    Reject { status, message }
+}
+
+fn unauthorized(message: &'static str) -> Reject {
+    error(StatusCode::UNAUTHORIZED, message)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TokenRequest {
+    org_id: String,
+    es_developer_name: String,
+    capabilities_version: String,
+    platform: String,
+    authorization_type: Option<String>,
+    customer_identity_token: Option<String>,
+}
+
+fn check_token_request(body: &TokenRequest) -> Result<(), Reject> {
+    if body.org_id != ORG_ID {
+        return Err(error(StatusCode::BAD_REQUEST, "Invalid orgId."));
+    }
+    if body.es_developer_name != ES_DEVELOPER_NAME {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "No Embedded Service deployment with that esDeveloperName is published.",
+        ));
+    }
+    if body.capabilities_version != "1" || body.platform != "Web" {
+        return Err(error(StatusCode::BAD_REQUEST, "Unsupported capabilitiesVersion or platform."));
+    }
+    Ok(())
+}
+
+fn token_response(miaw: &Miaw, token: String, subject: &str) -> Response {
+    Json(json!({
+        "accessToken": token,
+        "lastEventId": (miaw.next_event.load(Ordering::SeqCst) - 1).to_string(),
+        "context": {
+            "deviceId": format!("device-{}", miaw.hub.next_number()),
+            "endUser": { "role": "EndUser", "appType": "iamessage", "subject": subject },
+            "configuration": { "embeddedServiceConfig": { "name": ES_DEVELOPER_NAME, "deploymentType": "API", "forms": [] } },
+        },
+    }))
+    .into_response()
+}
+
+async fn guest_token(State(miaw): State<Arc<Miaw>>, Json(body): Json<TokenRequest>) -> Response {
+    if let Err(reject) = check_token_request(&body) {
+        return reject.into_response();
+    }
+    let subject = format!("v2/iamessage/ANON/{}", uuid::Uuid::new_v4());
+    let token = miaw.issue(subject.clone(), GUEST_TTL);
+    token_response(&miaw, token, &subject)
+}
+
+/// The claims of an identity JWT, without checking its signature (the emulator trusts its
+/// issuer name; the real API verifies against the keyset).
+fn identity_subject(jwt: &str) -> Option<String> {
+    let payload = jwt.split('.').nth(1)?;
+    let claims: Value = serde_json::from_slice(&B64.decode(payload.trim_end_matches('=')).ok()?).ok()?;
+    let valid = claims["iss"] == IDENTITY_ISSUER && claims["exp"].as_u64().is_some_and(|exp| exp * 1000 > now_ms());
+    let subject = claims["sub"].as_str().filter(|s| !s.is_empty())?;
+    valid.then(|| format!("v2/iamessage/AUTH/emulator-keyset/uid:{subject}"))
+}
+
+async fn authenticated_token(State(miaw): State<Arc<Miaw>>, Json(body): Json<TokenRequest>) -> Response {
+    if let Err(reject) = check_token_request(&body) {
+        return reject.into_response();
+    }
+    if body.authorization_type.as_deref() != Some("JWT") {
+        return error(StatusCode::BAD_REQUEST, "authorizationType must be JWT.").into_response();
+    }
+    // protocols/salesforce-miaw.md §5: a failed verification silently yields a guest token.
+    let (subject, ttl) = match body.customer_identity_token.as_deref().and_then(identity_subject) {
+        Some(subject) => (subject, AUTH_TTL),
+        None => (format!("v2/iamessage/ANON/{}", uuid::Uuid::new_v4()), GUEST_TTL),
+    };
+    let token = miaw.issue(subject.clone(), ttl);
+    token_response(&miaw, token, &subject)
+}
+
+async fn revoke_token(State(miaw): State<Arc<Miaw>>, headers: HeaderMap) -> Response {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_owned();
+    lock(&miaw.tokens).remove(&token);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn continuation_token(State(miaw): State<Arc<Miaw>>, headers: HeaderMap) -> Response {
+    let current = match miaw.authorize(&headers) {
+        Ok(t) => t,
+        Err(r) => return r.into_response(),
+    };
+    let remaining = Duration::from_millis(current.expires_ms.saturating_sub(now_ms()));
+    let token = miaw.issue(current.subject.clone(), remaining);
+    Json(json!({ "accessToken": token })).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateConversation {
+    conversation_id: String,
+    es_developer_name: String,
+    #[serde(default)]
+    routing_attributes: Value,
+}
+
+async fn create_conversation(
+    State(miaw): State<Arc<Miaw>>,
+    headers: HeaderMap,
+    Json(body): Json<CreateConversation>,
+) -> Response {
+    let token = match miaw.authorize(&headers) {
+        Ok(t) => t,
+        Err(r) => return r.into_response(),
+    };
+    let is_v4 = uuid::Uuid::parse_str(&body.conversation_id).is_ok_and(|u| u.get_version_num() == 4);
+    if !is_v4 || body.conversation_id != body.conversation_id.to_lowercase() {
+        return error(StatusCode::BAD_REQUEST, "Specify the conversationId in UUID format.").into_response();
+    }
+    if body.es_developer_name != ES_DEVELOPER_NAME {
+        return error(StatusCode::BAD_REQUEST, "Invalid esDeveloperName.").into_response();
+    }
+    if miaw.hub.get(&body.conversation_id).is_some() {
+        return error(StatusCode::CONFLICT, "A conversation with this ID already exists.").into_response();
+    }
+    miaw.hub.create(body.conversation_id, token.subject, json!({ "routingAttributes": body.routing_attributes }));
+    StatusCode::CREATED.into_response()
+}
+
+async fn routing_status(State(miaw): State<Arc<Miaw>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let conversation = match miaw.authorize(&headers).and_then(|t| miaw.conversation_for(&t, &id)) {
+        Ok(c) => c,
+        Err(r) => return r.into_response(),
+    };
+    let view = conversation.view();
+    let status = if view.transferring {
+        "TRANSFER"
+    } else if conversation.agent_name().is_some() {
+        "ROUTED"
+    } else if view.agent.iter().any(|r| matches!(r.action, AgentAction::Left { .. } | AgentAction::Ended)) {
+        "NEEDS_ROUTING"
+    } else {
+        "INITIAL"
+    };
+    Json(json!({ "conversationId": id, "routingStatus": status })).into_response()
+}
+
+#[derive(Deserialize)]
+struct EsQuery {
+    #[serde(rename = "esDeveloperName")]
+    es_developer_name: Option<String>,
+}
+
+async fn close_conversation(
+    State(miaw): State<Arc<Miaw>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(query): Query<EsQuery>,
+) -> Response {
+    let conversation = match miaw.authorize(&headers).and_then(|t| miaw.conversation_for(&t, &id)) {
+        Ok(c) => c,
+        Err(r) => return r.into_response(),
+    };
+    if query.es_developer_name.as_deref() != Some(ES_DEVELOPER_NAME) {
+        return error(StatusCode::BAD_REQUEST, "esDeveloperName is required.").into_response();
+    }
+    miaw.hub.customer(&conversation, CustomerAction::Closed);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn send_message(
+    State(miaw): State<Arc<Miaw>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+) -> Response {
+    let conversation = match miaw.authorize(&headers).and_then(|t| miaw.conversation_for(&t, &id)) {
+        Ok(c) => c,
+        Err(r) => return r.into_response(),
+    };
+    let message = &body["message"];
+    let (Some(message_id), Some(text)) = (message["id"].as_str(), message["staticContent"]["text"].as_str()) else {
+        return error(StatusCode::BAD_REQUEST, "message.id and message.staticContent.text are required.")
+            .into_response();
+    };
+    if body["esDeveloperName"] != ES_DEVELOPER_NAME || message["messageType"] != "StaticContentMessage" {
+        return error(StatusCode::BAD_REQUEST, "Invalid message.").into_response();
+    }
+    if !miaw.hub.customer(&conversation, CustomerAction::Message { text: text.to_owned() }) {
+        return error(StatusCode::EXPECTATION_FAILED, "No active messaging session.").into_response();
+    }
+    (StatusCode::ACCEPTED, Json(json!({ "conversationEntries": [{ "id": message_id, "clientTimestamp": now_ms() }] })))
+        .into_response()
+}
+
+async fn send_entry(
+    State(miaw): State<Arc<Miaw>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+) -> Response {
+    let conversation = match miaw.authorize(&headers).and_then(|t| miaw.conversation_for(&t, &id)) {
+        Ok(c) => c,
+        Err(r) => return r.into_response(),
+    };
+    let on = match body["entryType"].as_str() {
+        Some("TypingStartedIndicator") => true,
+        Some("TypingStoppedIndicator") => false,
+        _ => return error(StatusCode::BAD_REQUEST, "Unsupported entryType.").into_response(),
+    };
+    miaw.hub.customer(&conversation, CustomerAction::Typing { on });
+    StatusCode::ACCEPTED.into_response()
+}
+
+async fn acknowledge(State(miaw): State<Arc<Miaw>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    match miaw.authorize(&headers).and_then(|t| miaw.conversation_for(&t, &id)) {
+        Ok(_) => StatusCode::ACCEPTED.into_response(),
+        Err(r) => r.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EntriesQuery {
+    limit: Option<usize>,
+    start_timestamp: Option<u64>,
+    direction: Option<String>,
+}
+
+async fn list_entries(
+    State(miaw): State<Arc<Miaw>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(query): Query<EntriesQuery>,
+) -> Response {
+    if let Err(r) = miaw.authorize(&headers).and_then(|t| miaw.conversation_for(&t, &id)) {
+        return r.into_response();
+    }
+    let limit = query.limit.unwrap_or(20).clamp(1, 50);
+    let entries = lock(&miaw.entries).get(&id).cloned().unwrap_or_default();
+    let mut selected: Vec<&Entry> =
+        entries.iter().filter(|e| query.start_timestamp.is_none_or(|start| e.at_ms >= start)).collect();
+    if query.direction.as_deref() == Some("FromEnd") {
+        selected.reverse();
+    }
+    let page: Vec<Value> = selected.into_iter().take(limit).map(|e| e.json(false)).collect();
+    Json(json!({ "conversationEntries": page })).into_response()
+}
+
+async fn stream(State(miaw): State<Arc<Miaw>>, headers: HeaderMap) -> Response {
+    let Ok(token) = miaw.authorize(&headers) else {
+        // §7: the stream answers expired tokens with this JSON.
+        let body = json!({ "status": 401, "error": "Unauthorized", "path": "/eventrouter/v1/sse" });
+        return (StatusCode::UNAUTHORIZED, Json(body)).into_response();
+    };
+    if headers.get("x-org-id").and_then(|v| v.to_str().ok()) != Some(ORG_ID) {
+        return error(StatusCode::BAD_REQUEST, "X-Org-Id header is missing or wrong.").into_response();
+    }
+    if headers.get("last-event-id").is_none() {
+        return error(StatusCode::BAD_REQUEST, "Last-Event-Id header is missing.").into_response();
+    }
+    let (tx, rx) = mpsc::channel(256);
+    let mut frames = miaw.frames.subscribe();
+    let miaw = miaw.clone();
+    tokio::spawn(async move {
+        let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + miaw.keepalive, miaw.keepalive);
+        loop {
+            let chunk = tokio::select! {
+                frame = frames.recv() => match frame {
+                    Ok(frame) if frame.owner == token.subject => {
+                        Chunk::Frame(sse::frame(frame.event, &frame.id.to_string(), &frame.data))
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = keepalive.tick() => Chunk::Frame(sse::frame("ping", "", "0")),
+                () = miaw.hub.faults.dropped() => Chunk::Abort,
+                () = tx.closed() => return,
+            };
+            let abort = matches!(chunk, Chunk::Abort);
+            if tx.send(chunk).await.is_err() || abort {
+                return;
+            }
+        }
+    });
+    sse::response(rx)
+}

@@ -1,0 +1,492 @@
+//! The TOML config file of `handover chat` (DESIGN.md §6).
+//!
+//! ```toml
+//! provider = "miaw"
+//!
+//! [node]
+//! accepted_message = "Connecting you to an agent."
+//! cancel_intent = "cancel_handover"
+//!
+//! [user]
+//! id = "user-42"
+//! name = "Jane Doe"
+//!
+//! [miaw]
+//! scrt_url = "https://acme.my.salesforce-scrt.com"
+//! org_id = "00D000000000001"
+//! es_developer_name = "Bot_Handover"
+//! identity_token_env = "MIAW_IDENTITY_TOKEN"
+//! ```
+//!
+//! Unknown keys are errors that name the key and the file. Any key `x` of a provider
+//! table may be given as `x_env`, naming an environment variable that holds the value
+//! (meant for secrets).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use handover_core::{EndUser, Error, HandoverRequest, Provider, Result, TranscriptEntry};
+use serde::Deserialize;
+
+use crate::Registry;
+use crate::node::{Alternative, FlowContinuation, NodeConfig, QueueUpdates};
+use crate::registry::PROVIDERS;
+
+/// A loaded config file.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Config {
+    /// Where it was read from (for messages).
+    pub path: PathBuf,
+    /// The selected provider.
+    pub provider: String,
+    /// The node parameters.
+    pub node: NodeConfig,
+    /// The end user.
+    pub user: EndUser,
+    /// The bot transcript (from `[transcript] file`).
+    pub transcript: Vec<TranscriptEntry>,
+    /// Where the CLI listens for webhooks.
+    pub webhook_listen: Option<SocketAddr>,
+    /// The selected provider's table, with `*_env` keys resolved.
+    pub provider_table: toml::Value,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    #[serde(default)]
+    accepted_message: String,
+    #[serde(default)]
+    repeat_accepted_message: bool,
+    cancel_intent: Option<String>,
+    cancel_button_text: Option<String>,
+    #[serde(default)]
+    flow_continuation: FlowContinuation,
+    #[serde(default)]
+    send_resolve_event: bool,
+    #[serde(default)]
+    send_queue_event: bool,
+    #[serde(default)]
+    send_active_event: bool,
+    #[serde(default = "yes")]
+    user_connects_message: bool,
+    #[serde(default = "yes")]
+    user_disconnects_message: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    id: String,
+    name: Option<String>,
+    email: Option<String>,
+    phone: Option<String>,
+    language: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTranscript {
+    file: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    listen: SocketAddr,
+}
+
+/// The queue keys the node reads from the selected provider's table (Live Agent's node
+/// parameters in DESIGN.md §6). The table keeps them: the provider may need them too.
+#[derive(Deserialize, Default)]
+struct RawQueue {
+    get_queue_position: Option<bool>,
+    queue_update_interval: Option<u64>,
+    get_estimated_wait_time: Option<bool>,
+    wait_time_update_interval: Option<u64>,
+    alternative_update: Option<bool>,
+    max_queue_position: Option<u32>,
+    max_estimated_wait_time_ms: Option<u64>,
+    alternative_text: Option<String>,
+}
+
+const QUEUE_KEYS: [&str; 8] = [
+    "get_queue_position",
+    "queue_update_interval",
+    "get_estimated_wait_time",
+    "wait_time_update_interval",
+    "alternative_update",
+    "max_queue_position",
+    "max_estimated_wait_time_ms",
+    "alternative_text",
+];
+
+impl Config {
+    /// Reads and checks `path`, resolving `*_env` keys from the process environment.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::config("handover", format!("cannot read config file {}: {e}", path.display())).with_source(e)
+        })?;
+        Self::parse(&text, path, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses config text; `path` names the file in messages and anchors relative paths;
+    /// `env` looks up environment variables.
+    pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
+        let file = path.display().to_string();
+        let fail = |message: String| Error::config("handover", format!("{file}: {message}"));
+        let mut root: toml::Table = text.parse().map_err(|e: toml::de::Error| fail(e.message().trim().to_owned()))?;
+
+        let provider = match root.remove("provider") {
+            Some(toml::Value::String(name)) => name,
+            Some(_) => return Err(fail("`provider` must be a string".to_owned())),
+            None => {
+                return Err(fail(format!(
+                    "missing `provider`; set it to one of {}",
+                    PROVIDERS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                )));
+            }
+        };
+        let node: RawNode = section(&mut root, "node", &fail)?
+            .unwrap_or_else(|| toml::Value::Table(Default::default()).try_into().expect("an empty [node] is valid"));
+        let user: Option<RawUser> = section(&mut root, "user", &fail)?;
+        let transcript: Option<RawTranscript> = section(&mut root, "transcript", &fail)?;
+        let webhook: Option<RawWebhook> = section(&mut root, "webhook", &fail)?;
+
+        // Everything left must be a provider table.
+        let mut provider_table = None;
+        for (key, value) in root {
+            if !PROVIDERS.iter().any(|(name, _)| *name == key) {
+                return Err(fail(format!("unknown key `{key}`")));
+            }
+            let toml::Value::Table(table) = value else {
+                return Err(fail(format!("`{key}` must be a table ([{key}])")));
+            };
+            if key == provider {
+                provider_table = Some(resolve_env(&key, table, env).map_err(fail)?);
+            }
+        }
+        if !PROVIDERS.iter().any(|(name, _)| *name == provider) {
+            return Err(fail(format!(
+                "unknown provider `{provider}`; expected one of {}",
+                PROVIDERS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        let provider_table = provider_table
+            .ok_or_else(|| fail(format!("provider `{provider}` is selected but there is no [{provider}] table")))?;
+
+        let mut queue_table = toml::Table::new();
+        for key in QUEUE_KEYS {
+            if let Some(value) = provider_table.get(key) {
+                queue_table.insert(key.to_owned(), value.clone());
+            }
+        }
+        let queue: RawQueue = toml::Value::Table(queue_table)
+            .try_into()
+            .map_err(|e: toml::de::Error| fail(format!("[{provider}]: {}", e.message().trim())))?;
+
+        let user = match user {
+            Some(u) => {
+                let mut end_user = EndUser::new(u.id);
+                end_user.name = u.name;
+                end_user.email = u.email;
+                end_user.phone = u.phone;
+                end_user.language = u.language;
+                end_user
+            }
+            None => return Err(fail("missing [user] table with at least `id`".to_owned())),
+        };
+        let transcript = match transcript {
+            Some(t) => {
+                let base = path.parent().unwrap_or_else(|| Path::new("."));
+                load_transcript(&base.join(&t.file))?
+            }
+            None => Vec::new(),
+        };
+        let node = NodeConfig {
+            accepted_message: node.accepted_message,
+            repeat_accepted_message: node.repeat_accepted_message,
+            cancel_intent: node.cancel_intent.filter(|s| !s.is_empty()),
+            cancel_button_text: node.cancel_button_text.filter(|s| !s.is_empty()),
+            flow_continuation: node.flow_continuation,
+            send_resolve_event: node.send_resolve_event,
+            send_queue_event: node.send_queue_event,
+            send_active_event: node.send_active_event,
+            user_connects_message: node.user_connects_message,
+            user_disconnects_message: node.user_disconnects_message,
+            queue: queue_updates(queue),
+        };
+        Ok(Self {
+            path: path.to_path_buf(),
+            provider,
+            node,
+            user,
+            transcript,
+            webhook_listen: webhook.map(|w| w.listen),
+            provider_table: toml::Value::Table(provider_table),
+        })
+    }
+
+    /// The handover request for bot session `session_id`.
+    pub fn request(&self, session_id: impl Into<String>) -> HandoverRequest {
+        HandoverRequest::new(session_id, self.user.clone()).with_transcript(self.transcript.clone())
+    }
+
+    /// Builds the selected provider.
+    pub fn build_provider(&self, registry: &Registry) -> Result<Arc<dyn Provider>> {
+        registry.build(&self.provider, self.provider_table.clone()).map_err(|e| {
+            Error::config(self.provider.clone(), format!("{}: {}", self.path.display(), e.message())).with_source(e)
+        })
+    }
+}
+
+fn section<T: serde::de::DeserializeOwned>(
+    root: &mut toml::Table,
+    name: &str,
+    fail: &dyn Fn(String) -> Error,
+) -> Result<Option<T>> {
+    root.remove(name)
+        .map(|value| value.try_into().map_err(|e: toml::de::Error| fail(format!("[{name}]: {}", e.message().trim()))))
+        .transpose()
+}
+
+fn queue_updates(raw: RawQueue) -> QueueUpdates {
+    let mut queue = QueueUpdates::default();
+    if let Some(on) = raw.get_queue_position {
+        queue.position = on;
+    }
+    if let Some(secs) = raw.queue_update_interval {
+        queue.position_interval = Duration::from_secs(secs);
+    }
+    if let Some(on) = raw.get_estimated_wait_time {
+        queue.wait_time = on;
+    }
+    if let Some(secs) = raw.wait_time_update_interval {
+        queue.wait_time_interval = Duration::from_secs(secs);
+    }
+    if raw.alternative_update == Some(true) {
+        queue.alternative = Some(Alternative::new(
+            raw.alternative_text.unwrap_or_default(),
+            raw.max_queue_position,
+            raw.max_estimated_wait_time_ms.map(Duration::from_millis),
+        ));
+    }
+    queue
+}
+
+/// Replaces every `x_env = "VAR"` with `x = <value of VAR>`.
+fn resolve_env(
+    provider: &str,
+    table: toml::Table,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> std::result::Result<toml::Table, String> {
+    let mut out = toml::Table::new();
+    let mut from_env = Vec::new();
+    for (key, value) in table {
+        match key.strip_suffix("_env") {
+            Some(stem) if !stem.is_empty() => {
+                let toml::Value::String(var) = value else {
+                    return Err(format!("[{provider}] `{key}` must name an environment variable"));
+                };
+                let resolved = env(&var).filter(|v| !v.is_empty()).ok_or_else(|| {
+                    format!("[{provider}] `{key}` names the environment variable {var}, which is not set")
+                })?;
+                from_env.push((stem.to_owned(), key, resolved));
+            }
+            _ => {
+                out.insert(key, value);
+            }
+        }
+    }
+    for (stem, key, value) in from_env {
+        if out.contains_key(&stem) {
+            return Err(format!("[{provider}] sets both `{stem}` and `{key}`; keep one"));
+        }
+        out.insert(stem, toml::Value::String(value));
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TranscriptLine {
+    from: handover_core::Speaker,
+    text: String,
+    #[serde(default)]
+    at: Option<u64>,
+}
+
+/// Reads a JSON-lines transcript: `{"from":"user"|"bot"|"agent","text":…}` per line.
+pub fn load_transcript(path: &Path) -> Result<Vec<TranscriptEntry>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::config("handover", format!("cannot read transcript file {}: {e}", path.display())).with_source(e)
+    })?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(n, line)| {
+            let line: TranscriptLine = serde_json::from_str(line).map_err(|e| {
+                Error::config(
+                    "handover",
+                    format!(
+                        "{}:{}: not a transcript line ({e}); expected {{\"from\":\"user\",\"text\":\"…\"}}",
+                        path.display(),
+                        n + 1
+                    ),
+                )
+            })?;
+            let mut entry = TranscriptEntry::new(line.from, line.text);
+            entry.at = line.at;
+            Ok(entry)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use handover_core::{ErrorKind, Speaker};
+
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config> {
+        parse_env(text, &|name| (name == "MIAW_TOKEN").then(|| "secret-token".to_owned()))
+    }
+
+    fn parse_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config> {
+        Config::parse(text, Path::new("handover.toml"), env)
+    }
+
+    const MIAW: &str = r#"
+provider = "miaw"
+
+[node]
+accepted_message = "Connecting you to an agent."
+repeat_accepted_message = true
+cancel_intent = "cancel_handover"
+cancel_button_text = "Cancel"
+flow_continuation = "agent_inject_entrypoint"
+send_resolve_event = true
+send_queue_event = true
+send_active_event = true
+user_connects_message = false
+
+[user]
+id = "user-42"
+name = "Jane Doe"
+language = "en"
+
+[miaw]
+scrt_url = "https://acme.my.salesforce-scrt.com"
+org_id = "00D000000000001"
+identity_token_env = "MIAW_TOKEN"
+routing_attributes = { customerName = "John Doe" }
+"#;
+
+    #[test]
+    fn reads_the_documented_format() {
+        let config = parse(MIAW).unwrap();
+        assert_eq!(config.provider, "miaw");
+        assert_eq!(config.node.accepted_message, "Connecting you to an agent.");
+        assert!(config.node.repeat_accepted_message);
+        assert_eq!(config.node.cancel_intent.as_deref(), Some("cancel_handover"));
+        assert_eq!(config.node.cancel_button_text.as_deref(), Some("Cancel"));
+        assert_eq!(config.node.flow_continuation, FlowContinuation::AgentInjectEntrypoint);
+        assert!(config.node.send_resolve_event && config.node.send_queue_event && config.node.send_active_event);
+        assert!(!config.node.user_connects_message);
+        assert!(config.node.user_disconnects_message, "defaults to on");
+        assert_eq!(config.user.name.as_deref(), Some("Jane Doe"));
+        let table = config.provider_table.as_table().unwrap();
+        assert_eq!(table["identity_token"].as_str(), Some("secret-token"));
+        assert!(!table.contains_key("identity_token_env"));
+        assert_eq!(table["routing_attributes"]["customerName"].as_str(), Some("John Doe"));
+    }
+
+    #[test]
+    fn node_defaults_are_the_documented_defaults() {
+        let config = parse("provider = \"miaw\"\n[user]\nid = \"u\"\n[miaw]\n").unwrap();
+        assert_eq!(config.node, NodeConfig::default());
+        assert!(config.node.user_connects_message && config.node.user_disconnects_message);
+        assert!(!config.node.send_queue_event);
+    }
+
+    #[test]
+    fn unknown_keys_name_the_key_and_the_file() {
+        let error = parse(&MIAW.replace("repeat_accepted_message", "repeat_acepted_message")).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Config);
+        let text = error.to_string();
+        assert!(text.contains("handover.toml") && text.contains("repeat_acepted_message"), "{text}");
+        let error = parse(&format!("{MIAW}\n[nodes]\nx = 1\n")).unwrap_err();
+        assert!(error.to_string().contains("unknown key `nodes`"), "{error}");
+        let error = parse("provider = \"zendesk\"\n[user]\nid = \"u\"\n").unwrap_err();
+        assert!(error.to_string().contains("unknown provider `zendesk`"), "{error}");
+        let error = parse("provider = \"miaw\"\n[user]\nid = \"u\"\n").unwrap_err();
+        assert!(error.to_string().contains("no [miaw] table"), "{error}");
+    }
+
+    #[test]
+    fn env_indirection_errors_are_clear() {
+        let error = parse_env(MIAW, &|_| None).unwrap_err();
+        assert!(error.to_string().contains("MIAW_TOKEN, which is not set"), "{error}");
+        let both = MIAW.replace(
+            "identity_token_env = \"MIAW_TOKEN\"",
+            "identity_token_env = \"MIAW_TOKEN\"\nidentity_token = \"x\"",
+        );
+        let error = parse(&both).unwrap_err();
+        assert!(error.to_string().contains("both `identity_token` and `identity_token_env`"), "{error}");
+    }
+
+    #[test]
+    fn queue_keys_of_the_provider_table_configure_the_node() {
+        let text = r#"
+provider = "liveagent"
+[user]
+id = "u"
+[liveagent]
+get_queue_position = true
+queue_update_interval = 30
+get_estimated_wait_time = false
+alternative_update = true
+max_queue_position = 5
+max_estimated_wait_time_ms = 600000
+alternative_text = "Busy right now."
+"#;
+        let config = parse(text).unwrap();
+        let queue = &config.node.queue;
+        assert!(queue.position && !queue.wait_time);
+        assert_eq!(queue.position_interval, Duration::from_secs(30));
+        let alternative = queue.alternative.as_ref().unwrap();
+        assert_eq!(alternative.max_position, Some(5));
+        assert_eq!(alternative.max_wait, Some(Duration::from_secs(600)));
+        assert_eq!(alternative.text, "Busy right now.");
+        assert!(config.provider_table.as_table().unwrap().contains_key("get_queue_position"));
+    }
+
+    #[test]
+    fn transcripts_load_from_json_lines_relative_to_the_config() {
+        let dir = std::env::temp_dir().join(format!("handover-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("t.jsonl"),
+            "{\"from\":\"user\",\"text\":\"Hi\"}\n\n{\"from\":\"bot\",\"text\":\"Hello\",\"at\":5}\n",
+        )
+        .unwrap();
+        let text = "provider = \"miaw\"\n[user]\nid = \"u\"\n[transcript]\nfile = \"t.jsonl\"\n[miaw]\n";
+        let config = Config::parse(text, &dir.join("handover.toml"), &|_| None).unwrap();
+        assert_eq!(
+            config.transcript,
+            vec![TranscriptEntry::new(Speaker::User, "Hi"), TranscriptEntry::new(Speaker::Bot, "Hello").at(5)]
+        );
+        std::fs::write(dir.join("t.jsonl"), "{\"from\":\"martian\",\"text\":\"Hi\"}\n").unwrap();
+        let error = Config::parse(text, &dir.join("handover.toml"), &|_| None).unwrap_err();
+        assert!(error.to_string().contains("t.jsonl:1"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,14 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod node;
+mod registry;
+#[cfg(feature = "webhook-router")]
+#[cfg_attr(docsrs, doc(cfg(feature = "webhook-router")))]
+pub mod webhook;
+
+pub use handover_core::*;
+
+pub use crate::registry::{Builder, PROVIDERS, Registry, provider_config};
