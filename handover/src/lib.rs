@@ -10,5 +10,12 @@ mod registry;
 pub mod webhook;
 
 pub use handover_core::*;
+/// Cancels a running handover ([`node::Node::run`]'s `shutdown`).
+pub use handover_transport::CancellationToken;
 
 pub use crate::registry::{Builder, PROVIDERS, Registry, provider_config};
+
+/// Salesforce Messaging for In-App and Web (feature `miaw`).
+#[cfg(feature = "miaw")]
+#[cfg_attr(docsrs, doc(cfg(feature = "miaw")))]
+pub use provider_miaw as miaw;

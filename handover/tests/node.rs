@@ -288,6 +288,17 @@ async fn position_updates_come_at_most_once_per_interval_with_the_newest_value()
     assert_eq!(rig.next().await, agent_message("marker"));
 }
 
+/// On a running clock too: the first update goes out at once, not one tick later.
+#[tokio::test]
+async fn the_first_queue_update_is_reported_at_once_on_a_running_clock() {
+    let mut rig = Rig::start(NodeConfig::default());
+    let conversation = rig.conversation().await;
+    conversation.queue(None, Some(Duration::from_secs(180)));
+    conversation.queue(Some(2), None);
+    assert_eq!(rig.next().await, queue_update(None, Some(180_000)));
+    assert_eq!(rig.next().await, queue_update(Some(2), None));
+}
+
 #[tokio::test(start_paused = true)]
 async fn wait_time_is_reported_in_milliseconds_at_its_own_interval() {
     let mut config = NodeConfig::default();

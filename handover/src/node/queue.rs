@@ -25,17 +25,16 @@ impl Track {
         self.pending = (self.last_sent != Some(value)).then_some(value);
     }
 
-    fn due_at(&self) -> Option<Instant> {
+    /// When the pending value is due; `Some(None)` means at once (nothing sent yet).
+    fn due_at(&self) -> Option<Option<Instant>> {
         self.pending?;
-        Some(match self.sent_at {
-            Some(at) => at + self.interval,
-            None => Instant::now(),
-        })
+        Some(self.sent_at.map(|at| at + self.interval))
     }
 
     fn take_if_due(&mut self, now: Instant) -> Option<u64> {
-        let due = self.due_at()?;
-        if now < due {
+        if let Some(due) = self.due_at()?
+            && now < due
+        {
             return None;
         }
         let value = self.pending.take()?;
@@ -86,7 +85,8 @@ impl QueueReporter {
 
     /// When the next pending update is due.
     pub(super) fn next_due(&self) -> Option<Instant> {
-        match (self.position.due_at(), self.wait.due_at()) {
+        let due = |track: &Track| track.due_at().map(|at| at.unwrap_or_else(Instant::now));
+        match (due(&self.position), due(&self.wait)) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }

@@ -1,0 +1,155 @@
+//! `handover chat` and `handover check`, and the loop shared with the demo.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use handover::config::Config;
+use handover::node::{Node, NodeConfig, NodeInput, NodeOutput};
+use handover::{CancellationToken, HandoverRequest, HandoverStatus, Provider, Registry};
+use tokio::sync::mpsc;
+
+use crate::output::Printer;
+use crate::{EXIT_USAGE, input};
+
+/// Providers whose agent-side events arrive as webhooks.
+pub(crate) const PUSH_PROVIDERS: [&str; 4] = ["liveagent", "genesys", "8x8", "ringcentral"];
+
+pub(crate) async fn chat(registry: &Registry, config: Config, json: bool) -> ExitCode {
+    let provider = match config.build_provider(registry) {
+        Ok(provider) => provider,
+        Err(error) => {
+            eprintln!("error: {}", error.message());
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let _server = match config.webhook_listen {
+        Some(addr) => match serve_webhooks(addr, provider.clone()).await {
+            Ok(server) => Some(server),
+            Err(error) => {
+                eprintln!("error: cannot listen for webhooks on {addr}: {error}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        },
+        None => {
+            if PUSH_PROVIDERS.contains(&config.provider.as_str()) {
+                eprintln!(
+                    "warning: {} delivers agent messages by webhook; set [webhook] listen = \"127.0.0.1:8090\" \
+                     and point the provider at POST /webhooks/{}",
+                    config.provider, config.provider
+                );
+            }
+            None
+        }
+    };
+    let (input_tx, inputs) = mpsc::channel(32);
+    input::spawn_stdin(input_tx, json);
+    let request = config.request(uuid::Uuid::new_v4().to_string());
+    let status = drive(provider, config.node.clone(), request, inputs, Printer::new(json), |_| {}).await;
+    exit_code(&status)
+}
+
+pub(crate) fn exit_code(status: &HandoverStatus) -> ExitCode {
+    match status {
+        HandoverStatus::Completed | HandoverStatus::Cancelled => ExitCode::SUCCESS,
+        HandoverStatus::Error { .. } => ExitCode::FAILURE,
+    }
+}
+
+/// Serves `POST /webhooks/<provider>` on `addr` until dropped.
+pub(crate) async fn serve_webhooks(addr: SocketAddr, provider: Arc<dyn Provider>) -> std::io::Result<AbortOnDrop> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(local = %listener.local_addr()?, "listening for webhooks");
+    Ok(AbortOnDrop::spawn_server(listener, handover::webhook::router([provider])))
+}
+
+/// A background task that stops when dropped.
+pub(crate) struct AbortOnDrop {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl AbortOnDrop {
+    /// Serves `app` on an already bound listener.
+    pub(crate) fn spawn_server(listener: tokio::net::TcpListener, app: axum::Router) -> Self {
+        let task = tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, app).await {
+                tracing::warn!(%error, "the webhook listener stopped");
+            }
+        });
+        Self { task }
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Runs the node, printing outputs; `observe` sees each output too (the demo's scripted
+/// user). Ctrl-C ends the provider session cleanly.
+pub(crate) async fn drive(
+    provider: Arc<dyn Provider>,
+    node: NodeConfig,
+    request: HandoverRequest,
+    inputs: mpsc::Receiver<NodeInput>,
+    mut printer: Printer,
+    mut observe: impl FnMut(&NodeOutput),
+) -> HandoverStatus {
+    let (outputs, mut output_rx) = mpsc::channel(64);
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    let run =
+        tokio::spawn(async move { Node::new(node).run(provider.as_ref(), request, inputs, outputs, token).await });
+    let mut ticker = tokio::time::interval(Duration::from_millis(100));
+    let mut interrupted = false;
+    loop {
+        tokio::select! {
+            output = output_rx.recv() => match output {
+                Some(output) => {
+                    printer.print(&output);
+                    observe(&output);
+                }
+                None => break,
+            },
+            _ = ticker.tick() => printer.tick(),
+            _ = tokio::signal::ctrl_c(), if !interrupted => {
+                interrupted = true;
+                eprintln!("interrupted: ending the handover");
+                shutdown.cancel();
+            }
+        }
+    }
+    match run.await {
+        Ok(outcome) => outcome.status,
+        Err(error) => HandoverStatus::Error {
+            reason: handover::ErrorReason::Error,
+            message: format!("the handover task failed: {error}"),
+        },
+    }
+}
+
+pub(crate) async fn check(registry: &Registry, config: &Config) -> ExitCode {
+    let provider = match config.build_provider(registry) {
+        Ok(provider) => provider,
+        Err(error) => {
+            eprintln!("error: {}", error.message());
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    match provider.check().await {
+        Ok(()) => {
+            println!(
+                "ok: {} ({}) accepted the configuration and credentials",
+                config.provider,
+                provider.info().display_name
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

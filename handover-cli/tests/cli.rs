@@ -1,0 +1,359 @@
+//! The `handover` binary end to end: the demo, `chat --json` against the MIAW emulator,
+//! `check`, bad configs, and the MIAW scenarios of the provider's issue.
+
+#![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use handover_emulator::{AgentAction, AgentScript, CustomerAction, Emulator, EmulatorOptions};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_handover");
+/// A hang guard, not a timing assertion.
+const GUARD: Duration = Duration::from_secs(30);
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("handover-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// A running `handover` process with line access to stdin and stdout.
+struct Proc {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Proc {
+    fn spawn(args: &[&str]) -> Self {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the binary runs");
+        let stdout: ChildStdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Self { child, stdin, lines }
+    }
+
+    fn send(&mut self, line: &Value) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").expect("write stdin");
+        stdin.flush().expect("flush stdin");
+    }
+
+    fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// The next stdout line as JSON.
+    fn next(&self) -> Value {
+        let line = self.lines.recv_timeout(GUARD).expect("a stdout line before the guard");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"))
+    }
+
+    /// Lines until one matches `until` (inclusive).
+    fn until(&self, until: impl Fn(&Value) -> bool) -> Vec<Value> {
+        let mut seen = Vec::new();
+        loop {
+            let line = self.next();
+            let done = until(&line);
+            seen.push(line);
+            if done {
+                return seen;
+            }
+        }
+    }
+
+    fn wait(mut self) -> i32 {
+        self.stdin = None;
+        let deadline = std::time::Instant::now() + GUARD;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(std::time::Instant::now() < deadline, "the process did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn agent_message(text: &str) -> impl Fn(&Value) -> bool + '_ {
+    move |line| line["type"] == "agent_message" && line["text"] == text
+}
+
+fn is_status(line: &Value) -> bool {
+    line["type"] == "status"
+}
+
+/// Writes a config for the MIAW emulator; `extra` goes into `[miaw]`, `node` into `[node]`.
+fn miaw_config(
+    dir: &std::path::Path,
+    emulator: &Emulator,
+    node: &str,
+    extra: &str,
+    transcript: Option<&str>,
+) -> PathBuf {
+    let config = emulator.provider_config();
+    let mut text = format!(
+        "provider = \"miaw\"\n\n[node]\n{node}\n\n[user]\nid = \"user-42\"\nname = \"Jane Doe\"\n\n[miaw]\nscrt_url = \"{}\"\norg_id = \"{}\"\nes_developer_name = \"{}\"\n{extra}\n",
+        config["scrt_url"].as_str().unwrap(),
+        config["org_id"].as_str().unwrap(),
+        config["es_developer_name"].as_str().unwrap(),
+    );
+    if let Some(transcript) = transcript {
+        std::fs::write(dir.join("transcript.jsonl"), transcript).unwrap();
+        text.push_str("\n[transcript]\nfile = \"transcript.jsonl\"\n");
+    }
+    let path = dir.join("handover.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+#[test]
+fn the_demo_completes_a_full_handover() {
+    let output = Command::new(BIN).args(["demo", "--json", "--step-ms", "20"]).output().expect("runs");
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let lines: Vec<Value> =
+        String::from_utf8_lossy(&output.stdout).lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+    assert_eq!(lines.first().unwrap()["type"], "say");
+    assert!(lines.iter().any(|l| l["type"] == "queue_update"), "{lines:?}");
+    assert!(lines.iter().any(|l| l["type"] == "agent_message" && l["text"] == "Goodbye!"), "{lines:?}");
+    assert_eq!(lines.last().unwrap(), &json!({"type":"status","status":"completed"}));
+}
+
+#[test]
+fn the_demo_names_the_available_providers_for_an_unknown_one() {
+    let output = Command::new(BIN).args(["demo", "--provider", "zendesk"]).output().expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no demo for provider `zendesk`") && stderr.contains("miaw"), "{stderr}");
+}
+
+#[test]
+fn chat_json_reads_and_writes_the_documented_lines() {
+    let rt = runtime();
+    let emulator = rt.block_on(Emulator::start("miaw", EmulatorOptions::default())).unwrap();
+    let dir = temp_dir("chat-json");
+    let node = "accepted_message = \"Connecting you to an agent.\"\ncancel_button_text = \"Cancel\"\nsend_queue_event = true\nsend_active_event = true\nsend_resolve_event = true";
+    let config = miaw_config(&dir, &emulator, node, "", None);
+    let mut proc = Proc::spawn(&["chat", "--config", config.to_str().unwrap(), "--json"]);
+    assert_eq!(proc.next(), json!({"type":"say","text":"Connecting you to an agent.","quick_replies":["Cancel"]}));
+    let hub = emulator.hub().clone();
+    let conversation = rt.block_on(hub.conversation(0));
+    hub.agent(&conversation, AgentAction::Queued { position: Some(2), wait_secs: Some(120) });
+    let lines = proc.until(|l| l["type"] == "queue_update" && l["estimated_wait_time_ms"] == 120_000);
+    assert!(lines.iter().any(|l| l["type"] == "event" && l["name"] == "queue"), "{lines:?}");
+    hub.agent(&conversation, AgentAction::Joined { agent: "Ann".into() });
+    hub.agent(&conversation, AgentAction::Message { agent: "Ann".into(), text: "Hi, I'm Ann".into() });
+    let lines = proc.until(agent_message("Hi, I'm Ann"));
+    assert!(lines.iter().any(|l| *l == json!({"type":"event","name":"active"})), "{lines:?}");
+    assert_eq!(lines.last().unwrap(), &json!({"type":"agent_message","text":"Hi, I'm Ann","agent":"Ann"}));
+    proc.send(&json!({"type":"message","text":"My invoice is wrong"}));
+    proc.send(&json!({"type":"disconnected"}));
+    rt.block_on(conversation.wait_for(|v| v.customer.len() >= 2));
+    assert_eq!(conversation.customer_texts(), ["My invoice is wrong", "User left the conversation"]);
+    hub.agent(&conversation, AgentAction::Ended);
+    let lines = proc.until(is_status);
+    assert_eq!(lines.last().unwrap(), &json!({"type":"status","status":"completed"}));
+    assert!(lines.contains(&json!({"type":"event","name":"resolve","continuation":"below_node"})), "{lines:?}");
+    assert_eq!(proc.wait(), 0);
+}
+
+#[test]
+fn chat_cancel_button_cancels_and_closes_the_conversation() {
+    let rt = runtime();
+    let emulator = rt.block_on(Emulator::start("miaw", EmulatorOptions::default())).unwrap();
+    let dir = temp_dir("chat-cancel");
+    let config = miaw_config(&dir, &emulator, "cancel_button_text = \"Cancel\"", "", None);
+    let mut proc = Proc::spawn(&["chat", "--config", config.to_str().unwrap(), "--json"]);
+    let conversation = rt.block_on(emulator.hub().conversation(0));
+    proc.send(&json!({"type":"button","text":"Cancel"}));
+    assert_eq!(proc.until(is_status).last().unwrap(), &json!({"type":"status","status":"cancelled"}));
+    assert_eq!(proc.wait(), 0);
+    assert!(conversation.view().closed_by_customer);
+}
+
+#[test]
+fn chat_ends_with_an_error_status_and_exit_1_when_the_provider_is_unreachable() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = temp_dir("chat-down");
+    let text = format!(
+        "provider = \"miaw\"\n[user]\nid = \"u\"\n[miaw]\nscrt_url = \"http://127.0.0.1:{port}\"\norg_id = \"00D\"\nes_developer_name = \"X\"\n"
+    );
+    std::fs::write(dir.join("handover.toml"), text).unwrap();
+    let mut proc = Proc::spawn(&["chat", "--config", dir.join("handover.toml").to_str().unwrap(), "--json"]);
+    proc.close_stdin();
+    let status = proc.until(is_status).pop().unwrap();
+    assert_eq!(status["status"], "error");
+    assert_eq!(status["error"]["reason"], "error");
+    assert!(status["error"]["message"].as_str().unwrap().contains("could not connect"), "{status}");
+    assert_eq!(proc.wait(), 1);
+}
+
+#[test]
+fn a_bad_config_exits_2_naming_the_key_and_the_file() {
+    let dir = temp_dir("bad-config");
+    let path = dir.join("handover.toml");
+    std::fs::write(&path, "provider = \"miaw\"\n[node]\naccepted_mesage = \"x\"\n[user]\nid = \"u\"\n[miaw]\n")
+        .unwrap();
+    for command in ["chat", "check"] {
+        let output = Command::new(BIN).args([command, "--config", path.to_str().unwrap()]).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{command}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("accepted_mesage") && stderr.contains("handover.toml"), "{stderr}");
+        assert!(output.stdout.is_empty(), "diagnostics stay off stdout");
+    }
+    std::fs::write(&path, "provider = \"miaw\"\n[user]\nid = \"u\"\n[miaw]\nscrt_url = \"https://x.example\"\n")
+        .unwrap();
+    let output = Command::new(BIN).args(["check", "--config", path.to_str().unwrap()]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("org_id"), "a missing key is named");
+    let output = Command::new(BIN).args(["chat"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "missing --config is bad usage");
+}
+
+#[test]
+fn check_authenticates_against_the_provider() {
+    let rt = runtime();
+    let emulator = rt.block_on(Emulator::start("miaw", EmulatorOptions::default())).unwrap();
+    let dir = temp_dir("check");
+    let config = miaw_config(&dir, &emulator, "", "", None);
+    let output = Command::new(BIN).args(["check", "--config", config.to_str().unwrap()]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("ok: miaw"));
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("es_developer_name = \"Handover_Demo\"", "es_developer_name = \"Nope\"");
+    std::fs::write(&config, text).unwrap();
+    let output = Command::new(BIN).args(["check", "--config", config.to_str().unwrap()]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("esDeveloperName"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn a_7500_character_transcript_arrives_as_three_chunks_in_order() {
+    let rt = runtime();
+    let emulator = rt.block_on(Emulator::start("miaw", EmulatorOptions::default())).unwrap();
+    let dir = temp_dir("transcript");
+    // 75 lines of 100 rendered characters ("User: " + 93 + "\n").
+    let mut lines = String::new();
+    let mut rendered = Vec::new();
+    for i in 0..75 {
+        let speaker = if i % 2 == 0 { "user" } else { "bot" };
+        let label = if i % 2 == 0 { "User" } else { "Bot" };
+        let body: String =
+            format!("{i:03} ü ").chars().chain(std::iter::repeat('x')).take(100 - label.len() - 3).collect();
+        lines.push_str(&json!({"from": speaker, "text": body}).to_string());
+        lines.push('\n');
+        rendered.push(format!("{label}: {body}"));
+    }
+    let original = rendered.join("\n");
+    assert_eq!(original.chars().count(), 7499);
+    let config = miaw_config(&dir, &emulator, "", "", Some(&lines));
+    let mut proc = Proc::spawn(&["chat", "--config", config.to_str().unwrap(), "--json"]);
+    let conversation = rt.block_on(emulator.hub().conversation(0));
+    rt.block_on(conversation.wait_for(|v| v.customer.len() >= 3));
+    let chunks = conversation.customer_texts();
+    assert_eq!(chunks.len(), 3, "{:?}", chunks.iter().map(|c| c.chars().count()).collect::<Vec<_>>());
+    assert!(chunks.iter().all(|c| c.chars().count() <= 3000));
+    assert_eq!(chunks.concat(), original);
+    proc.send(&json!({"type":"message","text":"after the transcript"}));
+    rt.block_on(conversation.wait_for(|v| v.customer.len() >= 4));
+    assert_eq!(conversation.customer_texts()[3], "after the transcript");
+    emulator.hub().agent(&conversation, AgentAction::Ended);
+    assert_eq!(proc.until(is_status).last().unwrap()["status"], "completed");
+}
+
+#[test]
+fn an_sse_drop_mid_conversation_loses_and_repeats_no_agent_message() {
+    let rt = runtime();
+    let emulator = rt.block_on(Emulator::start("miaw", EmulatorOptions::default())).unwrap();
+    let dir = temp_dir("sse-drop");
+    let config = miaw_config(&dir, &emulator, "", "", None);
+    let proc = Proc::spawn(&["chat", "--config", config.to_str().unwrap(), "--json"]);
+    let hub = emulator.hub().clone();
+    let conversation = rt.block_on(hub.conversation(0));
+    let say = |text: &str| hub.agent(&conversation, AgentAction::Message { agent: "Ann".into(), text: text.into() });
+    say("one");
+    proc.until(agent_message("one"));
+    hub.faults.drop_streams();
+    for text in ["two", "three", "four"] {
+        say(text);
+    }
+    hub.faults.drop_streams();
+    say("five");
+    hub.agent(&conversation, AgentAction::Ended);
+    let lines = proc.until(is_status);
+    let texts: Vec<&str> =
+        lines.iter().filter(|l| l["type"] == "agent_message").map(|l| l["text"].as_str().unwrap()).collect();
+    assert_eq!(texts, ["two", "three", "four", "five"]);
+    assert_eq!(lines.last().unwrap()["status"], "completed");
+    assert!(hub.faults.drops() >= 2);
+}
+
+#[test]
+fn an_agent_transfer_does_not_end_the_handover() {
+    let rt = runtime();
+    let mut script = AgentScript::quick(Duration::from_millis(20));
+    script.queue_positions = 0;
+    let emulator = rt.block_on(Emulator::start("miaw", EmulatorOptions::default().scripted(script))).unwrap();
+    let dir = temp_dir("transfer");
+    let config = miaw_config(&dir, &emulator, "", "end_on_participant_change = true", None);
+    let mut proc = Proc::spawn(&["chat", "--config", config.to_str().unwrap(), "--json"]);
+    proc.until(agent_message("Hi, I'm Ann. How can I help?"));
+    proc.send(&json!({"type":"message","text":"please transfer me"}));
+    proc.until(agent_message("Hi, I'm Bob. I'll take it from here."));
+    proc.send(&json!({"type":"message","text":"still here?"}));
+    proc.until(agent_message("You said: still here?"));
+    proc.send(&json!({"type":"message","text":"bye"}));
+    assert_eq!(proc.until(is_status).last().unwrap()["status"], "completed");
+    assert_eq!(proc.wait(), 0);
+}
+
+#[test]
+fn an_agent_leaving_with_end_on_participant_change_completes_the_handover() {
+    let rt = runtime();
+    let emulator = rt.block_on(Emulator::start("miaw", EmulatorOptions::default())).unwrap();
+    let dir = temp_dir("leave");
+    let config = miaw_config(&dir, &emulator, "", "end_on_participant_change = true", None);
+    let proc = Proc::spawn(&["chat", "--config", config.to_str().unwrap(), "--json"]);
+    let hub = emulator.hub().clone();
+    let conversation = rt.block_on(hub.conversation(0));
+    hub.agent(&conversation, AgentAction::Joined { agent: "Ann".into() });
+    hub.agent(&conversation, AgentAction::Message { agent: "Ann".into(), text: "Hello".into() });
+    proc.until(agent_message("Hello"));
+    hub.agent(&conversation, AgentAction::Left { agent: "Ann".into(), transfer: false });
+    assert_eq!(proc.until(is_status).last().unwrap(), &json!({"type":"status","status":"completed"}));
+    assert_eq!(proc.wait(), 0);
+    assert!(!conversation.view().customer.contains(&CustomerAction::Closed), "the agent ended it, not us");
+}
