@@ -1,6 +1,6 @@
 //! An axum router serving `POST /webhooks/<provider>` for push providers.
 //!
-//! Each delivery is handed to [`Provider::webhook`](handover_core::Provider::webhook) with
+//! Each delivery is handed to [`Provider::webhook`] with
 //! its raw body (signatures are computed over the raw bytes), lower-cased headers and raw
 //! query string; the provider's [`WebhookReply`] goes back as is. Bodies over
 //! [`MAX_BODY_BYTES`] are refused with `413` before anything parses them. `GET` is routed
