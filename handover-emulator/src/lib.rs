@@ -4,9 +4,11 @@
 pub mod agent;
 mod control;
 pub mod faults;
+pub mod genesys;
 pub mod miaw;
 pub mod model;
 mod sse;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,7 +25,7 @@ pub use crate::faults::{FaultSettings, Faults};
 pub use crate::model::{AgentAction, AgentRecord, Conversation, ConversationView, CustomerAction, Hub};
 
 /// The protocols this build emulates, by provider name.
-pub const PROTOCOLS: [&str; 1] = ["miaw"];
+pub const PROTOCOLS: [&str; 2] = ["miaw", "genesys"];
 
 /// How to run an emulator.
 #[derive(Clone, Debug, Default)]
@@ -59,6 +61,9 @@ pub trait ProtocolHandle: Send + Sync {
     /// Delivers the last agent-side event of `conversation` again, with the same id.
     fn redeliver_last(&self, conversation: &str) -> bool;
 
+    /// How many agent records of `conversation` the module has turned into wire events.
+    fn translated(&self, conversation: &str) -> u64;
+
     /// Every secret the emulator issued or expects (for leak checks).
     fn secrets(&self) -> Vec<String>;
 }
@@ -89,6 +94,11 @@ impl Emulator {
                 let (handle, routes, task) = miaw::Miaw::start(hub.clone());
                 tasks.push(task);
                 ("miaw", handle, routes)
+            }
+            "genesys" => {
+                let (handle, routes, task) = genesys::Genesys::start(hub.clone(), addr, options.webhook_url.clone());
+                tasks.push(task);
+                ("genesys", handle, routes)
             }
             other => {
                 return Err(std::io::Error::new(
@@ -137,9 +147,23 @@ impl Emulator {
         self.protocol.provider_config(&self.url())
     }
 
-    /// Delivers the last agent-side event of `conversation` again.
-    pub fn redeliver_last(&self, conversation: &str) -> bool {
+    /// Delivers the last agent-side event of `conversation` again, once every agent action
+    /// so far has gone out.
+    pub async fn redeliver_last(&self, conversation: &str) -> bool {
+        self.settled(conversation).await;
         self.protocol.redeliver_last(conversation)
+    }
+
+    /// Waits until every agent action of `conversation` so far has gone out on the wire.
+    pub async fn settled(&self, conversation: &str) {
+        let Some(c) = self.hub.get(conversation) else { return };
+        let target = c.view().agent.len() as u64;
+        for _ in 0..5000 {
+            if self.protocol.translated(conversation) >= target {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
     }
 
     /// Secrets the emulator issued or expects.

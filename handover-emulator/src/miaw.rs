@@ -86,6 +86,7 @@ pub struct Miaw {
     last_frame: Mutex<HashMap<String, Frame>>,
     frames: broadcast::Sender<Frame>,
     keepalive: Duration,
+    translated: Mutex<HashMap<String, u64>>,
 }
 
 impl Miaw {
@@ -100,6 +101,7 @@ impl Miaw {
             last_frame: Mutex::default(),
             frames,
             keepalive: Duration::from_secs(15),
+            translated: Mutex::default(),
         });
         let task = tokio::spawn(translate(miaw.clone()));
         let routes = Router::new()
@@ -188,6 +190,10 @@ impl ProtocolHandle for Miaw {
     fn secrets(&self) -> Vec<String> {
         lock(&self.tokens).keys().cloned().collect()
     }
+
+    fn translated(&self, conversation: &str) -> u64 {
+        lock(&self.translated).get(conversation).copied().unwrap_or(0)
+    }
 }
 
 fn event_name(entry_type: &str) -> &'static str {
@@ -239,77 +245,83 @@ async fn translate(miaw: Arc<Miaw>) {
                 let payload = json!({ "sessionStatus": "Waiting", "sessionStatusPrev": "New" });
                 miaw.record(&conversation, entry("SessionStatusChanged", payload, system_sender(), "System"));
             }
-            Change::Agent(conversation, record) => match record.action {
-                AgentAction::Queued { position, wait_secs } => {
-                    let payload = json!({
-                        "routingType": "Initial",
-                        "failureType": "None",
-                        "estimatedWaitTime": { "estimatedWaitTimeInSeconds": wait_secs.map_or(-1, |w| i64::try_from(w).unwrap_or(-1)), "isEWTRequested": true },
-                        "recordId": format!("0Mw{number}"),
-                        "routingConfigurationDetails": { "routingConfigurationType": "QueueRoutingType", "queueId": "00G000000000001" },
-                    });
-                    miaw.record(&conversation, entry("RoutingResult", payload, system_sender(), "System"));
-                    if let Some(position) = position {
-                        // The real payload of this event is unknown (protocols/salesforce-miaw.md §6.2).
-                        let payload = json!({ "queuePosition": position });
-                        miaw.record(&conversation, entry("QueuePosition", payload, system_sender(), "System"));
+            Change::Agent(conversation, record) => {
+                match record.action.clone() {
+                    AgentAction::Queued { position, wait_secs } => {
+                        let payload = json!({
+                            "routingType": "Initial",
+                            "failureType": "None",
+                            "estimatedWaitTime": { "estimatedWaitTimeInSeconds": wait_secs.map_or(-1, |w| i64::try_from(w).unwrap_or(-1)), "isEWTRequested": true },
+                            "recordId": format!("0Mw{number}"),
+                            "routingConfigurationDetails": { "routingConfigurationType": "QueueRoutingType", "queueId": "00G000000000001" },
+                        });
+                        miaw.record(&conversation, entry("RoutingResult", payload, system_sender(), "System"));
+                        if let Some(position) = position {
+                            // The real payload of this event is unknown (protocols/salesforce-miaw.md §6.2).
+                            let payload = json!({ "queuePosition": position });
+                            miaw.record(&conversation, entry("QueuePosition", payload, system_sender(), "System"));
+                        }
                     }
-                }
-                AgentAction::Joined { agent } => {
-                    let participant = json!({
-                        "operation": "add",
-                        "displayName": agent,
-                        "participant": agent_sender(&agent),
-                    });
-                    miaw.record(
-                        &conversation,
-                        entry("ParticipantChanged", json!({ "entries": [participant] }), system_sender(), "System"),
-                    );
-                    miaw.record(
-                        &conversation,
-                        entry("RoutingWorkResult", json!({ "workType": "Accepted" }), system_sender(), "System"),
-                    );
-                    if !session_active.insert(conversation.id.clone(), true).unwrap_or(false) {
-                        let payload = json!({ "sessionStatus": "Active", "sessionStatusPrev": "Waiting" });
+                    AgentAction::Joined { agent } => {
+                        let participant = json!({
+                            "operation": "add",
+                            "displayName": agent,
+                            "participant": agent_sender(&agent),
+                        });
+                        miaw.record(
+                            &conversation,
+                            entry("ParticipantChanged", json!({ "entries": [participant] }), system_sender(), "System"),
+                        );
+                        miaw.record(
+                            &conversation,
+                            entry("RoutingWorkResult", json!({ "workType": "Accepted" }), system_sender(), "System"),
+                        );
+                        if !session_active.insert(conversation.id.clone(), true).unwrap_or(false) {
+                            let payload = json!({ "sessionStatus": "Active", "sessionStatusPrev": "Waiting" });
+                            miaw.record(
+                                &conversation,
+                                entry("SessionStatusChanged", payload, system_sender(), "System"),
+                            );
+                        }
+                    }
+                    AgentAction::Message { agent, text } => {
+                        let payload = json!({
+                            "id": record.id,
+                            "abstractMessage": {
+                                "messageType": "StaticContentMessage",
+                                "id": record.id,
+                                "staticContent": { "formatType": "Text", "text": text },
+                            },
+                            "messageReason": null,
+                        });
+                        miaw.record(&conversation, entry("Message", payload, agent_sender(&agent), &agent));
+                    }
+                    AgentAction::Typing { agent, on } => {
+                        let kind = if on { "TypingStartedIndicator" } else { "TypingStoppedIndicator" };
+                        miaw.record(&conversation, entry(kind, json!({}), agent_sender(&agent), &agent));
+                    }
+                    AgentAction::Left { agent, transfer } => {
+                        let participant = json!({
+                            "operation": "remove",
+                            "displayName": agent,
+                            "participant": agent_sender(&agent),
+                        });
+                        miaw.record(
+                            &conversation,
+                            entry("ParticipantChanged", json!({ "entries": [participant] }), system_sender(), "System"),
+                        );
+                        if transfer {
+                            let payload = json!({ "routingType": "Transfer", "failureType": "None", "estimatedWaitTime": { "estimatedWaitTimeInSeconds": null, "isEWTRequested": false } });
+                            miaw.record(&conversation, entry("RoutingResult", payload, system_sender(), "System"));
+                        }
+                    }
+                    AgentAction::Ended => {
+                        let payload = json!({ "sessionStatus": "Ended", "sessionStatusPrev": "Active", "sessionEndedByRole": "Agent" });
                         miaw.record(&conversation, entry("SessionStatusChanged", payload, system_sender(), "System"));
                     }
                 }
-                AgentAction::Message { agent, text } => {
-                    let payload = json!({
-                        "id": record.id,
-                        "abstractMessage": {
-                            "messageType": "StaticContentMessage",
-                            "id": record.id,
-                            "staticContent": { "formatType": "Text", "text": text },
-                        },
-                        "messageReason": null,
-                    });
-                    miaw.record(&conversation, entry("Message", payload, agent_sender(&agent), &agent));
-                }
-                AgentAction::Typing { agent, on } => {
-                    let kind = if on { "TypingStartedIndicator" } else { "TypingStoppedIndicator" };
-                    miaw.record(&conversation, entry(kind, json!({}), agent_sender(&agent), &agent));
-                }
-                AgentAction::Left { agent, transfer } => {
-                    let participant = json!({
-                        "operation": "remove",
-                        "displayName": agent,
-                        "participant": agent_sender(&agent),
-                    });
-                    miaw.record(
-                        &conversation,
-                        entry("ParticipantChanged", json!({ "entries": [participant] }), system_sender(), "System"),
-                    );
-                    if transfer {
-                        let payload = json!({ "routingType": "Transfer", "failureType": "None", "estimatedWaitTime": { "estimatedWaitTimeInSeconds": null, "isEWTRequested": false } });
-                        miaw.record(&conversation, entry("RoutingResult", payload, system_sender(), "System"));
-                    }
-                }
-                AgentAction::Ended => {
-                    let payload = json!({ "sessionStatus": "Ended", "sessionStatusPrev": "Active", "sessionEndedByRole": "Agent" });
-                    miaw.record(&conversation, entry("SessionStatusChanged", payload, system_sender(), "System"));
-                }
-            },
+                *lock(&miaw.translated).entry(conversation.id.clone()).or_default() = record.seq;
+            }
             Change::Customer(conversation, action) => match action {
                 CustomerAction::Message { text } => {
                     let payload = json!({

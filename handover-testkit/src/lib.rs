@@ -6,6 +6,7 @@ mod harness;
 pub mod mock;
 pub mod scenarios;
 pub mod sse_server;
+pub mod webhook_server;
 pub mod ws_server;
 
 pub use harness::{Harness, sample_request};

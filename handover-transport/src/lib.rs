@@ -9,6 +9,7 @@ pub mod longpoll;
 pub mod retry;
 pub mod signature;
 pub mod sse;
+pub mod time;
 #[cfg(feature = "ws")]
 #[cfg_attr(docsrs, doc(cfg(feature = "ws")))]
 pub mod ws;

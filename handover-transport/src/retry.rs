@@ -215,7 +215,7 @@ fn httpdate(value: &str) -> Option<SystemTime> {
     let mut parts = value.split_whitespace();
     let _weekday = parts.next()?;
     let day: u64 = parts.next()?.parse().ok()?;
-    let month = match parts.next()? {
+    let month: u32 = match parts.next()? {
         "Jan" => 1,
         "Feb" => 2,
         "Mar" => 3,
@@ -236,14 +236,7 @@ fn httpdate(value: &str) -> Option<SystemTime> {
     if parts.next()? != "GMT" || !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 {
         return None;
     }
-    // Days from civil date (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + i64::try_from(day).ok()? - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    let days = crate::time::days_from_civil(year, month, u32::try_from(day).ok()?);
     let secs = u64::try_from(days).ok()? * 86_400 + h * 3600 + m * 60 + s;
     Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
 }

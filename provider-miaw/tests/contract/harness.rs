@@ -72,7 +72,7 @@ impl Harness for MiawHarness {
     }
 
     async fn redeliver_last(&self) -> bool {
-        self.emulator.redeliver_last(&self.current().id)
+        self.emulator.redeliver_last(&self.current().id).await
     }
 
     async fn agent_typing(&self, on: bool) -> bool {

@@ -1,0 +1,77 @@
+//! Delivering webhooks to the connector under test: retries like the real services, and
+//! the duplicate, reorder and bad-signature faults.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::model::Hub;
+
+/// One delivery: body and headers (signing happens in the protocol module).
+#[derive(Clone, Debug)]
+pub(crate) struct Delivery {
+    pub(crate) body: Vec<u8>,
+    pub(crate) headers: Vec<(String, String)>,
+}
+
+/// Posts deliveries to `url` in order, one at a time, retrying `429`, `5xx` and transport
+/// failures up to `retries` times with `pause` between tries.
+pub(crate) fn spawn(hub: Arc<Hub>, url: String, retries: u32, pause: Duration) -> mpsc::UnboundedSender<Delivery> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Delivery>();
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
+    tokio::spawn(async move {
+        let mut held: Option<Delivery> = None;
+        while let Some(delivery) = rx.recv().await {
+            let mut batch = Vec::new();
+            if hub.faults.reorder_deliveries() {
+                match held.take() {
+                    // The second of a pair goes first.
+                    Some(first) => batch.extend([delivery, first]),
+                    None => {
+                        held = Some(delivery);
+                        // Do not hold the last delivery forever: if nothing follows soon, send it.
+                        match tokio::time::timeout(Duration::from_millis(200), rx.recv()).await {
+                            Ok(Some(next)) => {
+                                batch.extend([next, held.take().unwrap_or_else(|| unreachable_delivery())])
+                            }
+                            _ => batch.extend(held.take()),
+                        }
+                    }
+                }
+            } else {
+                batch.push(delivery);
+            }
+            for delivery in batch {
+                let copies = if hub.faults.duplicate_deliveries() { 2 } else { 1 };
+                for _ in 0..copies {
+                    post(&client, &url, &delivery, retries, pause).await;
+                }
+            }
+        }
+    });
+    tx
+}
+
+fn unreachable_delivery() -> Delivery {
+    Delivery { body: Vec::new(), headers: Vec::new() }
+}
+
+async fn post(client: &reqwest::Client, url: &str, delivery: &Delivery, retries: u32, pause: Duration) {
+    for attempt in 0..=retries {
+        let mut request = client.post(url).body(delivery.body.clone());
+        for (name, value) in &delivery.headers {
+            request = request.header(name, value);
+        }
+        match request.send().await {
+            Ok(response) if response.status().is_success() => return,
+            Ok(response) if response.status().as_u16() != 429 && !response.status().is_server_error() => {
+                tracing::debug!(status = %response.status(), "webhook refused; not retried");
+                return;
+            }
+            Ok(response) => tracing::debug!(status = %response.status(), attempt, "webhook failed; retrying"),
+            Err(error) => tracing::debug!(error = %error.without_url(), attempt, "webhook failed; retrying"),
+        }
+        tokio::time::sleep(pause).await;
+    }
+}

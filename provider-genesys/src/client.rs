@@ -1,0 +1,273 @@
+//! The Genesys Platform API endpoints the provider uses (`protocols/genesys.md` §4) and
+//! `parse_error`.
+
+use std::borrow::Cow;
+
+use handover_core::{Error, ErrorKind, Result};
+use handover_transport::http;
+use handover_transport::reqwest::header::HeaderMap;
+use handover_transport::reqwest::{self, Method, RequestBuilder, Response, StatusCode};
+use handover_transport::retry::{self, Idempotency, RetryPolicy};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use url::Url;
+
+use crate::NAME;
+
+/// Turns a failed response into an error: the Platform API's `{message, code, contextId}`
+/// when present (the context id helps Genesys support), else the body text.
+pub fn parse_error(op: impl Into<Cow<'static, str>>, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Error {
+    let message = match serde_json::from_slice::<Value>(body) {
+        Ok(json) => {
+            let mut message = json["message"].as_str().unwrap_or_default().to_owned();
+            if let Some(code) = json["code"].as_str() {
+                message = format!("{message} ({code})");
+            }
+            if let Some(context) = json["contextId"].as_str() {
+                message = format!("{message} [contextId {context}]");
+            }
+            message
+        }
+        Err(_) => String::from_utf8_lossy(body).trim().to_owned(),
+    };
+    http::status_error(NAME, op, status, headers, message)
+}
+
+/// Who the customer is on the wire (`channel.from`).
+#[derive(Clone, Debug)]
+pub(crate) struct Customer {
+    pub(crate) id: String,
+    pub(crate) nickname: Option<String>,
+    pub(crate) email: Option<String>,
+}
+
+impl Customer {
+    fn json(&self) -> Value {
+        let mut from = json!({ "id": self.id, "idType": "Opaque" });
+        if let Some(nickname) = &self.nickname {
+            from["nickname"] = json!(nickname);
+            let mut parts = nickname.splitn(2, ' ');
+            if let (Some(first), Some(last)) = (parts.next(), parts.next()) {
+                from["firstName"] = json!(first);
+                from["lastName"] = json!(last);
+            }
+        }
+        if let Some(email) = &self.email {
+            from["email"] = json!(email);
+        }
+        from
+    }
+}
+
+/// The part of an inbound message answer the provider reads.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Accepted {
+    #[serde(default)]
+    pub(crate) conversation_id: Option<String>,
+}
+
+/// A participant of a message conversation (§4 #9).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Participant {
+    pub(crate) id: String,
+    #[serde(default)]
+    pub(crate) purpose: String,
+    #[serde(default)]
+    pub(crate) state: String,
+    #[serde(default)]
+    pub(crate) disconnect_type: Option<String>,
+    #[serde(default)]
+    pub(crate) user: Option<Value>,
+}
+
+/// A notification channel (§7.1).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Channel {
+    pub(crate) id: String,
+    pub(crate) connect_uri: String,
+}
+
+/// The API endpoints.
+pub(crate) struct Client {
+    http: reqwest::Client,
+    api: Url,
+    integration_id: String,
+    pub(crate) retry: RetryPolicy,
+}
+
+impl Client {
+    pub(crate) fn new(http: reqwest::Client, api: Url, integration_id: String, retry: RetryPolicy) -> Self {
+        Self { http, api, integration_id, retry }
+    }
+
+    fn request(&self, method: Method, path: &str, token: &SecretString) -> RequestBuilder {
+        self.http
+            .request(method, http::join(&self.api, path))
+            .bearer_auth(token.expose_secret())
+            .header("Accept", "application/json")
+    }
+
+    async fn send(
+        &self,
+        op: &'static str,
+        idempotency: Idempotency,
+        build: impl FnMut() -> RequestBuilder,
+    ) -> Result<Response> {
+        let response = retry::send(&self.retry, NAME, op, idempotency, build).await?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = http::read_body(NAME, op, response, 64 * 1024).await.unwrap_or_default();
+        Err(parse_error(op, status, &headers, &body))
+    }
+
+    fn inbound(&self, kind: &str) -> String {
+        format!("/api/v2/conversations/messages/{}/inbound/open/{kind}", self.integration_id)
+    }
+
+    /// §4 #4: an inbound message. The first carries the custom attributes and asks for the
+    /// conversation id.
+    pub(crate) async fn send_message(
+        &self,
+        token: &SecretString,
+        customer: &Customer,
+        message_id: &str,
+        text: &str,
+        custom_attributes: Option<&Map<String, Value>>,
+    ) -> Result<Accepted> {
+        let op = "send inbound message";
+        let mut channel = json!({
+            "messageId": message_id,
+            "time": handover_transport::time::now_iso8601(),
+            "from": customer.json(),
+        });
+        if let Some(attributes) = custom_attributes {
+            channel["metadata"] = json!({ "customAttributes": attributes });
+        }
+        let body = json!({ "channel": channel, "text": text });
+        let path = self.inbound("message");
+        let prefetch = [("prefetchConversationId", "true")];
+        // The message id lets Genesys deduplicate: a retry is safe.
+        let response = self
+            .send(op, Idempotency::Idempotent, || {
+                let request = self.request(Method::POST, &path, token).json(&body);
+                if custom_attributes.is_some() { request.query(&prefetch) } else { request }
+            })
+            .await?;
+        let body = http::read_body(NAME, op, response, 256 * 1024).await?;
+        if body.is_empty() {
+            return Ok(Accepted::default());
+        }
+        http::decode_json(NAME, op, &body)
+    }
+
+    /// §4 #5: the customer is typing.
+    pub(crate) async fn send_typing(&self, token: &SecretString, customer: &Customer) -> Result<()> {
+        let body = json!({
+            "channel": { "from": { "id": customer.id, "idType": "Opaque" }, "time": handover_transport::time::now_iso8601() },
+            "events": [{ "eventType": "Typing" }],
+        });
+        let path = self.inbound("event");
+        self.send("send typing event", Idempotency::Idempotent, || self.request(Method::POST, &path, token).json(&body))
+            .await
+            .map(drop)
+    }
+
+    /// §4 #9: the conversation's participants.
+    pub(crate) async fn participants(&self, token: &SecretString, conversation_id: &str) -> Result<Vec<Participant>> {
+        let op = "get conversation";
+        let path = format!("/api/v2/conversations/messages/{conversation_id}");
+        let response = self.send(op, Idempotency::Idempotent, || self.request(Method::GET, &path, token)).await?;
+        #[derive(Deserialize)]
+        struct Conversation {
+            #[serde(default)]
+            participants: Vec<Participant>,
+        }
+        let conversation: Conversation = http::read_json(NAME, op, response).await?;
+        Ok(conversation.participants)
+    }
+
+    /// §4 #10: disconnects a participant (the customer, when the bot side ends).
+    pub(crate) async fn disconnect(
+        &self,
+        token: &SecretString,
+        conversation_id: &str,
+        participant_id: &str,
+    ) -> Result<()> {
+        let path = format!("/api/v2/conversations/messages/{conversation_id}/participants/{participant_id}");
+        let body = json!({ "state": "disconnected" });
+        match self
+            .send("disconnect participant", Idempotency::Idempotent, || {
+                self.request(Method::PATCH, &path, token).json(&body)
+            })
+            .await
+        {
+            Err(error) if error.kind() == ErrorKind::SessionNotFound => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
+    /// The display name of Genesys user `user_id` (`GET /api/v2/users/{id}`), for agent
+    /// names: neither the webhook nor the detail events carry one.
+    pub(crate) async fn user_name(&self, token: &SecretString, user_id: &str) -> Result<Option<String>> {
+        let op = "get user";
+        let path = format!("/api/v2/users/{user_id}");
+        let response = self.send(op, Idempotency::Idempotent, || self.request(Method::GET, &path, token)).await?;
+        let user: Value = http::read_json(NAME, op, response).await?;
+        Ok(user["name"].as_str().map(str::to_owned))
+    }
+
+    /// §4 #14: a notification channel.
+    pub(crate) async fn create_channel(&self, token: &SecretString) -> Result<Channel> {
+        let op = "create notification channel";
+        let response = self
+            .send(op, Idempotency::NotIdempotent, || {
+                self.request(Method::POST, "/api/v2/notifications/channels", token).json(&json!({}))
+            })
+            .await?;
+        http::read_json(NAME, op, response).await
+    }
+
+    /// §4 #15: adds (`POST`) or replaces (`PUT`) a channel's topics.
+    pub(crate) async fn subscribe(
+        &self,
+        token: &SecretString,
+        channel_id: &str,
+        topics: &[String],
+        replace: bool,
+    ) -> Result<()> {
+        let path = format!("/api/v2/notifications/channels/{channel_id}/subscriptions");
+        let body: Vec<Value> = topics.iter().map(|topic| json!({ "id": topic })).collect();
+        let method = if replace { Method::PUT } else { Method::POST };
+        self.send("subscribe to topics", Idempotency::Idempotent, || {
+            self.request(method.clone(), &path, token).json(&body)
+        })
+        .await
+        .map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_error_keeps_code_and_context_id() {
+        let error = parse_error(
+            "send inbound message",
+            StatusCode::BAD_REQUEST,
+            &HeaderMap::new(),
+            br#"{"message":"The request could not be understood by the server due to malformed syntax.","code":"bad.request","status":400,"contextId":"7c0d-41"}"#,
+        );
+        assert_eq!(error.kind(), ErrorKind::InvalidInput);
+        assert!(error.to_string().ends_with("malformed syntax. (bad.request) [contextId 7c0d-41]"), "{error}");
+        let error = parse_error("x", StatusCode::FORBIDDEN, &HeaderMap::new(), b"missing permission");
+        assert_eq!(error.kind(), ErrorKind::PermissionDenied);
+    }
+}

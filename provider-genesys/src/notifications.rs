@@ -1,0 +1,382 @@
+//! Agent join, leave and end detection (`protocols/genesys.md` §7).
+//!
+//! Open Messaging's webhook says nothing about participants, so the end of a handover is
+//! detected separately, behind [`EndDetector`]. [`NotificationsDetector`] uses the
+//! Notifications API: one channel per provider (a channel holds 1000 topics; an app may
+//! have 20), a WebSocket owned by `handover-transport`'s owner task, three topics per
+//! conversation (`user.start`, `user.end`, `customer.end`), a rebuild before the 24 h
+//! expiry, and a resync after every reconnect so an end that happened while the socket
+//! was down is not lost.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use handover_core::{ErrorKind, Result};
+use handover_transport::ws::{self, WsConfig, WsConnect, WsEvent, WsHandle};
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::NAME;
+use crate::auth::TokenCache;
+use crate::client::Client;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Why a participant's session ended (`disconnectType`); unknown values are kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DisconnectType {
+    /// A transfer of any kind (`TRANSFER`, `CONSULT_TRANSFER`, `FORWARD_TRANSFER`, …).
+    Transfer(String),
+    /// Any other reason (`CLIENT`, `ENDPOINT`, `PEER`, `SYSTEM`, `TIMEOUT`, …).
+    Other(String),
+}
+
+impl DisconnectType {
+    /// Reads the wire value.
+    pub fn parse(value: Option<&str>) -> Self {
+        let value = value.unwrap_or("UNKNOWN").to_owned();
+        if value.ends_with("TRANSFER") { DisconnectType::Transfer(value) } else { DisconnectType::Other(value) }
+    }
+
+    /// Whether the participant left in a transfer.
+    pub fn is_transfer(&self) -> bool {
+        matches!(self, DisconnectType::Transfer(_))
+    }
+}
+
+/// What the detector reports about one conversation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ParticipantEvent {
+    /// An agent (user) participant started.
+    AgentStarted {
+        /// The participant id.
+        participant_id: String,
+        /// The Genesys user id of the agent.
+        user_id: Option<String>,
+    },
+    /// An agent participant ended.
+    AgentEnded {
+        /// The participant id.
+        participant_id: String,
+        /// Why.
+        disconnect: DisconnectType,
+    },
+    /// The customer participant ended.
+    CustomerEnded {
+        /// Why.
+        disconnect: DisconnectType,
+    },
+    /// Events may have been missed (the socket reconnected): re-read the conversation.
+    Resync,
+    /// Detection stopped for good.
+    Lost(String),
+}
+
+/// Detects participant changes of watched conversations.
+#[async_trait]
+pub trait EndDetector: Send + Sync + 'static {
+    /// Starts reporting conversation `conversation_id`'s participant changes to `sink`.
+    async fn watch(&self, conversation_id: &str, sink: mpsc::Sender<ParticipantEvent>) -> Result<()>;
+
+    /// Stops reporting them to `sink` (a newer watcher of the same conversation, after a
+    /// resume, is left alone).
+    fn unwatch(&self, conversation_id: &str, sink: &mpsc::Sender<ParticipantEvent>);
+}
+
+/// One frame of the notifications socket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// `channel.metadata`: a heartbeat or a pong.
+    Heartbeat,
+    /// `v2.system.socket_closing`: maintenance will close the socket.
+    SocketClosing,
+    /// A participant change of a conversation.
+    Event {
+        /// The conversation.
+        conversation_id: String,
+        /// What happened.
+        event: ParticipantEvent,
+    },
+    /// Anything else.
+    Ignore,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Envelope {
+    topic_name: String,
+    #[serde(default)]
+    event_body: Value,
+}
+
+/// The topics watched for a conversation.
+pub fn topics(conversation_id: &str) -> [String; 3] {
+    ["user.start", "user.end", "customer.end"]
+        .map(|kind| format!("v2.detail.events.conversation.{conversation_id}.{kind}"))
+}
+
+/// Reads a frame; malformed frames are [`Frame::Ignore`], never an error.
+pub fn parse_frame(text: &str) -> Frame {
+    let Ok(envelope) = serde_json::from_str::<Envelope>(text) else {
+        return Frame::Ignore;
+    };
+    if envelope.topic_name == "channel.metadata" {
+        return Frame::Heartbeat;
+    }
+    if envelope.topic_name == "v2.system.socket_closing" {
+        return Frame::SocketClosing;
+    }
+    let Some(rest) = envelope.topic_name.strip_prefix("v2.detail.events.conversation.") else {
+        return Frame::Ignore;
+    };
+    let Some((conversation_id, kind)) = rest.split_once('.') else {
+        return Frame::Ignore;
+    };
+    let body = &envelope.event_body;
+    let participant_id = body["participantId"].as_str().unwrap_or_default().to_owned();
+    let disconnect = DisconnectType::parse(body["disconnectType"].as_str());
+    let event = match kind {
+        "user.start" => {
+            ParticipantEvent::AgentStarted { participant_id, user_id: body["userId"].as_str().map(str::to_owned) }
+        }
+        "user.end" => ParticipantEvent::AgentEnded { participant_id, disconnect },
+        "customer.end" => ParticipantEvent::CustomerEnded { disconnect },
+        _ => return Frame::Ignore,
+    };
+    Frame::Event { conversation_id: conversation_id.to_owned(), event }
+}
+
+/// The Notifications API detector, shared by every session of a provider.
+pub struct NotificationsDetector {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    client: Arc<Client>,
+    tokens: Arc<TokenCache>,
+    config: WsConfig,
+    watched: Mutex<HashMap<String, mpsc::Sender<ParticipantEvent>>>,
+    /// The current channel and the conversations subscribed on it.
+    channel: tokio::sync::Mutex<ChannelState>,
+    socket: Mutex<Option<WsHandle>>,
+    /// Whether the socket is connected (events reach only a connected socket).
+    connected: tokio::sync::watch::Sender<bool>,
+}
+
+#[derive(Default)]
+struct ChannelState {
+    id: Option<String>,
+    subscribed: HashSet<String>,
+}
+
+/// Replace the channel's topic list once this many conversations on it are no longer watched.
+const STALE_LIMIT: usize = 100;
+
+impl NotificationsDetector {
+    pub(crate) fn new(client: Arc<Client>, tokens: Arc<TokenCache>, config: WsConfig) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                client,
+                tokens,
+                config,
+                watched: Mutex::default(),
+                channel: tokio::sync::Mutex::default(),
+                socket: Mutex::default(),
+                connected: tokio::sync::watch::Sender::new(false),
+            }),
+        }
+    }
+
+    /// The default socket settings: client pings every 30 s, rebuild after 23 h.
+    pub fn default_ws_config() -> WsConfig {
+        WsConfig::default().with_max_connection_age(Some(Duration::from_secs(23 * 3600)))
+    }
+
+    fn ensure_socket(&self) {
+        let mut socket = lock(&self.shared.socket);
+        if socket.is_some() {
+            return;
+        }
+        let (handle, events) = ws::spawn(Connector(self.shared.clone()), self.shared.config.clone());
+        tokio::spawn(read(self.shared.clone(), events));
+        *socket = Some(handle);
+    }
+}
+
+impl Drop for NotificationsDetector {
+    fn drop(&mut self) {
+        if let Some(socket) = lock(&self.shared.socket).take() {
+            socket.close();
+        }
+    }
+}
+
+impl Shared {
+    async fn authorized<T, F, Fut>(&self, call: F) -> Result<T>
+    where
+        F: Fn(SecretString) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let token = self.tokens.token().await?;
+        match call(token.clone()).await {
+            Err(error) if error.kind() == ErrorKind::Unauthenticated => call(self.tokens.renew(&token).await?).await,
+            other => other,
+        }
+    }
+}
+
+#[async_trait]
+impl EndDetector for NotificationsDetector {
+    async fn watch(&self, conversation_id: &str, sink: mpsc::Sender<ParticipantEvent>) -> Result<()> {
+        let shared = &self.shared;
+        let mut channel = shared.channel.lock().await;
+        lock(&shared.watched).insert(conversation_id.to_owned(), sink);
+        if let Some(id) = channel.id.clone() {
+            let stale = channel.subscribed.iter().filter(|c| !lock(&shared.watched).contains_key(*c)).count();
+            let client = &shared.client;
+            if stale >= STALE_LIMIT {
+                let watched: Vec<String> = lock(&shared.watched).keys().cloned().collect();
+                let all: Vec<String> = watched.iter().flat_map(|c| topics(c)).collect();
+                let (id, all) = (&id, &all);
+                shared.authorized(|token| async move { client.subscribe(&token, id, all, true).await }).await?;
+                channel.subscribed = watched.into_iter().collect();
+            } else {
+                let new = topics(conversation_id).to_vec();
+                let id = &id;
+                let new = &new;
+                shared.authorized(|token| async move { client.subscribe(&token, id, new, false).await }).await?;
+                channel.subscribed.insert(conversation_id.to_owned());
+            }
+        }
+        drop(channel);
+        self.ensure_socket();
+        // Return once the topics are subscribed on a connected socket, so nothing that
+        // happens after `watch` is missed.
+        let mut connected = shared.connected.subscribe();
+        let wait = shared.config.connect_timeout * 3;
+        match tokio::time::timeout(wait, connected.wait_for(|c| *c)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(handover_core::Error::transport(
+                NAME,
+                "watch participants",
+                format!("the notifications socket did not connect within {}s", wait.as_secs()),
+            )),
+        }
+    }
+
+    fn unwatch(&self, conversation_id: &str, sink: &mpsc::Sender<ParticipantEvent>) {
+        let mut watched = lock(&self.shared.watched);
+        if watched.get(conversation_id).is_some_and(|current| current.same_channel(sink)) {
+            watched.remove(conversation_id);
+        }
+    }
+}
+
+struct Connector(Arc<Shared>);
+
+#[async_trait]
+impl WsConnect for Connector {
+    fn provider(&self) -> &'static str {
+        NAME
+    }
+
+    /// A fresh channel with every watched conversation's topics.
+    async fn url(&self) -> Result<String> {
+        let shared = &self.0;
+        let mut channel = shared.channel.lock().await;
+        let client = &shared.client;
+        let created = shared.authorized(|token| async move { client.create_channel(&token).await }).await?;
+        let watched: Vec<String> = lock(&shared.watched).keys().cloned().collect();
+        if !watched.is_empty() {
+            let all: Vec<String> = watched.iter().flat_map(|c| topics(c)).collect();
+            let id = &created.id;
+            let all = &all;
+            shared.authorized(|token| async move { client.subscribe(&token, id, all, true).await }).await?;
+        }
+        channel.id = Some(created.id.clone());
+        channel.subscribed = watched.into_iter().collect();
+        tracing::debug!(channel = %created.id, "notification channel ready");
+        Ok(created.connect_uri)
+    }
+}
+
+async fn read(shared: Arc<Shared>, mut events: mpsc::Receiver<WsEvent>) {
+    while let Some(event) = events.recv().await {
+        match event {
+            WsEvent::Connected { reconnect: true } => {
+                shared.connected.send_replace(true);
+                let sinks: Vec<_> = lock(&shared.watched).values().cloned().collect();
+                for sink in sinks {
+                    let _ = sink.send(ParticipantEvent::Resync).await;
+                }
+            }
+            WsEvent::Connected { reconnect: false } => {
+                shared.connected.send_replace(true);
+            }
+            WsEvent::Text(text) => match parse_frame(&text) {
+                Frame::Event { conversation_id, event } => {
+                    let sink = lock(&shared.watched).get(&conversation_id).cloned();
+                    if let Some(sink) = sink
+                        && sink.send(event).await.is_err()
+                    {
+                        lock(&shared.watched).remove(&conversation_id);
+                    }
+                }
+                Frame::SocketClosing => tracing::info!("the notifications service announced maintenance"),
+                Frame::Heartbeat | Frame::Ignore => {}
+            },
+            WsEvent::Disconnected { reason } => {
+                shared.connected.send_replace(false);
+                tracing::debug!(reason, "notifications socket dropped");
+            }
+            WsEvent::Failed(error) => {
+                tracing::warn!(%error, "participant changes can no longer be detected");
+                let sinks: Vec<_> = lock(&shared.watched).drain().map(|(_, s)| s).collect();
+                for sink in sinks {
+                    let _ = sink.send(ParticipantEvent::Lost(error.to_string())).await;
+                }
+                *lock(&shared.socket) = None;
+                shared.connected.send_replace(false);
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_read_by_topic() {
+        assert_eq!(
+            parse_frame(r#"{"topicName":"channel.metadata","eventBody":{"message":"WebSocket Heartbeat"}}"#),
+            Frame::Heartbeat
+        );
+        assert_eq!(parse_frame(r#"{"topicName":"v2.system.socket_closing","eventBody":{}}"#), Frame::SocketClosing);
+        assert_eq!(
+            parse_frame(
+                r#"{"topicName":"v2.detail.events.conversation.c-1.user.end","version":"1","eventBody":{"conversationId":"c-1","participantId":"p-9","disconnectType":"CONSULT_TRANSFER"},"metadata":{"CorrelationId":"x"}}"#
+            ),
+            Frame::Event {
+                conversation_id: "c-1".into(),
+                event: ParticipantEvent::AgentEnded {
+                    participant_id: "p-9".into(),
+                    disconnect: DisconnectType::Transfer("CONSULT_TRANSFER".into())
+                }
+            }
+        );
+        assert_eq!(parse_frame("not json"), Frame::Ignore);
+        assert_eq!(
+            parse_frame(r#"{"topicName":"v2.detail.events.conversation.c-1.acw","eventBody":{}}"#),
+            Frame::Ignore
+        );
+    }
+}

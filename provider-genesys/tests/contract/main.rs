@@ -1,0 +1,10 @@
+//! Genesys contract tests: the testkit suite against the emulator, wiremock pins of every
+//! request, and fixture tests of the webhook and notification shapes.
+
+#![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
+
+mod harness;
+
+use harness::GenesysHarness;
+
+handover_testkit::contract_suite!(GenesysHarness);
