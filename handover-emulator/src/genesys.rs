@@ -97,7 +97,7 @@ impl Genesys {
         (genesys, routes, task)
     }
 
-    fn authorize(&self, headers: &HeaderMap) -> Result<(), Response> {
+    fn authorize(&self, headers: &HeaderMap) -> Result<(), Box<Response>> {
         let token = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
@@ -106,7 +106,7 @@ impl Genesys {
         if lock(&self.tokens).contains(token) && !self.hub.faults.tokens_expired() {
             Ok(())
         } else {
-            Err(error(StatusCode::UNAUTHORIZED, "authentication.required", "Invalid login credentials."))
+            Err(Box::new(error(StatusCode::UNAUTHORIZED, "authentication.required", "Invalid login credentials.")))
         }
     }
 
@@ -350,7 +350,7 @@ async fn inbound_message(
     Json(body): Json<Value>,
 ) -> Response {
     if let Err(r) = genesys.authorize(&headers) {
-        return r;
+        return *r;
     }
     if integration != INTEGRATION_ID {
         return error(StatusCode::NOT_FOUND, "not.found", "The integration does not exist.");
@@ -405,7 +405,7 @@ async fn inbound_message(
 
 async fn inbound_event(State(genesys): State<Arc<Genesys>>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
     if let Err(r) = genesys.authorize(&headers) {
-        return r;
+        return *r;
     }
     let from = body["channel"]["from"]["id"].as_str().unwrap_or_default();
     if body["events"][0]["eventType"] != "Typing" {
@@ -424,7 +424,7 @@ async fn inbound_event(State(genesys): State<Arc<Genesys>>, headers: HeaderMap, 
 
 async fn inbound_receipt(State(genesys): State<Arc<Genesys>>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
     if let Err(r) = genesys.authorize(&headers) {
-        return r;
+        return *r;
     }
     (
         StatusCode::OK,
@@ -435,7 +435,7 @@ async fn inbound_receipt(State(genesys): State<Arc<Genesys>>, headers: HeaderMap
 
 async fn conversation(State(genesys): State<Arc<Genesys>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     if let Err(r) = genesys.authorize(&headers) {
-        return r;
+        return *r;
     }
     let participants = lock(&genesys.participants);
     let Some(p) = participants.get(&id) else {
@@ -459,7 +459,7 @@ async fn disconnect(
     Json(body): Json<Value>,
 ) -> Response {
     if let Err(r) = genesys.authorize(&headers) {
-        return r;
+        return *r;
     }
     if body["state"] != "disconnected" {
         return error(StatusCode::BAD_REQUEST, "bad.request", "Only state disconnected is supported.");
@@ -483,7 +483,7 @@ async fn disconnect(
 
 async fn user(State(genesys): State<Arc<Genesys>>, headers: HeaderMap, Path(user): Path<String>) -> Response {
     if let Err(r) = genesys.authorize(&headers) {
-        return r;
+        return *r;
     }
     let name = user.strip_prefix("user-").map(|n| {
         let mut chars = n.chars();
@@ -497,7 +497,7 @@ async fn user(State(genesys): State<Arc<Genesys>>, headers: HeaderMap, Path(user
 
 async fn create_channel(State(genesys): State<Arc<Genesys>>, headers: HeaderMap) -> Response {
     if let Err(r) = genesys.authorize(&headers) {
-        return r;
+        return *r;
     }
     let id = format!("streaming-0-{}", uuid::Uuid::new_v4().simple());
     lock(&genesys.channels).insert(id.clone(), HashSet::new());
@@ -531,7 +531,7 @@ async fn replace_topics(
 
 fn subscribe(genesys: Arc<Genesys>, headers: HeaderMap, channel: String, body: Vec<Value>, replace: bool) -> Response {
     if let Err(r) = genesys.authorize(&headers) {
-        return r;
+        return *r;
     }
     let mut channels = lock(&genesys.channels);
     let Some(topics) = channels.get_mut(&channel) else {

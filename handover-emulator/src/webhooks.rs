@@ -21,27 +21,16 @@ pub(crate) fn spawn(hub: Arc<Hub>, url: String, retries: u32, pause: Duration) -
     let (tx, mut rx) = mpsc::unbounded_channel::<Delivery>();
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
     tokio::spawn(async move {
-        let mut held: Option<Delivery> = None;
         while let Some(delivery) = rx.recv().await {
-            let mut batch = Vec::new();
-            if hub.faults.reorder_deliveries() {
-                match held.take() {
-                    // The second of a pair goes first.
-                    Some(first) => batch.extend([delivery, first]),
-                    None => {
-                        held = Some(delivery);
-                        // Do not hold the last delivery forever: if nothing follows soon, send it.
-                        match tokio::time::timeout(Duration::from_millis(200), rx.recv()).await {
-                            Ok(Some(next)) => {
-                                batch.extend([next, held.take().unwrap_or_else(|| unreachable_delivery())])
-                            }
-                            _ => batch.extend(held.take()),
-                        }
-                    }
+            let batch = if hub.faults.reorder_deliveries() {
+                // Hold this one and send the next first, if another follows soon.
+                match tokio::time::timeout(Duration::from_millis(200), rx.recv()).await {
+                    Ok(Some(next)) => vec![next, delivery],
+                    _ => vec![delivery],
                 }
             } else {
-                batch.push(delivery);
-            }
+                vec![delivery]
+            };
             for delivery in batch {
                 let copies = if hub.faults.duplicate_deliveries() { 2 } else { 1 };
                 for _ in 0..copies {
@@ -51,10 +40,6 @@ pub(crate) fn spawn(hub: Arc<Hub>, url: String, retries: u32, pause: Duration) -
         }
     });
     tx
-}
-
-fn unreachable_delivery() -> Delivery {
-    Delivery { body: Vec::new(), headers: Vec::new() }
 }
 
 async fn post(client: &reqwest::Client, url: &str, delivery: &Delivery, retries: u32, pause: Duration) {

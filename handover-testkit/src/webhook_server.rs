@@ -1,5 +1,5 @@
 //! A loopback HTTP server that hands every request to a provider's
-//! [`Provider::webhook`](handover_core::Provider::webhook), for push providers' harnesses.
+//! [`Provider::webhook`], for push providers' harnesses.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -36,6 +36,17 @@ impl DedupSet {
         true
     }
 
+    /// Forgets `id` (a delivery that could not be handed on, so its redelivery must pass).
+    pub fn remove(&mut self, id: &str) -> bool {
+        if !self.seen.remove(id) {
+            return false;
+        }
+        if let Some(at) = self.order.iter().position(|x| x == id) {
+            self.order.remove(at);
+        }
+        true
+    }
+
     /// Whether `id` was seen (and is still remembered).
     pub fn contains(&self, id: &str) -> bool {
         self.seen.contains(id)
@@ -85,5 +96,9 @@ mod tests {
         assert!(!set.contains("a"));
         assert!(set.insert("a"));
         assert_eq!(set.ids().collect::<Vec<_>>(), ["c", "a"]);
+        assert!(set.remove("c"));
+        assert!(!set.contains("c"));
+        assert!(set.insert("c"), "a forgotten id is new again");
+        assert!(!set.remove("zzz"));
     }
 }

@@ -15,6 +15,11 @@ pub use handover_transport::CancellationToken;
 
 pub use crate::registry::{Builder, PROVIDERS, Registry, provider_config};
 
+/// Genesys Cloud Open Messaging (feature `genesys`).
+#[cfg(feature = "genesys")]
+#[cfg_attr(docsrs, doc(cfg(feature = "genesys")))]
+pub use provider_genesys as genesys;
+
 /// Salesforce Messaging for In-App and Web (feature `miaw`).
 #[cfg(feature = "miaw")]
 #[cfg_attr(docsrs, doc(cfg(feature = "miaw")))]

@@ -51,6 +51,11 @@ impl Registry {
     pub fn new() -> Self {
         #[allow(unused_mut)]
         let mut registry = Self::empty();
+        #[cfg(feature = "genesys")]
+        registry.register("genesys", |table| {
+            let config = provider_config::<provider_genesys::GenesysConfig>("genesys", table)?;
+            Ok(Arc::new(provider_genesys::GenesysProvider::new(config)?))
+        });
         #[cfg(feature = "miaw")]
         registry.register("miaw", |table| {
             let config = provider_config::<provider_miaw::MiawConfig>("miaw", table)?;

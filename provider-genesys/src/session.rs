@@ -42,7 +42,7 @@ pub struct GenesysProvider {
     client: Arc<Client>,
     tokens: Arc<TokenCache>,
     detector: Arc<dyn EndDetector>,
-    routes: Arc<Mutex<HashMap<String, mpsc::Sender<Outbound>>>>,
+    routes: Arc<Mutex<HashMap<String, Route>>>,
     seen: Arc<Mutex<DedupSet>>,
     capacity: usize,
 }
@@ -166,7 +166,8 @@ impl GenesysProvider {
         let (deliveries_tx, deliveries) = mpsc::channel(self.capacity);
         let (participants_tx, participants) = mpsc::channel(self.capacity);
         let (commands_tx, commands) = mpsc::channel(4);
-        lock(&self.routes).insert(inner.customer.id.clone(), deliveries_tx.clone());
+        lock(&self.routes)
+            .insert(inner.customer.id.clone(), Route { deliveries: deliveries_tx.clone(), events: sender.clone() });
         *lock(&inner.commands) = Some(commands_tx);
         let watching = match inner.conversation_id() {
             Some(conversation) => {
@@ -199,6 +200,15 @@ impl GenesysProvider {
         tokio::spawn(task.run(watching, catch_up));
         Ok(Session::new(inner, stream))
     }
+}
+
+/// Where a customer's deliveries go.
+#[derive(Clone)]
+struct Route {
+    deliveries: mpsc::Sender<Outbound>,
+    /// The session's event stream: once its consumer is gone, deliveries are refused so
+    /// Genesys redelivers them (to a resumed session).
+    events: EventSender,
 }
 
 struct Inner {
@@ -339,7 +349,7 @@ const SESSION_SEEN: usize = 128;
 struct Task {
     inner: Arc<Inner>,
     detector: Arc<dyn EndDetector>,
-    routes: Arc<Mutex<HashMap<String, mpsc::Sender<Outbound>>>>,
+    routes: Arc<Mutex<HashMap<String, Route>>>,
     sender: EventSender,
     /// This session's sender in the route table.
     own_route: mpsc::Sender<Outbound>,
@@ -416,7 +426,7 @@ impl Task {
         {
             // A resumed session may have taken the route over: leave that one alone.
             let mut routes = lock(&self.routes);
-            if routes.get(&self.inner.customer.id).is_some_and(|r| r.same_channel(&self.own_route)) {
+            if routes.get(&self.inner.customer.id).is_some_and(|r| r.deliveries.same_channel(&self.own_route)) {
                 routes.remove(&self.inner.customer.id);
             }
         }
@@ -684,17 +694,24 @@ impl Provider for GenesysProvider {
                 return WebhookReply::text(400, error.message().to_owned());
             }
         };
-        if !lock(&self.seen).insert(&delivery.dedup_key()) {
+        let key = delivery.dedup_key();
+        if !lock(&self.seen).insert(&key) {
             tracing::debug!(id = %delivery.id, "dropping a redelivered webhook");
             return WebhookReply::ok();
         }
         let route = lock(&self.routes).get(&delivery.channel.to.id).cloned();
-        match route {
-            Some(route) => {
-                let _ = route.send(delivery).await;
-            }
-            None => tracing::debug!(to = %delivery.channel.to.id, "a webhook for no live session"),
+        let to = delivery.channel.to.id.clone();
+        let handed_on = match route {
+            Some(route) if !route.events.is_closed() => route.deliveries.send(delivery).await.is_ok(),
+            _ => false,
+        };
+        if handed_on {
+            return WebhookReply::ok();
         }
-        WebhookReply::ok()
+        // No live session took it: refuse, so Genesys redelivers (§6.1: 5 retries, 5 s apart)
+        // and a session resumed meanwhile receives it.
+        lock(&self.seen).remove(&key);
+        tracing::debug!(%to, "a webhook for no live session; asking Genesys to redeliver");
+        WebhookReply::text(503, "no live session for this customer; redeliver later")
     }
 }

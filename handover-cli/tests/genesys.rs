@@ -1,0 +1,118 @@
+//! `handover chat` against the Genesys emulator: webhooks into the CLI's listener, the
+//! notifications socket, redeliveries, transfers, and a dropped socket.
+
+#![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Proc, agent_message, free_port, is_status, runtime, temp_dir};
+use handover_emulator::{AgentAction, AgentScript, Emulator, EmulatorOptions, FaultSettings};
+use serde_json::json;
+
+/// Starts the emulator delivering to a free port, and writes a config that listens there.
+fn setup(name: &str, script: Option<AgentScript>) -> (tokio::runtime::Runtime, Emulator, std::path::PathBuf) {
+    let rt = runtime();
+    let port = free_port();
+    let mut options = EmulatorOptions::default().with_webhook_url(format!("http://127.0.0.1:{port}/webhooks/genesys"));
+    if let Some(script) = script {
+        options = options.scripted(script);
+    }
+    let emulator = rt.block_on(Emulator::start("genesys", options)).unwrap();
+    let config = emulator.provider_config();
+    let dir = temp_dir(name);
+    let text = format!(
+        "provider = \"genesys\"\n\n[user]\nid = \"user-42\"\nname = \"Jane Doe\"\n\n[webhook]\nlisten = \"127.0.0.1:{port}\"\n\n\
+         [genesys]\nlogin_url = \"{url}\"\napi_url = \"{url}\"\nclient_id = \"{}\"\nclient_secret_env = \"GENESYS_TEST_SECRET\"\n\
+         integration_id = \"{}\"\nwebhook_secret = \"{}\"\ntransfer_grace_ms = 300\nend_drain_ms = 200\nskills = [\"billing\"]\n",
+        config["client_id"].as_str().unwrap(),
+        config["integration_id"].as_str().unwrap(),
+        config["webhook_secret"].as_str().unwrap(),
+        url = emulator.url(),
+    );
+    let path = dir.join("handover.toml");
+    std::fs::write(&path, text).unwrap();
+    (rt, emulator, path)
+}
+
+fn chat(config: &std::path::Path) -> Proc {
+    // The client secret reaches the child through `client_secret_env`, as users would pass it.
+    Proc::spawn_with_env(
+        &["chat", "--config", config.to_str().unwrap(), "--json"],
+        &[("GENESYS_TEST_SECRET", handover_emulator::genesys::CLIENT_SECRET)],
+    )
+}
+
+#[test]
+fn a_complete_handover_with_a_redelivered_webhook_shows_each_message_once() {
+    let (rt, emulator, config) = setup("genesys-complete", None);
+    let mut proc = chat(&config);
+    let hub = emulator.hub().clone();
+    let conversation = rt.block_on(hub.conversation(0));
+    assert_eq!(conversation.meta["customAttributes"]["mySkills"], "billing");
+    hub.faults.apply(&FaultSettings { duplicate_deliveries: true, ..FaultSettings::default() });
+    hub.agent(&conversation, AgentAction::Joined { agent: "Ann".into() });
+    hub.agent(&conversation, AgentAction::Message { agent: "Ann".into(), text: "Hello, Ann here".into() });
+    hub.agent(&conversation, AgentAction::Message { agent: "Ann".into(), text: "second".into() });
+    let first: Vec<String> = proc
+        .until(agent_message("second"))
+        .iter()
+        .filter(|l| l["type"] == "agent_message")
+        .map(|l| l["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(first, ["Hello, Ann here", "second"], "each delivered twice, shown once");
+    proc.send(&json!({"type":"message","text":"thanks"}));
+    rt.block_on(conversation.wait_for(|v| v.customer.len() >= 2));
+    hub.agent(&conversation, AgentAction::Message { agent: "Ann".into(), text: "bye now".into() });
+    hub.agent(&conversation, AgentAction::Ended);
+    let lines = proc.until(is_status);
+    let texts: Vec<&str> =
+        lines.iter().filter(|l| l["type"] == "agent_message").map(|l| l["text"].as_str().unwrap()).collect();
+    assert_eq!(texts, ["bye now"], "the last message arrives before the end, once: {lines:?}");
+    assert_eq!(lines.last().unwrap(), &json!({"type":"status","status":"completed"}));
+    assert_eq!(proc.wait(), 0);
+}
+
+#[test]
+fn a_transfer_does_not_end_the_handover() {
+    let mut script = AgentScript::quick(Duration::from_millis(20));
+    script.queue_positions = 0;
+    let (_rt, _emulator, config) = setup("genesys-transfer", Some(script));
+    let mut proc = chat(&config);
+    proc.until(agent_message("Hi, I'm Ann. How can I help?"));
+    proc.send(&json!({"type":"message","text":"transfer please"}));
+    proc.until(agent_message("Hi, I'm Bob. I'll take it from here."));
+    proc.send(&json!({"type":"message","text":"bye"}));
+    let lines = proc.until(is_status);
+    assert!(lines.iter().any(|l| l["text"] == "Goodbye!"), "{lines:?}");
+    assert_eq!(lines.last().unwrap()["status"], "completed");
+    assert_eq!(proc.wait(), 0);
+}
+
+#[test]
+fn a_dropped_notifications_socket_is_rebuilt_without_losing_the_end() {
+    let (rt, emulator, config) = setup("genesys-drop", None);
+    let proc = chat(&config);
+    let hub = emulator.hub().clone();
+    let conversation = rt.block_on(hub.conversation(0));
+    hub.agent(&conversation, AgentAction::Joined { agent: "Ann".into() });
+    hub.agent(&conversation, AgentAction::Message { agent: "Ann".into(), text: "one moment".into() });
+    proc.until(agent_message("one moment"));
+    // The socket drops, and the agent ends the conversation before it is back.
+    hub.faults.drop_streams();
+    hub.agent(&conversation, AgentAction::Ended);
+    assert_eq!(proc.until(is_status).last().unwrap(), &json!({"type":"status","status":"completed"}));
+    assert_eq!(proc.wait(), 0);
+}
+
+#[test]
+fn the_demo_runs_against_the_genesys_emulator() {
+    let output = std::process::Command::new(common::BIN)
+        .args(["demo", "--provider", "genesys", "--json", "--step-ms", "20"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.lines().last().unwrap().contains("\"completed\""), "{stdout}");
+}

@@ -1,0 +1,455 @@
+//! wiremock pins of every request (`protocols/genesys.md` §3, §4, §12), the webhook router,
+//! and end detection over a scripted notifications socket.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use handover_core::{EndReason, EndedBy, ErrorKind, Event, Provider, Session, UserInput, WebhookRequest};
+use handover_testkit::mock::{body_json, header, requests_to, strict_server};
+use handover_testkit::sample_request;
+use handover_testkit::scenarios::{events_until, next_event};
+use handover_testkit::ws_server::WsServer;
+use handover_transport::ws::WsConfig;
+use provider_genesys::{GenesysConfig, GenesysProvider, webhook};
+use serde_json::{Value, json};
+use wiremock::matchers::{body_string, header as has_header, method, path, path_regex, query_param};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::harness::fast_retry;
+
+const INTEGRATION: &str = "int-0001";
+const SECRET: &str = "whsec-test";
+const MESSAGE_PATH: &str = "/api/v2/conversations/messages/int-0001/inbound/open/message";
+
+struct Rig {
+    server: MockServer,
+    socket: WsServer,
+}
+
+impl Rig {
+    async fn new() -> Self {
+        let server = strict_server().await;
+        let socket = WsServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/oauth/token"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({ "access_token": "tok-1", "token_type": "bearer", "expires_in": 86400 })),
+            )
+            .named("token")
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path(MESSAGE_PATH))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({ "id": "gid", "type": "Text", "conversationId": "conv-1" })),
+            )
+            .named("inbound message")
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/api/v2/notifications/channels"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "id": "streaming-0-abc",
+                "connectUri": format!("{}/channels/streaming-0-abc", socket.url()),
+                "expires": "2026-11-25T12:00:00.000Z",
+            })))
+            .named("create channel")
+            .mount(&server)
+            .await;
+        Mock::given(path("/api/v2/notifications/channels/streaming-0-abc/subscriptions"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "entities": [] })))
+            .named("subscriptions")
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path_regex("^/api/v2/users/"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": "user-ann", "name": "Ann Agent" })))
+            .named("user")
+            .mount(&server)
+            .await;
+        Self { server, socket }
+    }
+
+    fn config(&self) -> GenesysConfig {
+        let mut config = GenesysConfig::new("eu_central_1", "client-1", "client-secret-1", INTEGRATION, SECRET);
+        config.login_url = Some(self.server.uri());
+        config.api_url = Some(self.server.uri());
+        config.language = Some("english".into());
+        config.skills = vec!["escalation".into()];
+        config.priority = Some(1);
+        config.custom_attributes.insert("queueId".into(), json!("q-77"));
+        config.custom_attributes.insert("vip".into(), json!(true));
+        config.transfer_grace_ms = 200;
+        config.end_drain_ms = 50;
+        config
+    }
+
+    fn provider(&self, f: impl FnOnce(&mut GenesysConfig)) -> GenesysProvider {
+        let mut config = self.config();
+        f(&mut config);
+        let ws = WsConfig::default().with_reconnect(fast_retry().with_max_attempts(20));
+        GenesysProvider::with_ws_config(config, ws).unwrap().with_retry_policy(fast_retry())
+    }
+}
+
+fn signed(body: &Value) -> WebhookRequest {
+    let bytes = body.to_string().into_bytes();
+    let signature = webhook::sign(SECRET.as_bytes(), &bytes);
+    WebhookRequest::post(bytes).with_header("X-Hub-Signature-256", signature)
+}
+
+fn outbound(to: &str, id: &str, kind: &str, extra: Value) -> Value {
+    let mut body = json!({
+        "id": id,
+        "channel": { "id": INTEGRATION, "platform": "Open", "type": "Private", "to": { "id": to, "idType": "Opaque" }, "time": format!("2026-01-21T16:47:08.{:03}Z", id.len()) },
+        "type": kind,
+        "direction": "Outbound",
+        "conversationId": "conv-1",
+    });
+    body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    body
+}
+
+fn customer_id(rig_requests: &[wiremock::Request]) -> String {
+    body_json(&rig_requests[0])["channel"]["from"]["id"].as_str().unwrap().to_owned()
+}
+
+async fn start(provider: &GenesysProvider) -> Session {
+    provider.start(sample_request()).await.expect("start")
+}
+
+#[tokio::test]
+async fn one_token_with_basic_auth_serves_every_session() {
+    let rig = Rig::new().await;
+    let provider = rig.provider(|_| {});
+    let _a = start(&provider).await;
+    let _b = start(&provider).await;
+    let tokens = requests_to(&rig.server, "POST", "/oauth/token").await;
+    assert_eq!(tokens.len(), 1, "the token is shared");
+    assert_eq!(provider.token_requests(), 1);
+    let basic = base64::engine::general_purpose::STANDARD.encode("client-1:client-secret-1");
+    assert_eq!(header(&tokens[0], "authorization"), format!("Basic {basic}"));
+    assert_eq!(header(&tokens[0], "content-type"), "application/x-www-form-urlencoded");
+    assert_eq!(String::from_utf8_lossy(&tokens[0].body), "grant_type=client_credentials");
+}
+
+#[tokio::test]
+async fn the_first_message_carries_the_customer_and_the_routing_attributes_and_asks_for_the_conversation_id() {
+    let rig = Rig::new().await;
+    let _session = start(&rig.provider(|_| {})).await;
+    let sent = requests_to(&rig.server, "POST", MESSAGE_PATH).await;
+    let first = &sent[0];
+    assert_eq!(header(first, "authorization"), "Bearer tok-1");
+    assert_eq!(first.url.query(), Some("prefetchConversationId=true"));
+    let body = body_json(first);
+    let channel = &body["channel"];
+    let from = channel["from"]["id"].as_str().unwrap();
+    assert!(
+        from.starts_with("handover-") && uuid::Uuid::parse_str(&from[9..]).is_ok(),
+        "a fresh id per handover: {from}"
+    );
+    assert_eq!(
+        channel["from"],
+        json!({ "id": from, "idType": "Opaque", "nickname": "Jane Doe", "firstName": "Jane", "lastName": "Doe", "email": "jane@example.com" })
+    );
+    assert!(handover_transport::time::parse_iso8601_millis(channel["time"].as_str().unwrap()).is_some());
+    assert!(channel["messageId"].as_str().is_some_and(|id| !id.is_empty()));
+    assert_eq!(
+        channel["metadata"]["customAttributes"],
+        json!({ "myLanguage": "english", "mySkills": "escalation,billing", "myPriority": "1", "queueId": "q-77", "vip": "true", "userId": "user-42" }),
+        "string values under the configured keys, config and request merged"
+    );
+    assert_eq!(
+        body["text"],
+        "User: My invoice is wrong\nBot: I can connect you to an agent.\nUser: Ja, bitte — schnell 👍🏽"
+    );
+}
+
+#[tokio::test]
+async fn attribute_keys_are_configurable_and_no_transcript_sends_the_handover_message() {
+    let rig = Rig::new().await;
+    let provider = rig.provider(|c| {
+        c.language_attribute = "lang".into();
+        c.skills_attribute = "skillset".into();
+        c.priority_attribute = "prio".into();
+        c.send_transcript = false;
+    });
+    let _session = start(&provider).await;
+    let body = body_json(&requests_to(&rig.server, "POST", MESSAGE_PATH).await[0]);
+    let attributes = body["channel"]["metadata"]["customAttributes"].as_object().unwrap();
+    assert!(attributes.contains_key("lang") && attributes.contains_key("skillset") && attributes.contains_key("prio"));
+    assert_eq!(body["text"], "The customer asked for a human agent.");
+}
+
+#[tokio::test]
+async fn the_conversation_is_watched_on_a_fresh_channel_with_its_three_topics() {
+    let rig = Rig::new().await;
+    let _session = start(&rig.provider(|_| {})).await;
+    assert_eq!(requests_to(&rig.server, "POST", "/api/v2/notifications/channels").await.len(), 1);
+    let subscriptions =
+        requests_to(&rig.server, "PUT", "/api/v2/notifications/channels/streaming-0-abc/subscriptions").await;
+    assert_eq!(
+        body_json(&subscriptions[0]),
+        json!([
+            { "id": "v2.detail.events.conversation.conv-1.user.start" },
+            { "id": "v2.detail.events.conversation.conv-1.user.end" },
+            { "id": "v2.detail.events.conversation.conv-1.customer.end" },
+        ])
+    );
+    assert_eq!(rig.socket.connections()[0].uri, "/channels/streaming-0-abc");
+}
+
+#[tokio::test]
+async fn user_messages_and_typing_are_inbound_calls() {
+    let rig = Rig::new().await;
+    Mock::given(method("POST"))
+        .and(path("/api/v2/conversations/messages/int-0001/inbound/open/event"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(1)
+        .mount(&rig.server)
+        .await;
+    let session = start(&rig.provider(|c| c.send_transcript = false)).await;
+    session.send(UserInput::message("m1", "Where is my refund?")).await.unwrap();
+    session.send(UserInput::Typing(true)).await.unwrap();
+    let sent = requests_to(&rig.server, "POST", MESSAGE_PATH).await;
+    let from = customer_id(&sent);
+    let second = body_json(&sent[1]);
+    assert_eq!(second["text"], "Where is my refund?");
+    assert_eq!(second["channel"]["from"]["id"], from.as_str());
+    assert!(second["channel"].get("metadata").is_none(), "attributes only once");
+    assert_eq!(sent[1].url.query(), None);
+    let typing = body_json(
+        &requests_to(&rig.server, "POST", "/api/v2/conversations/messages/int-0001/inbound/open/event").await[0],
+    );
+    assert_eq!(typing["events"], json!([{ "eventType": "Typing" }]));
+    assert_eq!(typing["channel"]["from"], json!({ "id": from, "idType": "Opaque" }));
+}
+
+#[tokio::test]
+async fn ending_sends_a_final_message_then_disconnects_the_customer_participant() {
+    let rig = Rig::new().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2/conversations/messages/conv-1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": "conv-1", "participants": [
+            { "id": "p-cust", "purpose": "customer", "state": "connected" },
+            { "id": "p-agent", "purpose": "agent", "state": "connected" },
+        ] })))
+        .mount(&rig.server)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path("/api/v2/conversations/messages/conv-1/participants/p-cust"))
+        .and(body_string(r#"{"state":"disconnected"}"#))
+        .respond_with(ResponseTemplate::new(202))
+        .expect(1)
+        .named("disconnect the customer")
+        .mount(&rig.server)
+        .await;
+    let mut session = start(&rig.provider(|c| c.send_transcript = false)).await;
+    session.end(EndReason::Cancelled).await.unwrap();
+    let sent = requests_to(&rig.server, "POST", MESSAGE_PATH).await;
+    assert_eq!(body_json(sent.last().unwrap())["text"], "The customer left the conversation.");
+    let events = events_until(session.events(), Event::is_terminal).await;
+    assert!(matches!(events.last(), Some(Event::Ended { by: EndedBy::User, .. })));
+}
+
+#[tokio::test]
+async fn a_401_renews_the_shared_token_once_and_retries() {
+    let rig = Rig::new().await;
+    let session = start(&rig.provider(|c| c.send_transcript = false)).await;
+    Mock::given(method("POST"))
+        .and(path(MESSAGE_PATH))
+        .and(has_header("authorization", "Bearer tok-1"))
+        .respond_with(
+            ResponseTemplate::new(401)
+                .set_body_json(json!({ "message": "token expired", "code": "authentication.required" })),
+        )
+        .with_priority(1)
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&rig.server)
+        .await;
+    session.send(UserInput::message("m1", "hello")).await.expect("sent after renewal");
+    assert_eq!(requests_to(&rig.server, "POST", "/oauth/token").await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_bad_request_fails_the_start_with_the_platform_error() {
+    let server = strict_server().await;
+    Mock::given(method("POST"))
+        .and(path("/oauth/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "access_token": "t", "expires_in": 86400 })))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(MESSAGE_PATH))
+        .and(query_param("prefetchConversationId", "true"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({ "message": "The request could not be understood.", "code": "bad.request", "status": 400, "contextId": "ctx-9" })))
+        .mount(&server)
+        .await;
+    let mut config = GenesysConfig::new("eu_central_1", "c", "s", INTEGRATION, SECRET);
+    config.login_url = Some(server.uri());
+    config.api_url = Some(server.uri());
+    let provider = GenesysProvider::new(config).unwrap().with_retry_policy(fast_retry());
+    let error = provider.start(sample_request()).await.expect_err("400");
+    assert_eq!(error.kind(), ErrorKind::InvalidInput);
+    assert!(error.to_string().contains("bad.request") && error.to_string().contains("ctx-9"), "{error}");
+    assert_eq!(error.op(), "start conversation");
+}
+
+#[tokio::test]
+async fn wrong_client_credentials_are_unauthenticated() {
+    let server = strict_server().await;
+    Mock::given(method("POST"))
+        .and(path("/oauth/token"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({ "error": "invalid_client" })))
+        .mount(&server)
+        .await;
+    let mut config = GenesysConfig::new("x.example", "c", "wrong-secret", INTEGRATION, SECRET);
+    config.login_url = Some(server.uri());
+    config.api_url = Some(server.uri());
+    let error = GenesysProvider::new(config).unwrap().check().await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Unauthenticated);
+    assert!(!error.to_string().contains("wrong-secret"));
+}
+
+#[tokio::test]
+async fn the_webhook_verifies_deduplicates_and_routes_agent_messages() {
+    let rig = Rig::new().await;
+    let provider = rig.provider(|c| c.send_transcript = false);
+    let mut session = start(&provider).await;
+    let to = customer_id(&requests_to(&rig.server, "POST", MESSAGE_PATH).await);
+
+    let text = outbound(&to, "g-1", "Text", json!({ "text": "Hello from Ann", "originatingEntity": "Human" }));
+    assert_eq!(provider.webhook(signed(&text)).await.status, 200);
+    assert_eq!(provider.webhook(signed(&text)).await.status, 200, "a redelivery is acknowledged");
+
+    let mut tampered = signed(&text);
+    tampered.body = outbound(&to, "g-evil", "Text", json!({ "text": "injected" })).to_string().into_bytes();
+    assert_eq!(provider.webhook(tampered).await.status, 401);
+    let unsigned = WebhookRequest::post(outbound(&to, "g-2", "Text", json!({ "text": "unsigned" })).to_string());
+    assert_eq!(provider.webhook(unsigned).await.status, 401);
+    assert_eq!(provider.webhook(signed(&json!({ "not": "a message" }))).await.status, 400);
+    assert_eq!(provider.webhook(signed(&text).with_method("GET")).await.status, 405);
+
+    let bot = outbound(&to, "g-3", "Text", json!({ "text": "flow says hi", "originatingEntity": "Bot" }));
+    assert_eq!(provider.webhook(signed(&bot)).await.status, 200);
+    let typing = outbound(&to, "g-4", "Event", json!({ "events": [{ "eventType": "Typing" }] }));
+    provider.webhook(signed(&typing)).await;
+    let receipt = outbound(&to, "g-5", "Receipt", json!({ "status": "Delivered" }));
+    provider.webhook(signed(&receipt)).await;
+    let last = outbound(&to, "g-6", "Text", json!({ "text": "last", "originatingEntity": "Human" }));
+    provider.webhook(signed(&last)).await;
+
+    let events =
+        events_until(session.events(), |e| matches!(e, Event::AgentMessage { text, .. } if text == "last")).await;
+    let relevant: Vec<&Event> = events.iter().filter(|e| !matches!(e, Event::Queued { .. })).collect();
+    assert_eq!(relevant.len(), 3, "{events:?}");
+    assert!(matches!(relevant[0], Event::AgentMessage { id, text, .. } if id == "g-1" && text == "Hello from Ann"));
+    assert_eq!(*relevant[1], Event::AgentTyping(true));
+    assert!(
+        matches!(relevant[2], Event::AgentMessage { text, .. } if text == "last"),
+        "the bot message was suppressed"
+    );
+}
+
+#[tokio::test]
+async fn bot_messages_are_forwarded_when_configured() {
+    let rig = Rig::new().await;
+    let provider = rig.provider(|c| {
+        c.send_transcript = false;
+        c.forward_bot_messages = true;
+    });
+    let mut session = start(&provider).await;
+    let to = customer_id(&requests_to(&rig.server, "POST", MESSAGE_PATH).await);
+    provider
+        .webhook(signed(&outbound(&to, "g-b", "Text", json!({ "text": "flow says hi", "originatingEntity": "Bot" }))))
+        .await;
+    let event = next_event(session.events()).await;
+    assert!(
+        matches!(event, Event::AgentMessage { text, agent, .. } if text == "flow says hi" && agent.name.as_deref() == Some("Bot"))
+    );
+}
+
+fn frame(kind: &str, body: Value) -> String {
+    json!({ "topicName": format!("v2.detail.events.conversation.conv-1.{kind}"), "version": "2", "eventBody": body })
+        .to_string()
+}
+
+#[tokio::test]
+async fn participant_changes_arrive_over_the_socket_and_a_requeue_is_not_an_end() {
+    let rig = Rig::new().await;
+    let mut session = start(&rig.provider(|c| c.send_transcript = false)).await;
+    rig.socket.wait_until(|c| !c.is_empty()).await;
+    rig.socket.send_text(
+        json!({ "topicName": "channel.metadata", "eventBody": { "message": "WebSocket Heartbeat" } }).to_string(),
+    );
+    rig.socket.send_text(frame("user.start", json!({ "participantId": "pa", "userId": "user-ann" })));
+    assert!(
+        matches!(next_event(session.events()).await, Event::AgentJoined { agent } if agent.name.as_deref() == Some("Ann Agent"))
+    );
+    rig.socket.send_text(frame("user.end", json!({ "participantId": "pa", "disconnectType": "FORWARD_TRANSFER" })));
+    assert!(matches!(next_event(session.events()).await, Event::AgentLeft { transfer: true, .. }));
+    rig.socket.send_text(frame("user.start", json!({ "participantId": "pb", "userId": "user-bob" })));
+    assert!(matches!(next_event(session.events()).await, Event::AgentJoined { .. }));
+    // A plain end followed quickly by a new agent is a requeue.
+    rig.socket.send_text(frame("user.end", json!({ "participantId": "pb", "disconnectType": "CLIENT" })));
+    rig.socket.send_text(frame("user.start", json!({ "participantId": "pc", "userId": "user-cid" })));
+    assert!(matches!(next_event(session.events()).await, Event::AgentLeft { transfer: true, .. }));
+    assert!(matches!(next_event(session.events()).await, Event::AgentJoined { .. }));
+    // An offer never accepted (no start for the participant) is not a leave.
+    rig.socket.send_text(frame("user.end", json!({ "participantId": "never-started", "disconnectType": "CLIENT" })));
+    // The agent ends: after the grace period the handover ends.
+    rig.socket.send_text(frame("user.end", json!({ "participantId": "pc", "disconnectType": "CLIENT" })));
+    assert!(matches!(next_event(session.events()).await, Event::Ended { by: EndedBy::Agent, .. }));
+}
+
+#[tokio::test]
+async fn an_end_while_the_socket_was_down_is_found_by_the_resync() {
+    let rig = Rig::new().await;
+    let mut session = start(&rig.provider(|c| c.send_transcript = false)).await;
+    rig.socket.wait_until(|c| !c.is_empty()).await;
+    rig.socket.send_text(frame("user.start", json!({ "participantId": "pa", "userId": "user-ann" })));
+    assert!(matches!(next_event(session.events()).await, Event::AgentJoined { .. }));
+    Mock::given(method("GET"))
+        .and(path("/api/v2/conversations/messages/conv-1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": "conv-1", "participants": [
+            { "id": "p-cust", "purpose": "customer", "state": "disconnected", "disconnectType": "peer" },
+            { "id": "pa", "purpose": "agent", "state": "disconnected", "disconnectType": "client" },
+        ] })))
+        .expect(1..)
+        .named("conversation after the drop")
+        .mount(&rig.server)
+        .await;
+    assert!(rig.socket.drop_current());
+    let events = events_until(session.events(), Event::is_terminal).await;
+    assert!(matches!(events.last(), Some(Event::Ended { by: EndedBy::Agent, .. })), "{events:?}");
+    assert!(requests_to(&rig.server, "POST", "/api/v2/notifications/channels").await.len() >= 2, "a fresh channel");
+}
+
+#[tokio::test]
+async fn deliveries_no_live_session_takes_are_refused_so_genesys_redelivers_them() {
+    let rig = Rig::new().await;
+    let provider = Arc::new(rig.provider(|c| c.send_transcript = false));
+    let delivery = outbound("nobody", "g-x", "Text", json!({ "text": "late", "originatingEntity": "Human" }));
+    assert_eq!(provider.webhook(signed(&delivery)).await.status, 503);
+    assert_eq!(provider.webhook(signed(&delivery)).await.status, 503, "not recorded as seen");
+
+    // A session whose consumer is gone refuses too; its resumed successor receives the redelivery.
+    let session = start(&provider).await;
+    let to = customer_id(&requests_to(&rig.server, "POST", MESSAGE_PATH).await);
+    let snapshot = session.snapshot().unwrap();
+    drop(session);
+    let delivery = outbound(&to, "g-y", "Text", json!({ "text": "while away", "originatingEntity": "Human" }));
+    assert_eq!(provider.webhook(signed(&delivery)).await.status, 503, "the dropped session's route refuses");
+    // The resumed session re-reads the conversation.
+    Mock::given(method("GET"))
+        .and(path("/api/v2/conversations/messages/conv-1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": "conv-1", "participants": [] })))
+        .mount(&rig.server)
+        .await;
+    let mut resumed = provider.resume(snapshot).await.unwrap();
+    assert_eq!(provider.webhook(signed(&delivery)).await.status, 200);
+    assert!(matches!(next_event(resumed.events()).await, Event::AgentMessage { text, .. } if text == "while away"));
+}
