@@ -33,6 +33,8 @@ pub enum ErrorKind {
     Transport,
     /// The provider answered something we cannot read, or broke its protocol.
     Protocol,
+    /// The contact center refused the request (no agent available, routing failed).
+    Rejected,
 }
 
 impl ErrorKind {
@@ -53,6 +55,7 @@ impl ErrorKind {
             ErrorKind::Config => "configuration error",
             ErrorKind::Transport => "transport error",
             ErrorKind::Protocol => "protocol error",
+            ErrorKind::Rejected => "request rejected",
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod faults;
 pub mod genesys;
 pub mod miaw;
 pub mod model;
+pub mod salesforce;
 mod sse;
 mod webhooks;
 
@@ -25,7 +26,7 @@ pub use crate::faults::{FaultSettings, Faults};
 pub use crate::model::{AgentAction, AgentRecord, Conversation, ConversationView, CustomerAction, Hub};
 
 /// The protocols this build emulates, by provider name.
-pub const PROTOCOLS: [&str; 2] = ["miaw", "genesys"];
+pub const PROTOCOLS: [&str; 3] = ["miaw", "genesys", "salesforce"];
 
 /// How to run an emulator.
 #[derive(Clone, Debug, Default)]
@@ -94,6 +95,11 @@ impl Emulator {
                 let (handle, routes, task) = miaw::Miaw::start(hub.clone());
                 tasks.push(task);
                 ("miaw", handle, routes)
+            }
+            "salesforce" => {
+                let (handle, routes, task) = salesforce::Salesforce::start(hub.clone());
+                tasks.push(task);
+                ("salesforce", handle, routes)
             }
             "genesys" => {
                 let (handle, routes, task) = genesys::Genesys::start(hub.clone(), addr, options.webhook_url.clone());

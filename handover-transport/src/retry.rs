@@ -80,6 +80,9 @@ pub struct RetryPolicy {
     /// Whether `500`, `502` and `504` are retried (for idempotent requests). Providers whose
     /// APIs give these statuses a protocol meaning turn this off and handle them.
     pub retry_server_errors: bool,
+    /// Whether `503` is retried. Salesforce Chat gives it a meaning (the session moved to
+    /// another server) and turns this off.
+    pub retry_unavailable: bool,
     /// How to wait.
     pub sleeper: Sleeper,
 }
@@ -94,6 +97,7 @@ impl Default for RetryPolicy {
             jitter: true,
             max_retry_after: Duration::from_secs(60),
             retry_server_errors: true,
+            retry_unavailable: true,
             sleeper: Sleeper::tokio(),
         }
     }
@@ -134,6 +138,13 @@ impl RetryPolicy {
         self
     }
 
+    /// Sets whether 503 is retried.
+    #[must_use]
+    pub fn with_retry_unavailable(mut self, retry: bool) -> Self {
+        self.retry_unavailable = retry;
+        self
+    }
+
     /// Sets whether 500/502/504 are retried.
     #[must_use]
     pub fn with_retry_server_errors(mut self, retry: bool) -> Self {
@@ -149,7 +160,8 @@ impl RetryPolicy {
     fn retries_status(&self, status: StatusCode, idempotency: Idempotency) -> bool {
         match status.as_u16() {
             // The server refused without processing: safe for any request.
-            429 | 503 => true,
+            429 => true,
+            503 => self.retry_unavailable,
             500 | 502 | 504 => self.retry_server_errors && idempotency == Idempotency::Idempotent,
             _ => false,
         }
@@ -358,7 +370,9 @@ mod tests {
         assert!(policy.retries_status(StatusCode::BAD_GATEWAY, Idempotent));
         assert!(!policy.retries_status(StatusCode::BAD_GATEWAY, NotIdempotent));
         assert!(!policy.retries_status(StatusCode::UNAUTHORIZED, Idempotent));
-        let strict = RetryPolicy::default().with_retry_server_errors(false);
+        let strict = RetryPolicy::default().with_retry_server_errors(false).with_retry_unavailable(false);
         assert!(!strict.retries_status(StatusCode::INTERNAL_SERVER_ERROR, Idempotent));
+        assert!(!strict.retries_status(StatusCode::SERVICE_UNAVAILABLE, Idempotent));
+        assert!(strict.retries_status(StatusCode::TOO_MANY_REQUESTS, NotIdempotent));
     }
 }

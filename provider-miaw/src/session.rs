@@ -476,14 +476,16 @@ async fn on_entry(inner: &Inner, sender: &EventSender, entry: &WireEntry, event:
     Flow::Continue
 }
 
-/// §9: a removed agent is a transfer when the routing status says `TRANSFER`.
+/// §9: a removed agent left for good only when the routing status says `NEEDS_ROUTING`;
+/// `TRANSFER` (moving), `ROUTED` (already with the next agent) and `INITIAL` keep the
+/// handover open.
 async fn agent_removed(inner: &Inner, sender: &EventSender, agent: Agent) -> Flow {
     let client = &inner.client;
     let conversation = &inner.conversation_id;
     let status = inner.authorized(|token| async move { client.routing_status(&token, conversation).await }).await;
     let transfer = match status.as_deref() {
-        Ok("TRANSFER") => true,
-        Ok(_) => false,
+        Ok("NEEDS_ROUTING") => false,
+        Ok(_) => true,
         Err(error) => {
             tracing::warn!(%error, "could not tell a transfer from a leave; assuming the agent left");
             let flow = emit(inner, sender, Event::AgentLeft { agent, transfer: false }).await;
