@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{BIN, Proc, agent_message, is_status, runtime, temp_dir};
+use common::{BIN, Proc, agent_message, is_status, runtime, temp_dir, wait};
 
 use handover_emulator::{AgentAction, AgentScript, CustomerAction, Emulator, EmulatorOptions};
 use serde_json::{Value, json};
@@ -68,7 +68,7 @@ fn chat_json_reads_and_writes_the_documented_lines() {
     let mut proc = Proc::spawn(&["chat", "--config", config.to_str().unwrap(), "--json"]);
     assert_eq!(proc.next(), json!({"type":"say","text":"Connecting you to an agent.","quick_replies":["Cancel"]}));
     let hub = emulator.hub().clone();
-    let conversation = rt.block_on(hub.conversation(0));
+    let conversation = wait(&rt, hub.conversation(0));
     hub.agent(&conversation, AgentAction::Queued { position: Some(2), wait_secs: Some(120) });
     let lines = proc.until(|l| l["type"] == "queue_update" && l["estimated_wait_time_ms"] == 120_000);
     assert!(lines.iter().any(|l| l["type"] == "event" && l["name"] == "queue"), "{lines:?}");
@@ -79,7 +79,7 @@ fn chat_json_reads_and_writes_the_documented_lines() {
     assert_eq!(lines.last().unwrap(), &json!({"type":"agent_message","text":"Hi, I'm Ann","agent":"Ann"}));
     proc.send(&json!({"type":"message","text":"My invoice is wrong"}));
     proc.send(&json!({"type":"disconnected"}));
-    rt.block_on(conversation.wait_for(|v| v.customer.len() >= 2));
+    wait(&rt, conversation.wait_for(|v| v.customer.len() >= 2));
     assert_eq!(conversation.customer_texts(), ["My invoice is wrong", "User left the conversation"]);
     hub.agent(&conversation, AgentAction::Ended);
     let lines = proc.until(is_status);
@@ -95,7 +95,7 @@ fn chat_cancel_button_cancels_and_closes_the_conversation() {
     let dir = temp_dir("chat-cancel");
     let config = miaw_config(&dir, &emulator, "cancel_button_text = \"Cancel\"", "", None);
     let mut proc = Proc::spawn(&["chat", "--config", config.to_str().unwrap(), "--json"]);
-    let conversation = rt.block_on(emulator.hub().conversation(0));
+    let conversation = wait(&rt, emulator.hub().conversation(0));
     proc.send(&json!({"type":"button","text":"Cancel"}));
     assert_eq!(proc.until(is_status).last().unwrap(), &json!({"type":"status","status":"cancelled"}));
     assert_eq!(proc.wait(), 0);
@@ -184,14 +184,14 @@ fn a_7500_character_transcript_arrives_as_three_chunks_in_order() {
     assert_eq!(original.chars().count(), 7499);
     let config = miaw_config(&dir, &emulator, "", "", Some(&lines));
     let mut proc = Proc::spawn(&["chat", "--config", config.to_str().unwrap(), "--json"]);
-    let conversation = rt.block_on(emulator.hub().conversation(0));
-    rt.block_on(conversation.wait_for(|v| v.customer.len() >= 3));
+    let conversation = wait(&rt, emulator.hub().conversation(0));
+    wait(&rt, conversation.wait_for(|v| v.customer.len() >= 3));
     let chunks = conversation.customer_texts();
     assert_eq!(chunks.len(), 3, "{:?}", chunks.iter().map(|c| c.chars().count()).collect::<Vec<_>>());
     assert!(chunks.iter().all(|c| c.chars().count() <= 3000));
     assert_eq!(chunks.concat(), original);
     proc.send(&json!({"type":"message","text":"after the transcript"}));
-    rt.block_on(conversation.wait_for(|v| v.customer.len() >= 4));
+    wait(&rt, conversation.wait_for(|v| v.customer.len() >= 4));
     assert_eq!(conversation.customer_texts()[3], "after the transcript");
     emulator.hub().agent(&conversation, AgentAction::Ended);
     assert_eq!(proc.until(is_status).last().unwrap()["status"], "completed");
@@ -205,7 +205,7 @@ fn an_sse_drop_mid_conversation_loses_and_repeats_no_agent_message() {
     let config = miaw_config(&dir, &emulator, "", "", None);
     let proc = Proc::spawn(&["chat", "--config", config.to_str().unwrap(), "--json"]);
     let hub = emulator.hub().clone();
-    let conversation = rt.block_on(hub.conversation(0));
+    let conversation = wait(&rt, hub.conversation(0));
     let say = |text: &str| hub.agent(&conversation, AgentAction::Message { agent: "Ann".into(), text: text.into() });
     say("one");
     proc.until(agent_message("one"));
@@ -251,7 +251,7 @@ fn an_agent_leaving_with_end_on_participant_change_completes_the_handover() {
     let config = miaw_config(&dir, &emulator, "", "end_on_participant_change = true", None);
     let proc = Proc::spawn(&["chat", "--config", config.to_str().unwrap(), "--json"]);
     let hub = emulator.hub().clone();
-    let conversation = rt.block_on(hub.conversation(0));
+    let conversation = wait(&rt, hub.conversation(0));
     hub.agent(&conversation, AgentAction::Joined { agent: "Ann".into() });
     hub.agent(&conversation, AgentAction::Message { agent: "Ann".into(), text: "Hello".into() });
     proc.until(agent_message("Hello"));

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Proc, agent_message, free_port, is_status, runtime, temp_dir};
+use common::{Proc, agent_message, free_port, is_status, runtime, temp_dir, wait};
 use handover_emulator::{AgentAction, AgentScript, Emulator, EmulatorOptions, FaultSettings};
 use serde_json::json;
 
@@ -49,7 +49,7 @@ fn a_complete_handover_with_a_redelivered_webhook_shows_each_message_once() {
     let (rt, emulator, config) = setup("genesys-complete", None);
     let mut proc = chat(&config);
     let hub = emulator.hub().clone();
-    let conversation = rt.block_on(hub.conversation(0));
+    let conversation = wait(&rt, hub.conversation(0));
     assert_eq!(conversation.meta["customAttributes"]["mySkills"], "billing");
     hub.faults.apply(&FaultSettings { duplicate_deliveries: true, ..FaultSettings::default() });
     hub.agent(&conversation, AgentAction::Joined { agent: "Ann".into() });
@@ -63,7 +63,7 @@ fn a_complete_handover_with_a_redelivered_webhook_shows_each_message_once() {
         .collect();
     assert_eq!(first, ["Hello, Ann here", "second"], "each delivered twice, shown once");
     proc.send(&json!({"type":"message","text":"thanks"}));
-    rt.block_on(conversation.wait_for(|v| v.customer.len() >= 2));
+    wait(&rt, conversation.wait_for(|v| v.customer.len() >= 2));
     hub.agent(&conversation, AgentAction::Message { agent: "Ann".into(), text: "bye now".into() });
     hub.agent(&conversation, AgentAction::Ended);
     let lines = proc.until(is_status);
@@ -95,7 +95,7 @@ fn a_dropped_notifications_socket_is_rebuilt_without_losing_the_end() {
     let (rt, emulator, config) = setup("genesys-drop", None);
     let proc = chat(&config);
     let hub = emulator.hub().clone();
-    let conversation = rt.block_on(hub.conversation(0));
+    let conversation = wait(&rt, hub.conversation(0));
     hub.agent(&conversation, AgentAction::Joined { agent: "Ann".into() });
     hub.agent(&conversation, AgentAction::Message { agent: "Ann".into(), text: "one moment".into() });
     proc.until(agent_message("one moment"));

@@ -152,6 +152,13 @@ pub struct ConversationView {
     pub closed_by_customer: bool,
 }
 
+impl ConversationView {
+    /// How many text messages the customer side sent.
+    pub fn customer_texts_len(&self) -> usize {
+        self.customer.iter().filter(|a| matches!(a, CustomerAction::Message { .. })).count()
+    }
+}
+
 impl Conversation {
     /// A view of the current state.
     pub fn view(&self) -> ConversationView {

@@ -43,6 +43,8 @@ struct Chat {
     /// The last `X-LIVEAGENT-SEQUENCE` accepted.
     last_post: u64,
     polling: bool,
+    /// Counts polls, so an old poll ending late does not clear a newer one's flag.
+    poll_generation: u64,
     established: bool,
     requested: bool,
     transferring: bool,
@@ -216,6 +218,7 @@ async fn session_id(State(salesforce): State<Arc<Salesforce>>, headers: HeaderMa
         next_sequence: 0,
         last_post: 0,
         polling: false,
+        poll_generation: 0,
         established: false,
         requested: false,
         transferring: false,
@@ -255,11 +258,14 @@ struct Ack {
 struct PollGuard {
     salesforce: Arc<Salesforce>,
     key: String,
+    generation: u64,
 }
 
 impl Drop for PollGuard {
     fn drop(&mut self) {
-        if let Some(chat) = lock(&self.salesforce.chats).get_mut(&self.key) {
+        if let Some(chat) = lock(&self.salesforce.chats).get_mut(&self.key)
+            && chat.poll_generation == self.generation
+        {
             chat.polling = false;
         }
     }
@@ -277,7 +283,7 @@ async fn messages(
     if header(&headers, "x-liveagent-sequence").is_some() {
         return text(StatusCode::BAD_REQUEST, "Messages takes no sequence header");
     }
-    {
+    let generation = {
         let mut chats = lock(&salesforce.chats);
         let Some(chat) = chats.get_mut(&key) else { return text(StatusCode::FORBIDDEN, "session not valid") };
         let drops = salesforce.hub.faults.drops();
@@ -297,8 +303,10 @@ async fn messages(
             return text(StatusCode::CONFLICT, "duplicate long poll: the chat was terminated");
         }
         chat.polling = true;
-    }
-    let _guard = PollGuard { salesforce: salesforce.clone(), key: key.clone() };
+        chat.poll_generation += 1;
+        chat.poll_generation
+    };
+    let _guard = PollGuard { salesforce: salesforce.clone(), key: key.clone(), generation };
     let deadline = tokio::time::Instant::now() + HOLD;
     loop {
         let notified = salesforce.changed.notified();
@@ -359,6 +367,9 @@ async fn reconnect(
     }
     chat.affinity = format!("{:08x}", salesforce.hub.next_number() * 104_729);
     chat.last_post = 0;
+    // The session moved: a poll still held on the old server no longer counts.
+    chat.polling = false;
+    chat.poll_generation += 1;
     let body = json!({ "messages": [{ "type": "ReconnectSession", "message": { "resetSequence": true, "affinityToken": chat.affinity } }] });
     Json(body).into_response()
 }

@@ -20,6 +20,11 @@ pub use crate::registry::{Builder, PROVIDERS, Registry, provider_config};
 #[cfg_attr(docsrs, doc(cfg(feature = "genesys")))]
 pub use provider_genesys as genesys;
 
+/// Salesforce Chat, the legacy Live Agent REST API (feature `salesforce`).
+#[cfg(feature = "salesforce")]
+#[cfg_attr(docsrs, doc(cfg(feature = "salesforce")))]
+pub use provider_salesforce as salesforce;
+
 /// Salesforce Messaging for In-App and Web (feature `miaw`).
 #[cfg(feature = "miaw")]
 #[cfg_attr(docsrs, doc(cfg(feature = "miaw")))]

@@ -61,6 +61,11 @@ impl Registry {
             let config = provider_config::<provider_miaw::MiawConfig>("miaw", table)?;
             Ok(Arc::new(provider_miaw::MiawProvider::new(config)?))
         });
+        #[cfg(feature = "salesforce")]
+        registry.register("salesforce", |table| {
+            let config = provider_config::<provider_salesforce::SalesforceConfig>("salesforce", table)?;
+            Ok(Arc::new(provider_salesforce::SalesforceProvider::new(config)?))
+        });
         registry
     }
 

@@ -181,7 +181,9 @@ impl Client {
     pub(crate) async fn reconnect(&self, key: &SecretString, offset: i64) -> Result<String> {
         let op = "reconnect session";
         let keys = Keys { affinity: "null", key };
-        let response = retry::send(&self.retry, NAME, op, Idempotency::Idempotent, || {
+        // The server may still be moving: here a 503 is worth another try.
+        let policy = self.retry.clone().with_retry_unavailable(true);
+        let response = retry::send(&policy, NAME, op, Idempotency::Idempotent, || {
             self.session(self.request(&self.http, Method::GET, "/chat/rest/System/ReconnectSession"), &keys)
                 .query(&[("ReconnectSession.offset", offset.to_string())])
         })

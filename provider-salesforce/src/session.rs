@@ -2,6 +2,7 @@
 //! gated on `ChatEstablished`, failover, end, snapshot and resume.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -17,7 +18,6 @@ use handover_transport::retry::RetryPolicy;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::sync::Notify;
 
 use crate::NAME;
 use crate::client::{Client, Keys, Polled, Posted, SessionInfo};
@@ -76,10 +76,14 @@ impl SalesforceProvider {
         self
     }
 
-    fn open(&self, inner: Arc<Inner>) -> Session {
+    /// Starts the poll loop. A resumed session first reconnects (§6.1): the process that
+    /// wrote the snapshot may have left a poll open on the server, and polling next to it
+    /// would end the chat with 409.
+    fn open(&self, inner: Arc<Inner>, reconnect_first: bool) -> Session {
         let (sender, stream) = events::channel(self.capacity);
         let hold = Duration::from_secs(lock(&inner.state).poll_timeout);
         let poll = LongPoll::new(self.poll.clone().with_server_hold(hold), inner.cancel.clone());
+        inner.failover.store(reconnect_first, Ordering::SeqCst);
         tokio::spawn(run(inner.clone(), poll, sender));
         Session::new(inner, stream)
     }
@@ -119,8 +123,9 @@ struct Inner {
     state: Mutex<State>,
     /// One POST at a time, so sequence numbers go out in order.
     post_lock: tokio::sync::Mutex<()>,
-    /// A send saw 503: the poll loop reconnects.
-    failover: Notify,
+    /// A send saw 503: the poll loop reconnects once its current poll is done (abandoning
+    /// a poll and opening another would make the server end the chat with 409).
+    failover: AtomicBool,
     cancel: CancellationToken,
 }
 
@@ -175,7 +180,7 @@ impl Inner {
                 state.resyncing = true;
                 state.queued.push_front(text);
                 drop(state);
-                self.failover.notify_one();
+                self.failover.store(true, Ordering::SeqCst);
                 Ok(())
             }
             Posted::Gone => Err(Error::session_ended(NAME, "send message")),
@@ -287,13 +292,17 @@ async fn run(inner: Arc<Inner>, mut poll: LongPoll, sender: EventSender) {
         };
         let client = &inner.client;
         let key = &inner.key;
+        let failover = &inner.failover;
         let polled = tokio::select! {
             biased;
             () = sender.closed() => return,
-            () = inner.failover.notified() => Some(Ok(Polled::Failover)),
             polled = poll.next(|timeout| {
                 let affinity = affinity.clone();
                 async move {
+                    // Checked between polls only: a poll in flight is never abandoned.
+                    if failover.swap(false, Ordering::SeqCst) {
+                        return PollOutcome::Data(Polled::Failover);
+                    }
                     match client.poll(&Keys { affinity: &affinity, key }, ack, timeout).await {
                         Ok(Polled::Empty) => PollOutcome::Empty,
                         Ok(polled) => PollOutcome::Data(polled),
@@ -315,7 +324,10 @@ async fn run(inner: Arc<Inner>, mut poll: LongPoll, sender: EventSender) {
             Some(Err(error)) => fail(&inner, &sender, error).await,
             Some(Ok(Polled::Batch(body))) => on_batch(&inner, &sender, &body).await,
             Some(Ok(Polled::Empty)) => Flow::Continue,
-            Some(Ok(Polled::Failover)) => reconnect(&inner, &sender).await,
+            Some(Ok(Polled::Failover)) => {
+                inner.failover.store(false, Ordering::SeqCst);
+                reconnect(&inner, &sender).await
+            }
             Some(Ok(Polled::Gone)) => {
                 let by = if lock(&inner.state).closed_by_us { EndedBy::User } else { EndedBy::System };
                 emit(
@@ -446,16 +458,11 @@ async fn reconnect(inner: &Inner, sender: &EventSender) -> Flow {
     let body = json!({ "organizationId": inner.config.organization_id });
     match inner.post("resync state", "ChasitorResyncState", &body).await {
         Ok(Posted::Done) => Flow::Continue,
-        Ok(Posted::Gone) => {
-            emit(
-                inner,
-                sender,
-                Event::Ended { by: EndedBy::System, reason: Some("the chat session is no longer valid".to_owned()) },
-            )
-            .await
-        }
+        // The chat ended meanwhile; the next poll still delivers what is pending (the agent's
+        // last messages and ChatEnded) before it answers 403.
+        Ok(Posted::Gone) => Flow::Continue,
         Ok(Posted::Failover) => {
-            inner.failover.notify_one();
+            inner.failover.store(true, Ordering::SeqCst);
             Flow::Continue
         }
         Err(error) => fail(inner, sender, error).await,
@@ -492,7 +499,7 @@ impl Provider for SalesforceProvider {
                 closed_by_us: false,
             }),
             post_lock: tokio::sync::Mutex::new(()),
-            failover: Notify::new(),
+            failover: AtomicBool::new(false),
             cancel: CancellationToken::new(),
         });
         let language = self.config.language.clone().or_else(|| request.user.language.clone()).unwrap_or_default();
@@ -531,7 +538,7 @@ impl Provider for SalesforceProvider {
                 ));
             }
         }
-        Ok(self.open(inner))
+        Ok(self.open(inner, false))
     }
 
     async fn resume(&self, snapshot: SessionSnapshot) -> Result<Session> {
@@ -545,10 +552,10 @@ impl Provider for SalesforceProvider {
             key,
             state: Mutex::new(State { ended: false, ..state }),
             post_lock: tokio::sync::Mutex::new(()),
-            failover: Notify::new(),
+            failover: AtomicBool::new(false),
             cancel: CancellationToken::new(),
         });
-        Ok(self.open(inner))
+        Ok(self.open(inner, true))
     }
 
     /// There are no credentials: a new session proves the endpoint and version answer.

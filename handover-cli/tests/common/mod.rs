@@ -110,6 +110,11 @@ pub fn is_status(line: &Value) -> bool {
     line["type"] == "status"
 }
 
+/// Runs `future` on `rt`, failing the test if it does not finish within the guard.
+pub fn wait<T>(rt: &tokio::runtime::Runtime, future: impl Future<Output = T>) -> T {
+    rt.block_on(async { tokio::time::timeout(GUARD, future).await.expect("finished within the guard") })
+}
+
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }

@@ -3,7 +3,9 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
+mod fixtures;
 mod harness;
+mod pins;
 
 use harness::SalesforceHarness;
 
