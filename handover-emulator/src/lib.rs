@@ -5,6 +5,7 @@ pub mod agent;
 mod control;
 pub mod faults;
 pub mod genesys;
+pub mod liveagent;
 pub mod miaw;
 pub mod model;
 pub mod salesforce;
@@ -26,7 +27,7 @@ pub use crate::faults::{FaultSettings, Faults};
 pub use crate::model::{AgentAction, AgentRecord, Conversation, ConversationView, CustomerAction, Hub};
 
 /// The protocols this build emulates, by provider name.
-pub const PROTOCOLS: [&str; 3] = ["miaw", "genesys", "salesforce"];
+pub const PROTOCOLS: [&str; 4] = ["miaw", "genesys", "salesforce", "liveagent"];
 
 /// How to run an emulator.
 #[derive(Clone, Debug, Default)]
@@ -95,6 +96,11 @@ impl Emulator {
                 let (handle, routes, task) = miaw::Miaw::start(hub.clone());
                 tasks.push(task);
                 ("miaw", handle, routes)
+            }
+            "liveagent" => {
+                let (handle, routes, task) = liveagent::LiveAgent::start(hub.clone(), options.webhook_url.clone());
+                tasks.push(task);
+                ("liveagent", handle, routes)
             }
             "salesforce" => {
                 let (handle, routes, task) = salesforce::Salesforce::start(hub.clone());

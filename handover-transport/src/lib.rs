@@ -6,6 +6,7 @@ pub mod dedup;
 pub mod events;
 pub mod http;
 pub mod longpoll;
+pub mod push;
 pub mod retry;
 pub mod signature;
 pub mod sse;

@@ -104,6 +104,14 @@ pub fn verify(
     .map_err(|_| SignatureError::Mismatch)
 }
 
+/// Compares two byte strings in constant time (for the lengths given).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
 /// Strips a required prefix such as `sha256=` from a header value.
 pub fn strip_prefix<'a>(value: Option<&'a str>, prefix: &str) -> Result<Option<&'a str>, SignatureError> {
     match value {
@@ -158,6 +166,13 @@ mod tests {
         let b64 = sign(Algorithm::Sha512, Encoding::Base64, KEY, DATA);
         assert_eq!(verify(Algorithm::Sha512, Encoding::Base64, KEY, DATA, Some(&b64)), Ok(()));
         assert_eq!(verify(Algorithm::Sha512, Encoding::Base64, b"other", DATA, Some(&b64)), Err(Mismatch));
+    }
+
+    #[test]
+    fn constant_time_eq_compares_whole_strings() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
     }
 
     #[test]

@@ -25,6 +25,11 @@ pub use provider_genesys as genesys;
 #[cfg_attr(docsrs, doc(cfg(feature = "salesforce")))]
 pub use provider_salesforce as salesforce;
 
+/// Cognigy Live Agent (feature `liveagent`).
+#[cfg(feature = "liveagent")]
+#[cfg_attr(docsrs, doc(cfg(feature = "liveagent")))]
+pub use provider_liveagent as liveagent;
+
 /// Salesforce Messaging for In-App and Web (feature `miaw`).
 #[cfg(feature = "miaw")]
 #[cfg_attr(docsrs, doc(cfg(feature = "miaw")))]

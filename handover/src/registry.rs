@@ -56,6 +56,11 @@ impl Registry {
             let config = provider_config::<provider_genesys::GenesysConfig>("genesys", table)?;
             Ok(Arc::new(provider_genesys::GenesysProvider::new(config)?))
         });
+        #[cfg(feature = "liveagent")]
+        registry.register("liveagent", |table| {
+            let config = provider_config::<provider_liveagent::LiveAgentConfig>("liveagent", table)?;
+            Ok(Arc::new(provider_liveagent::LiveAgentProvider::new(config)?))
+        });
         #[cfg(feature = "miaw")]
         registry.register("miaw", |table| {
             let config = provider_config::<provider_miaw::MiawConfig>("miaw", table)?;

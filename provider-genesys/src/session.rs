@@ -1,6 +1,6 @@
 //! The provider, its webhook router and its sessions.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -10,9 +10,9 @@ use handover_core::{
     Agent, Capabilities, EndReason, EndedBy, Error, ErrorKind, Event, HandoverRequest, Provider, ProviderInfo, Result,
     Session, SessionHandle, SessionSnapshot, UserInput, WebhookReply, WebhookRequest, transcript,
 };
-use handover_transport::dedup::DedupSet;
 use handover_transport::events::{self, EventSender};
 use handover_transport::http::{self, HttpConfig};
+use handover_transport::push::{PushRouter, Routed};
 use handover_transport::retry::RetryPolicy;
 use handover_transport::ws::WsConfig;
 use secrecy::{ExposeSecret, SecretString};
@@ -42,8 +42,7 @@ pub struct GenesysProvider {
     client: Arc<Client>,
     tokens: Arc<TokenCache>,
     detector: Arc<dyn EndDetector>,
-    routes: Arc<Mutex<HashMap<String, Route>>>,
-    seen: Arc<Mutex<DedupSet>>,
+    router: Arc<PushRouter<Outbound>>,
     capacity: usize,
 }
 
@@ -87,8 +86,7 @@ impl GenesysProvider {
             client,
             tokens,
             detector,
-            routes: Arc::default(),
-            seen: Arc::new(Mutex::new(DedupSet::new(4096))),
+            router: Arc::default(),
             capacity: events::DEFAULT_CAPACITY,
         })
     }
@@ -166,13 +164,12 @@ impl GenesysProvider {
         let (deliveries_tx, deliveries) = mpsc::channel(self.capacity);
         let (participants_tx, participants) = mpsc::channel(self.capacity);
         let (commands_tx, commands) = mpsc::channel(4);
-        lock(&self.routes)
-            .insert(inner.customer.id.clone(), Route { deliveries: deliveries_tx.clone(), events: sender.clone() });
+        self.router.register(inner.customer.id.clone(), deliveries_tx.clone(), sender.clone());
         *lock(&inner.commands) = Some(commands_tx);
         let watching = match inner.conversation_id() {
             Some(conversation) => {
                 if let Err(error) = self.detector.watch(&conversation, participants_tx.clone()).await {
-                    lock(&self.routes).remove(&inner.customer.id);
+                    self.router.unregister(&inner.customer.id, &deliveries_tx);
                     return Err(error);
                 }
                 true
@@ -187,7 +184,7 @@ impl GenesysProvider {
         let task = Task {
             inner: inner.clone(),
             detector: self.detector.clone(),
-            routes: self.routes.clone(),
+            router: self.router.clone(),
             sender,
             own_route: deliveries_tx,
             deliveries,
@@ -200,15 +197,6 @@ impl GenesysProvider {
         tokio::spawn(task.run(watching, catch_up));
         Ok(Session::new(inner, stream))
     }
-}
-
-/// Where a customer's deliveries go.
-#[derive(Clone)]
-struct Route {
-    deliveries: mpsc::Sender<Outbound>,
-    /// The session's event stream: once its consumer is gone, deliveries are refused so
-    /// Genesys redelivers them (to a resumed session).
-    events: EventSender,
 }
 
 struct Inner {
@@ -349,7 +337,7 @@ const SESSION_SEEN: usize = 128;
 struct Task {
     inner: Arc<Inner>,
     detector: Arc<dyn EndDetector>,
-    routes: Arc<Mutex<HashMap<String, Route>>>,
+    router: Arc<PushRouter<Outbound>>,
     sender: EventSender,
     /// This session's sender in the route table.
     own_route: mpsc::Sender<Outbound>,
@@ -423,13 +411,8 @@ impl Task {
     }
 
     async fn finish(self) {
-        {
-            // A resumed session may have taken the route over: leave that one alone.
-            let mut routes = lock(&self.routes);
-            if routes.get(&self.inner.customer.id).is_some_and(|r| r.deliveries.same_channel(&self.own_route)) {
-                routes.remove(&self.inner.customer.id);
-            }
-        }
+        // A resumed session may have taken the route over: that one is left alone.
+        self.router.unregister(&self.inner.customer.id, &self.own_route);
         if let Some(conversation) = self.inner.conversation_id() {
             self.detector.unwatch(&conversation, &self.participants_tx);
         }
@@ -647,10 +630,7 @@ impl Provider for GenesysProvider {
 
     async fn resume(&self, snapshot: SessionSnapshot) -> Result<Session> {
         let state: Snapshot = snapshot.state_for(NAME)?;
-        {
-            let mut seen = lock(&self.seen);
-            seen.extend(&state.seen);
-        }
+        self.router.remember(state.seen.iter().map(String::as_str));
         let inner = Arc::new(Inner {
             info: self.info.clone(),
             config: self.config.clone(),
@@ -695,22 +675,13 @@ impl Provider for GenesysProvider {
             }
         };
         let key = delivery.dedup_key();
-        if !lock(&self.seen).insert(&key) {
-            tracing::debug!(id = %delivery.id, "dropping a redelivered webhook");
-            return WebhookReply::ok();
-        }
-        let route = lock(&self.routes).get(&delivery.channel.to.id).cloned();
         let to = delivery.channel.to.id.clone();
-        let handed_on = match route {
-            Some(route) if !route.events.is_closed() => route.deliveries.send(delivery).await.is_ok(),
-            _ => false,
-        };
-        if handed_on {
-            return WebhookReply::ok();
+        match self.router.deliver(&to, &key, delivery).await {
+            Routed::Delivered | Routed::Duplicate => return WebhookReply::ok(),
+            Routed::NoSession => {}
         }
         // No live session took it: refuse, so Genesys redelivers (§6.1: 5 retries, 5 s apart)
         // and a session resumed meanwhile receives it.
-        lock(&self.seen).remove(&key);
         tracing::debug!(%to, "a webhook for no live session; asking Genesys to redeliver");
         WebhookReply::text(503, "no live session for this customer; redeliver later")
     }

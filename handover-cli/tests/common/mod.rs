@@ -1,6 +1,6 @@
 //! Helpers shared by the end-to-end tests: run the `handover` binary and talk to it.
 
-#![allow(clippy::unwrap_used, dead_code, unreachable_pub)] // test helpers: a panic is the failure report
+#![allow(clippy::unwrap_used, clippy::print_stderr, dead_code, unreachable_pub)] // test helpers: a panic is the failure report; HANDOVER_TEST_ECHO echoes stdout lines
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -67,6 +67,9 @@ impl Proc {
     /// The next stdout line as JSON.
     pub fn next(&self) -> Value {
         let line = self.lines.recv_timeout(GUARD).expect("a stdout line before the guard");
+        if std::env::var_os("HANDOVER_TEST_ECHO").is_some() {
+            eprintln!("LINE {line}");
+        }
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"))
     }
 

@@ -1,0 +1,101 @@
+//! `handover chat` against the Live Agent emulator: queue updates at the interval until the
+//! agent joins, the alternative text, a duplicate webhook, and resolve.
+
+#![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
+
+mod common;
+
+use common::{Proc, agent_message, free_port, is_status, runtime, temp_dir, wait};
+use handover_emulator::{AgentAction, Emulator, EmulatorOptions, FaultSettings};
+use serde_json::json;
+
+fn setup(name: &str, extra: &str) -> (tokio::runtime::Runtime, Emulator, std::path::PathBuf) {
+    let rt = runtime();
+    let port = free_port();
+    let options = EmulatorOptions::default().with_webhook_url(format!("http://127.0.0.1:{port}/webhooks/liveagent"));
+    let emulator = rt.block_on(Emulator::start("liveagent", options)).unwrap();
+    let config = emulator.provider_config();
+    let text = format!(
+        "provider = \"liveagent\"\n\n[node]\nsend_queue_event = true\nsend_resolve_event = true\n\n[user]\nid = \"user-42\"\nname = \"Jane Doe\"\n\n\
+         [webhook]\nlisten = \"127.0.0.1:{port}\"\n\n[liveagent]\nbase_url = \"{}\"\naccount_id = \"{}\"\napi_access_token_env = \"LIVEAGENT_TEST_TOKEN\"\n\
+         inbox_id = {}\nwebhook_secret = \"{}\"\nskills = [\"billing\"]\npriority = \"urgent\"\n{extra}\n",
+        config["base_url"].as_str().unwrap(),
+        config["account_id"],
+        config["inbox_id"],
+        config["webhook_secret"].as_str().unwrap(),
+    );
+    let path = temp_dir(name).join("handover.toml");
+    std::fs::write(&path, text).unwrap();
+    (rt, emulator, path)
+}
+
+fn chat(config: &std::path::Path) -> Proc {
+    Proc::spawn_with_env(
+        &["chat", "--config", config.to_str().unwrap(), "--json"],
+        &[("LIVEAGENT_TEST_TOKEN", handover_emulator::liveagent::TOKEN)],
+    )
+}
+
+#[test]
+fn queue_position_updates_every_interval_until_the_agent_joins_with_the_alternative_text() {
+    let extra = "get_queue_position = true\nqueue_update_interval = 1\nalternative_update = true\nmax_queue_position = 4\n\
+                 alternative_text = \"It is busy right now; an agent will be with you soon.\"";
+    let (rt, emulator, config) = setup("la-queue", extra);
+    let proc = chat(&config);
+    let hub = emulator.hub().clone();
+    let conversation = wait(&rt, hub.conversation(0));
+    assert_eq!(conversation.meta["custom_attributes"]["skills"], "billing");
+    hub.agent(&conversation, AgentAction::Queued { position: Some(6), wait_secs: None });
+    let lines = proc.until(|l| l["type"] == "queue_update" && l["position"] == 6);
+    assert!(lines.iter().any(|l| l["type"] == "event" && l["name"] == "queue"), "{lines:?}");
+    let says: Vec<&serde_json::Value> = lines.iter().filter(|l| l["type"] == "say").collect();
+    assert_eq!(says.len(), 1, "{lines:?}");
+    assert_eq!(says[0]["text"], "It is busy right now; an agent will be with you soon.");
+    hub.agent(&conversation, AgentAction::Queued { position: Some(2), wait_secs: None });
+    proc.until(|l| l["type"] == "queue_update" && l["position"] == 2);
+    hub.agent(&conversation, AgentAction::Joined { agent: "Ann".into() });
+    hub.agent(&conversation, AgentAction::Message { agent: "Ann".into(), text: "Hi, Ann here".into() });
+    let lines = proc.until(agent_message("Hi, Ann here"));
+    assert!(!lines.iter().any(|l| l["type"] == "say"), "the alternative text is said once: {lines:?}");
+    hub.agent(&conversation, AgentAction::Ended);
+    let lines = proc.until(is_status);
+    assert!(!lines.iter().any(|l| l["type"] == "queue_update"), "no queue updates once the agent joined: {lines:?}");
+    assert_eq!(lines.last().unwrap(), &json!({"type":"status","status":"completed"}));
+    assert_eq!(proc.wait(), 0);
+}
+
+#[test]
+fn a_duplicate_webhook_shows_one_message_and_resolve_completes() {
+    let (rt, emulator, config) = setup("la-dup", "");
+    let mut proc = chat(&config);
+    let hub = emulator.hub().clone();
+    let conversation = wait(&rt, hub.conversation(0));
+    hub.faults.apply(&FaultSettings { duplicate_deliveries: true, ..FaultSettings::default() });
+    hub.agent(&conversation, AgentAction::Joined { agent: "Ann".into() });
+    hub.agent(&conversation, AgentAction::Message { agent: "Ann".into(), text: "only once".into() });
+    hub.agent(&conversation, AgentAction::Message { agent: "Ann".into(), text: "marker".into() });
+    let texts: Vec<String> = proc
+        .until(agent_message("marker"))
+        .iter()
+        .filter(|l| l["type"] == "agent_message")
+        .map(|l| l["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(texts, ["only once", "marker"]);
+    proc.send(&json!({"type":"message","text":"thanks"}));
+    wait(&rt, conversation.wait_for(|v| v.customer_texts_len() >= 1));
+    hub.agent(&conversation, AgentAction::Ended);
+    let lines = proc.until(is_status);
+    assert!(lines.contains(&json!({"type":"event","name":"resolve","continuation":"below_node"})), "{lines:?}");
+    assert_eq!(lines.last().unwrap(), &json!({"type":"status","status":"completed"}));
+    assert_eq!(proc.wait(), 0);
+}
+
+#[test]
+fn the_demo_runs_against_the_live_agent_emulator() {
+    let output = std::process::Command::new(common::BIN)
+        .args(["demo", "--provider", "liveagent", "--json", "--step-ms", "20"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).lines().last().unwrap().contains("\"completed\""));
+}

@@ -1,0 +1,523 @@
+//! Cognigy Live Agent / Chatwoot (`protocols/liveagent-chatwoot.md`): the Application API
+//! (contacts, conversations, messages, status, priority, the inbox's unassigned list) and
+//! signed inbox webhooks (`X-Chatwoot-Signature`, `X-Chatwoot-Timestamp`,
+//! `X-Chatwoot-Delivery`), including the echoes of what the connector posts and private notes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use handover_transport::signature::{self, Algorithm, Encoding};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+
+use crate::ProtocolHandle;
+use crate::model::{AgentAction, Change, Conversation, CustomerAction, Hub, lock, now_ms};
+use crate::webhooks::{self, Delivery};
+
+/// The account id.
+pub const ACCOUNT_ID: u64 = 1;
+/// The inbox id.
+pub const INBOX_ID: u64 = 7;
+/// The API access token.
+pub const TOKEN: &str = "emulator-live-agent-token";
+/// The webhook secret.
+pub const WEBHOOK_SECRET: &str = "emulator-live-agent-webhook-secret";
+
+#[derive(Default)]
+struct Desk {
+    contacts: Vec<(u64, String, String)>,
+    next_contact: u64,
+    next_conversation: u64,
+    next_message: u64,
+    conversations: HashMap<u64, DeskConversation>,
+}
+
+#[derive(Clone, Default)]
+struct DeskConversation {
+    status: String,
+    priority: Option<String>,
+    /// Assignee id and name.
+    assignee: Option<(u64, String)>,
+    /// Other customers' conversations ahead in the queue.
+    ahead: u32,
+}
+
+/// The Live Agent emulator state.
+pub struct LiveAgent {
+    hub: Arc<Hub>,
+    desk: Mutex<Desk>,
+    webhook: Option<mpsc::UnboundedSender<Delivery>>,
+    last_delivery: Mutex<HashMap<String, Delivery>>,
+    translated: Mutex<HashMap<String, u64>>,
+}
+
+impl LiveAgent {
+    pub(crate) fn start(
+        hub: Arc<Hub>,
+        webhook_url: Option<String>,
+    ) -> (Arc<dyn ProtocolHandle>, Router, JoinHandle<()>) {
+        let webhook = webhook_url.map(|url| webhooks::spawn(hub.clone(), url, 3, Duration::from_millis(200)));
+        let desk = Desk { next_contact: 100, next_conversation: 1000, next_message: 50_000, ..Desk::default() };
+        let live = Arc::new(Self {
+            hub,
+            desk: Mutex::new(desk),
+            webhook,
+            last_delivery: Mutex::default(),
+            translated: Mutex::default(),
+        });
+        let task = tokio::spawn(translate(live.clone()));
+        let base = "/api/v1/accounts/{account}";
+        let routes = Router::new()
+            .route(&format!("{base}/contacts"), post(create_contact))
+            .route(&format!("{base}/contacts/search"), get(search_contacts))
+            .route(&format!("{base}/contacts/{{contact}}/contact_inboxes"), post(create_contact_inbox))
+            .route(&format!("{base}/conversations"), post(create_conversation).get(list_conversations))
+            .route(&format!("{base}/conversations/{{id}}"), get(show_conversation))
+            .route(&format!("{base}/conversations/{{id}}/messages"), post(create_message))
+            .route(&format!("{base}/conversations/{{id}}/toggle_status"), post(toggle_status))
+            .route(&format!("{base}/conversations/{{id}}/toggle_priority"), post(toggle_priority))
+            .with_state(live.clone());
+        (live, routes, task)
+    }
+
+    fn deliver(&self, conversation: &str, body: Value) {
+        let Some(webhook) = &self.webhook else { return };
+        let body = body.to_string().into_bytes();
+        let timestamp = (now_ms() / 1000).to_string();
+        let key: &[u8] = if self.hub.faults.bad_signatures() { b"wrong-secret" } else { WEBHOOK_SECRET.as_bytes() };
+        let mut signed = timestamp.as_bytes().to_vec();
+        signed.push(b'.');
+        signed.extend_from_slice(&body);
+        let delivery = Delivery {
+            headers: vec![
+                ("content-type".to_owned(), "application/json".to_owned()),
+                ("x-chatwoot-timestamp".to_owned(), timestamp),
+                (
+                    "x-chatwoot-signature".to_owned(),
+                    format!("sha256={}", signature::sign(Algorithm::Sha256, Encoding::Hex, key, &signed)),
+                ),
+                ("x-chatwoot-delivery".to_owned(), uuid::Uuid::new_v4().to_string()),
+            ],
+            body,
+        };
+        lock(&self.last_delivery).insert(conversation.to_owned(), delivery.clone());
+        let _ = webhook.send(delivery);
+    }
+
+    fn conversation_json(&self, id: u64) -> Value {
+        let desk = lock(&self.desk);
+        let DeskConversation { status, priority, assignee, .. } =
+            desk.conversations.get(&id).cloned().unwrap_or_default();
+        let assignee =
+            assignee.map(|(id, name)| json!({ "id": id, "name": name, "available_name": name, "type": "user" }));
+        json!({
+            "id": id,
+            "account_id": ACCOUNT_ID,
+            "inbox_id": INBOX_ID,
+            "status": status,
+            "priority": priority,
+            "meta": { "assignee": assignee },
+            "channel": "Channel::Api",
+        })
+    }
+}
+
+impl ProtocolHandle for LiveAgent {
+    fn provider_config(&self, base_url: &str) -> Value {
+        json!({
+            "base_url": format!("{base_url}/api/v1"),
+            "account_id": ACCOUNT_ID,
+            "api_access_token": TOKEN,
+            "inbox_id": INBOX_ID,
+            "webhook_secret": WEBHOOK_SECRET,
+        })
+    }
+
+    fn redeliver_last(&self, conversation: &str) -> bool {
+        let delivery = lock(&self.last_delivery).get(conversation).cloned();
+        match (delivery, &self.webhook) {
+            (Some(delivery), Some(webhook)) => webhook.send(delivery).is_ok(),
+            _ => false,
+        }
+    }
+
+    fn translated(&self, conversation: &str) -> u64 {
+        lock(&self.translated).get(conversation).copied().unwrap_or(0)
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        vec![TOKEN.to_owned(), WEBHOOK_SECRET.to_owned()]
+    }
+}
+
+fn agent_id(name: &str) -> u64 {
+    name.bytes().fold(11u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))) % 100_000
+}
+
+async fn translate(live: Arc<LiveAgent>) {
+    let mut changes = live.hub.subscribe();
+    loop {
+        let change = match changes.recv().await {
+            Ok(change) => change,
+            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        match change {
+            Change::Created(_) => {}
+            Change::Agent(conversation, record) => {
+                let Ok(id) = conversation.id.parse::<u64>() else { continue };
+                let base = live.conversation_json(id);
+                match &record.action {
+                    AgentAction::Queued { position, .. } => {
+                        if let Some(entry) = lock(&live.desk).conversations.get_mut(&id) {
+                            entry.ahead = position.unwrap_or(1).saturating_sub(1);
+                        }
+                    }
+                    AgentAction::Joined { agent } => {
+                        let previous = lock(&live.desk)
+                            .conversations
+                            .get_mut(&id)
+                            .and_then(|e| e.assignee.replace((agent_id(agent), agent.clone())));
+                        let mut body = live.conversation_json(id);
+                        body["event"] = json!("conversation_updated");
+                        body["changed_attributes"] = json!([{ "assignee_id": { "previous_value": previous.map(|p| p.0), "current_value": agent_id(agent) } }]);
+                        live.deliver(&conversation.id, body);
+                    }
+                    AgentAction::Left { .. } => {
+                        let previous = lock(&live.desk).conversations.get_mut(&id).and_then(|e| e.assignee.take());
+                        let mut body = live.conversation_json(id);
+                        body["event"] = json!("conversation_updated");
+                        body["changed_attributes"] = json!([{ "assignee_id": { "previous_value": previous.map(|p| p.0), "current_value": null } }]);
+                        live.deliver(&conversation.id, body);
+                    }
+                    AgentAction::Message { agent, text } => {
+                        let message_id = {
+                            let mut desk = lock(&live.desk);
+                            desk.next_message += 1;
+                            desk.next_message
+                        };
+                        let body = json!({
+                            "event": "message_created",
+                            "id": message_id,
+                            "content": text,
+                            "content_type": "text",
+                            "message_type": "outgoing",
+                            "private": false,
+                            "created_at": now_ms() / 1000,
+                            "sender": { "id": agent_id(agent), "name": agent, "available_name": agent, "type": "user" },
+                            "inbox": { "id": INBOX_ID, "name": "Handover" },
+                            "conversation": base,
+                            "account": { "id": ACCOUNT_ID, "name": "Emulated" },
+                        });
+                        live.deliver(&conversation.id, body);
+                    }
+                    AgentAction::Typing { agent, on } => {
+                        let body = json!({
+                            "event": if *on { "conversation_typing_on" } else { "conversation_typing_off" },
+                            "conversation": base,
+                            "user": { "id": agent_id(agent), "name": agent, "type": "user" },
+                            "is_private": false,
+                        });
+                        live.deliver(&conversation.id, body);
+                    }
+                    AgentAction::Ended => {
+                        if let Some(entry) = lock(&live.desk).conversations.get_mut(&id) {
+                            entry.status = "resolved".to_owned();
+                        }
+                        let mut body = live.conversation_json(id);
+                        body["event"] = json!("conversation_status_changed");
+                        body["changed_attributes"] =
+                            json!([{ "status": { "previous_value": "open", "current_value": "resolved" } }]);
+                        live.deliver(&conversation.id, body);
+                    }
+                }
+                *lock(&live.translated).entry(conversation.id.clone()).or_default() = record.seq;
+            }
+            Change::Customer(conversation, CustomerAction::Closed) => {
+                let Ok(id) = conversation.id.parse::<u64>() else { continue };
+                let mut body = live.conversation_json(id);
+                body["event"] = json!("conversation_status_changed");
+                live.deliver(&conversation.id, body);
+            }
+            Change::Customer(..) => {}
+        }
+    }
+}
+
+fn authorized(headers: &HeaderMap) -> Result<(), Box<Response>> {
+    if headers.get("api_access_token").and_then(|v| v.to_str().ok()) == Some(TOKEN) {
+        Ok(())
+    } else {
+        Err(Box::new(
+            (StatusCode::UNAUTHORIZED, Json(json!({ "error": "You need to sign in or sign up before continuing." })))
+                .into_response(),
+        ))
+    }
+}
+
+fn unprocessable(message: &str, attributes: &[&str]) -> Response {
+    (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({ "message": message, "attributes": attributes }))).into_response()
+}
+
+fn account(account: u64) -> Result<(), Box<Response>> {
+    if account == ACCOUNT_ID {
+        Ok(())
+    } else {
+        Err(Box::new((StatusCode::NOT_FOUND, Json(json!({ "error": "Resource could not be found" }))).into_response()))
+    }
+}
+
+async fn create_contact(
+    State(live): State<Arc<LiveAgent>>,
+    headers: HeaderMap,
+    Path(acc): Path<u64>,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Err(r) = authorized(&headers).and_then(|()| account(acc)) {
+        return *r;
+    }
+    if body["inbox_id"].as_u64() != Some(INBOX_ID) {
+        return unprocessable("Inbox must exist", &["inbox_id"]);
+    }
+    let identifier = body["identifier"].as_str().unwrap_or_default().to_owned();
+    let mut desk = lock(&live.desk);
+    if !identifier.is_empty() && desk.contacts.iter().any(|c| c.1 == identifier) {
+        return unprocessable("Identifier has already been taken", &["identifier"]);
+    }
+    desk.next_contact += 1;
+    let id = desk.next_contact;
+    let source = uuid::Uuid::new_v4().to_string();
+    desk.contacts.push((id, identifier.clone(), source.clone()));
+    Json(json!({ "payload": {
+        "contact": { "id": id, "name": body["name"], "email": body["email"], "identifier": identifier, "contact_inboxes": [] },
+        "contact_inbox": { "inbox": { "id": INBOX_ID }, "source_id": source },
+    } }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct Search {
+    q: String,
+}
+
+async fn search_contacts(
+    State(live): State<Arc<LiveAgent>>,
+    headers: HeaderMap,
+    Path(acc): Path<u64>,
+    Query(search): Query<Search>,
+) -> Response {
+    if let Err(r) = authorized(&headers).and_then(|()| account(acc)) {
+        return *r;
+    }
+    let desk = lock(&live.desk);
+    let found: Vec<Value> = desk
+        .contacts
+        .iter()
+        .filter(|c| c.1 == search.q)
+        .map(|(id, identifier, source)| {
+            json!({ "id": id, "identifier": identifier, "contact_inboxes": [{ "inbox": { "id": INBOX_ID }, "source_id": source }] })
+        })
+        .collect();
+    Json(json!({ "meta": { "count": found.len() }, "payload": found })).into_response()
+}
+
+async fn create_contact_inbox(
+    State(live): State<Arc<LiveAgent>>,
+    headers: HeaderMap,
+    Path((acc, contact)): Path<(u64, u64)>,
+) -> Response {
+    if let Err(r) = authorized(&headers).and_then(|()| account(acc)) {
+        return *r;
+    }
+    let desk = lock(&live.desk);
+    match desk.contacts.iter().find(|c| c.0 == contact) {
+        Some((_, _, source)) => Json(json!({ "source_id": source, "inbox": { "id": INBOX_ID } })).into_response(),
+        None => (StatusCode::NOT_FOUND, Json(json!({ "error": "Resource could not be found" }))).into_response(),
+    }
+}
+
+async fn create_conversation(
+    State(live): State<Arc<LiveAgent>>,
+    headers: HeaderMap,
+    Path(acc): Path<u64>,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Err(r) = authorized(&headers).and_then(|()| account(acc)) {
+        return *r;
+    }
+    let Some(source) = body["source_id"].as_str() else {
+        return unprocessable("source_id is required", &["source_id"]);
+    };
+    let owner = {
+        let desk = lock(&live.desk);
+        match desk.contacts.iter().find(|c| c.2 == source) {
+            Some(contact) => contact.1.clone(),
+            None => return unprocessable("Contact inbox not found", &["source_id"]),
+        }
+    };
+    if body.get("priority").is_some() {
+        return unprocessable("priority cannot be set on create", &["priority"]);
+    }
+    let id = {
+        let mut desk = lock(&live.desk);
+        desk.next_conversation += 1;
+        let id = desk.next_conversation;
+        let status = body["status"].as_str().unwrap_or("pending").to_owned();
+        desk.conversations.insert(id, DeskConversation { status, ..DeskConversation::default() });
+        id
+    };
+    live.hub.create(id.to_string(), owner, json!({ "custom_attributes": body["custom_attributes"] }));
+    Json(live.conversation_json(id)).into_response()
+}
+
+async fn list_conversations(
+    State(live): State<Arc<LiveAgent>>,
+    headers: HeaderMap,
+    Path(acc): Path<u64>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(r) = authorized(&headers).and_then(|()| account(acc)) {
+        return *r;
+    }
+    let unassigned_only = query.get("assignee_type").map(String::as_str) == Some("unassigned");
+    let page: usize = query.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+    let desk = lock(&live.desk);
+    let mut list: Vec<Value> = Vec::new();
+    let mut ids: Vec<&u64> = desk.conversations.keys().collect();
+    ids.sort();
+    for id in ids {
+        let conversation = &desk.conversations[id];
+        if conversation.status != "open" || (unassigned_only && conversation.assignee.is_some()) {
+            continue;
+        }
+        // The conversations ahead of this one in the queue (other customers').
+        for n in 0..conversation.ahead {
+            list.push(json!({ "id": u64::from(n) + 1, "status": "open", "inbox_id": INBOX_ID }));
+        }
+        list.push(json!({ "id": id, "status": "open", "inbox_id": INBOX_ID }));
+    }
+    let page: Vec<Value> = list.into_iter().skip((page - 1) * 25).take(25).collect();
+    Json(json!({ "data": { "meta": { "all_count": page.len() }, "payload": page } })).into_response()
+}
+
+async fn show_conversation(
+    State(live): State<Arc<LiveAgent>>,
+    headers: HeaderMap,
+    Path((acc, id)): Path<(u64, u64)>,
+) -> Response {
+    if let Err(r) = authorized(&headers).and_then(|()| account(acc)) {
+        return *r;
+    }
+    if !lock(&live.desk).conversations.contains_key(&id) {
+        return (StatusCode::NOT_FOUND, Json(json!({ "error": "Resource could not be found" }))).into_response();
+    }
+    Json(live.conversation_json(id)).into_response()
+}
+
+fn hub_conversation(live: &LiveAgent, id: u64) -> Option<Arc<Conversation>> {
+    live.hub.get(&id.to_string())
+}
+
+async fn create_message(
+    State(live): State<Arc<LiveAgent>>,
+    headers: HeaderMap,
+    Path((acc, id)): Path<(u64, u64)>,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Err(r) = authorized(&headers).and_then(|()| account(acc)) {
+        return *r;
+    }
+    let Some(content) = body["content"].as_str() else { return unprocessable("content is required", &["content"]) };
+    let message_type = body["message_type"].as_str().unwrap_or("outgoing");
+    if !matches!(message_type, "incoming" | "outgoing") {
+        return unprocessable("message_type is invalid", &["message_type"]);
+    }
+    let private = body["private"] == true;
+    let message_id = {
+        let mut desk = lock(&live.desk);
+        let Some(entry) = desk.conversations.get_mut(&id) else {
+            return (StatusCode::NOT_FOUND, Json(json!({ "error": "Resource could not be found" }))).into_response();
+        };
+        if message_type == "incoming" && entry.status == "resolved" {
+            // Chatwoot reopens a resolved conversation on a new incoming message.
+            entry.status = "open".to_owned();
+        }
+        desk.next_message += 1;
+        desk.next_message
+    };
+    if let Some(conversation) = hub_conversation(&live, id) {
+        live.hub.customer(&conversation, CustomerAction::Message { text: content.to_owned() });
+        // The desk echoes every message, the connector's own included.
+        let echo = json!({
+            "event": "message_created",
+            "id": message_id,
+            "content": content,
+            "message_type": message_type,
+            "private": private,
+            "sender": if message_type == "incoming" { json!({ "id": 1, "type": "contact" }) } else { json!({ "id": 99, "name": "API", "type": "user" }) },
+            "conversation": live.conversation_json(id),
+        });
+        live.deliver(&conversation.id, echo);
+    }
+    Json(json!({ "id": message_id, "content": content, "message_type": if message_type == "incoming" { 0 } else { 1 }, "private": private, "conversation_id": id }))
+        .into_response()
+}
+
+async fn toggle_status(
+    State(live): State<Arc<LiveAgent>>,
+    headers: HeaderMap,
+    Path((acc, id)): Path<(u64, u64)>,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Err(r) = authorized(&headers).and_then(|()| account(acc)) {
+        return *r;
+    }
+    let Some(status) = body["status"].as_str().filter(|s| matches!(*s, "open" | "resolved" | "pending" | "snoozed"))
+    else {
+        return unprocessable("status is invalid", &["status"]);
+    };
+    {
+        let mut desk = lock(&live.desk);
+        let Some(entry) = desk.conversations.get_mut(&id) else {
+            return (StatusCode::NOT_FOUND, Json(json!({ "error": "Resource could not be found" }))).into_response();
+        };
+        entry.status = status.to_owned();
+    }
+    if status == "resolved"
+        && let Some(conversation) = hub_conversation(&live, id)
+    {
+        live.hub.customer(&conversation, CustomerAction::Closed);
+    }
+    Json(json!({ "meta": {}, "payload": { "success": true, "current_status": status, "conversation_id": id } }))
+        .into_response()
+}
+
+async fn toggle_priority(
+    State(live): State<Arc<LiveAgent>>,
+    headers: HeaderMap,
+    Path((acc, id)): Path<(u64, u64)>,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Err(r) = authorized(&headers).and_then(|()| account(acc)) {
+        return *r;
+    }
+    let priority = body["priority"].as_str().map(str::to_owned);
+    if priority.as_deref().is_some_and(|p| !matches!(p, "urgent" | "high" | "medium" | "low")) {
+        return unprocessable("priority is invalid", &["priority"]);
+    }
+    match lock(&live.desk).conversations.get_mut(&id) {
+        Some(entry) => entry.priority = priority,
+        None => {
+            return (StatusCode::NOT_FOUND, Json(json!({ "error": "Resource could not be found" }))).into_response();
+        }
+    }
+    StatusCode::OK.into_response()
+}

@@ -1,0 +1,139 @@
+//! Routing pushed deliveries (webhooks) to live sessions.
+//!
+//! A push provider receives every delivery on one endpoint. [`PushRouter`] remembers which
+//! session owns which conversation, drops redeliveries, and tells the caller when no live
+//! session took a delivery, so the webhook can be refused (`503`) and the provider's
+//! retries bring it to a session resumed meanwhile instead of losing it.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use tokio::sync::mpsc;
+
+use crate::dedup::DedupSet;
+use crate::events::EventSender;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What became of a delivery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Routed {
+    /// A live session took it.
+    Delivered,
+    /// It was seen before.
+    Duplicate,
+    /// No live session owns the conversation: refuse it so it is delivered again.
+    NoSession,
+}
+
+impl Routed {
+    /// The HTTP status to answer with: `200`, or `503` for [`Routed::NoSession`].
+    pub fn status(self) -> u16 {
+        match self {
+            Routed::Delivered | Routed::Duplicate => 200,
+            Routed::NoSession => 503,
+        }
+    }
+}
+
+struct Route<T> {
+    deliveries: mpsc::Sender<T>,
+    /// The session's event stream: once its consumer is gone, deliveries are refused.
+    events: EventSender,
+}
+
+/// Conversation key → the session task's delivery channel.
+pub struct PushRouter<T> {
+    routes: Mutex<HashMap<String, Route<T>>>,
+    seen: Mutex<DedupSet>,
+}
+
+impl<T> Default for PushRouter<T> {
+    fn default() -> Self {
+        Self::new(4096)
+    }
+}
+
+impl<T> PushRouter<T> {
+    /// A router remembering `capacity` delivery ids.
+    pub fn new(capacity: usize) -> Self {
+        Self { routes: Mutex::default(), seen: Mutex::new(DedupSet::new(capacity)) }
+    }
+
+    /// Routes `key`'s deliveries to `deliveries` for as long as `events` has a consumer.
+    /// A later registration for the same key (a resumed session) replaces this one.
+    pub fn register(&self, key: impl Into<String>, deliveries: mpsc::Sender<T>, events: EventSender) {
+        lock(&self.routes).insert(key.into(), Route { deliveries, events });
+    }
+
+    /// Removes `key`'s route if it is still `deliveries` (not a newer session's).
+    pub fn unregister(&self, key: &str, deliveries: &mpsc::Sender<T>) {
+        let mut routes = lock(&self.routes);
+        if routes.get(key).is_some_and(|route| route.deliveries.same_channel(deliveries)) {
+            routes.remove(key);
+        }
+    }
+
+    /// Marks delivery ids as seen (from a snapshot).
+    pub fn remember<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
+        let mut seen = lock(&self.seen);
+        for id in ids {
+            seen.insert(id);
+        }
+    }
+
+    /// Whether a live session owns `key`.
+    pub fn is_live(&self, key: &str) -> bool {
+        lock(&self.routes).get(key).is_some_and(|route| !route.events.is_closed())
+    }
+
+    /// Hands `item` (delivery id `id`) to `key`'s session. A delivery no live session takes
+    /// is not recorded as seen, so its redelivery is handled like the first.
+    pub async fn deliver(&self, key: &str, id: &str, item: T) -> Routed {
+        if !lock(&self.seen).insert(id) {
+            return Routed::Duplicate;
+        }
+        let route = lock(&self.routes).get(key).map(|r| (r.deliveries.clone(), r.events.is_closed()));
+        let delivered = match route {
+            Some((deliveries, false)) => deliveries.send(item).await.is_ok(),
+            _ => false,
+        };
+        if delivered {
+            return Routed::Delivered;
+        }
+        lock(&self.seen).remove(id);
+        Routed::NoSession
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events;
+
+    #[tokio::test]
+    async fn deliveries_reach_the_live_session_once_and_are_refused_without_one() {
+        let router = PushRouter::new(16);
+        assert_eq!(router.deliver("c1", "d1", 1).await, Routed::NoSession);
+        let (events, stream) = events::channel(4);
+        let (tx, mut rx) = mpsc::channel(4);
+        router.register("c1", tx.clone(), events);
+        assert_eq!(router.deliver("c1", "d1", 1).await, Routed::Delivered, "refused before, so not seen");
+        assert_eq!(router.deliver("c1", "d1", 1).await, Routed::Duplicate);
+        assert_eq!(rx.recv().await, Some(1));
+        drop(stream);
+        assert!(!router.is_live("c1"));
+        assert_eq!(router.deliver("c1", "d2", 2).await, Routed::NoSession);
+        assert_eq!(Routed::NoSession.status(), 503);
+
+        // A resumed session takes over; the old one's cleanup leaves it alone.
+        let (events, _stream) = events::channel(4);
+        let (tx2, mut rx2) = mpsc::channel(4);
+        router.register("c1", tx2, events);
+        router.unregister("c1", &tx);
+        assert_eq!(router.deliver("c1", "d2", 2).await, Routed::Delivered);
+        assert_eq!(rx2.recv().await, Some(2));
+    }
+}

@@ -1,0 +1,289 @@
+//! The Application API endpoints (`protocols/liveagent-chatwoot.md` §3) and `parse_error`.
+
+use std::borrow::Cow;
+
+use handover_core::{Error, ErrorKind, Result};
+use handover_transport::http::{self, HttpConfig};
+use handover_transport::reqwest::header::HeaderMap;
+use handover_transport::reqwest::{self, Method, RequestBuilder, StatusCode};
+use handover_transport::retry::{self, Idempotency, RetryPolicy};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Map, Value, json};
+use url::Url;
+
+use crate::NAME;
+use crate::config::LiveAgentConfig;
+
+/// Turns a failed response into an error. Bodies vary: `{"error": …}`,
+/// `{"message": …, "attributes": […]}`, `{"errors": […]}` or text.
+pub fn parse_error(op: impl Into<Cow<'static, str>>, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Error {
+    let message = match serde_json::from_slice::<Value>(body) {
+        Ok(json) => {
+            let mut message = json["error"]
+                .as_str()
+                .or_else(|| json["message"].as_str())
+                .map(str::to_owned)
+                .or_else(|| {
+                    json["errors"].as_array().map(|e| {
+                        e.iter()
+                            .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    })
+                })
+                .unwrap_or_default();
+            if let Some(attributes) = json["attributes"].as_array().filter(|a| !a.is_empty()) {
+                let names: Vec<String> =
+                    attributes.iter().map(|a| a.as_str().map_or_else(|| a.to_string(), str::to_owned)).collect();
+                message = format!("{message} ({})", names.join(", "));
+            }
+            message
+        }
+        Err(_) => String::from_utf8_lossy(body).trim().to_owned(),
+    };
+    http::status_error(NAME, op, status, headers, message)
+}
+
+/// A contact and its source id in the inbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Contact {
+    pub(crate) id: u64,
+    pub(crate) source_id: String,
+}
+
+pub(crate) struct Client {
+    http: reqwest::Client,
+    account: Url,
+    token: SecretString,
+    inbox_id: u64,
+    pub(crate) retry: RetryPolicy,
+}
+
+impl Client {
+    pub(crate) fn new(config: &LiveAgentConfig) -> Result<Self> {
+        let base = http::base_url(NAME, "base_url", &config.base_url, config.allow_insecure_http)?;
+        if !base.path().trim_end_matches('/').ends_with("/api/v1") {
+            return Err(Error::config(
+                NAME,
+                "[liveagent] `base_url` must end with /api/v1 (e.g. https://liveagent-app.cognigy.ai/api/v1)",
+            ));
+        }
+        Ok(Self {
+            http: http::client(NAME, &HttpConfig::default())?,
+            account: http::join(&base, &format!("/accounts/{}", config.account_id)),
+            token: config.api_access_token.clone(),
+            inbox_id: config.inbox_id,
+            retry: RetryPolicy::default(),
+        })
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, http::join(&self.account, path))
+            .header("api_access_token", self.token.expose_secret())
+    }
+
+    async fn call(
+        &self,
+        op: &'static str,
+        idempotency: Idempotency,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        query: &[(&str, String)],
+    ) -> Result<Value> {
+        let response = retry::send(&self.retry, NAME, op, idempotency, || {
+            let request = self.request(method.clone(), path).query(query);
+            match body {
+                Some(body) => request.json(body),
+                None => request,
+            }
+        })
+        .await?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = http::read_body(NAME, op, response, http::DEFAULT_BODY_LIMIT).await?;
+        if !status.is_success() {
+            let mut error = parse_error(op, status, &headers, &bytes);
+            if status == StatusCode::UNAUTHORIZED {
+                error = Error::unauthenticated(NAME, op, format!("{}; check `api_access_token`", error.message()));
+            }
+            return Err(error);
+        }
+        if bytes.is_empty() {
+            return Ok(Value::Null);
+        }
+        http::decode_json(NAME, op, &bytes)
+    }
+
+    /// Finds the contact with `identifier`, or creates it, and returns its source id in the
+    /// inbox (§2 step 1).
+    pub(crate) async fn contact(
+        &self,
+        identifier: &str,
+        name: Option<&str>,
+        email: Option<&str>,
+        phone: Option<&str>,
+    ) -> Result<Contact> {
+        let mut body =
+            json!({ "inbox_id": self.inbox_id, "identifier": identifier, "name": name.unwrap_or(identifier) });
+        if let Some(email) = email {
+            body["email"] = json!(email);
+        }
+        if let Some(phone) = phone {
+            body["phone_number"] = json!(phone);
+        }
+        match self.call("create contact", Idempotency::NotIdempotent, Method::POST, "/contacts", Some(&body), &[]).await
+        {
+            Ok(created) => {
+                let payload = &created["payload"];
+                let id = payload["contact"]["id"].as_u64();
+                let source = payload["contact_inbox"]["source_id"].as_str();
+                match (id, source) {
+                    (Some(id), Some(source)) => Ok(Contact { id, source_id: source.to_owned() }),
+                    _ => Err(Error::protocol(NAME, "create contact", "the answer has no contact id or source id")),
+                }
+            }
+            // §3: a duplicate identifier (or e-mail) is refused: use the existing contact.
+            Err(error) if error.kind() == ErrorKind::InvalidInput => self.existing_contact(identifier).await,
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn existing_contact(&self, identifier: &str) -> Result<Contact> {
+        let op = "find contact";
+        let found = self
+            .call(op, Idempotency::Idempotent, Method::GET, "/contacts/search", None, &[("q", identifier.to_owned())])
+            .await?;
+        let list =
+            found["payload"].as_array().or_else(|| found["data"]["payload"].as_array()).cloned().unwrap_or_default();
+        let contact = list
+            .iter()
+            .find(|c| c["identifier"].as_str() == Some(identifier))
+            .ok_or_else(|| Error::protocol(NAME, op, "the contact exists but the search does not find it"))?;
+        let id = contact["id"].as_u64().ok_or_else(|| Error::protocol(NAME, op, "the contact has no id"))?;
+        let source = contact["contact_inboxes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|ci| ci["inbox"]["id"].as_u64() == Some(self.inbox_id))
+            .and_then(|ci| ci["source_id"].as_str());
+        if let Some(source) = source {
+            return Ok(Contact { id, source_id: source.to_owned() });
+        }
+        let created = self
+            .call(
+                "create contact inbox",
+                Idempotency::NotIdempotent,
+                Method::POST,
+                &format!("/contacts/{id}/contact_inboxes"),
+                Some(&json!({ "inbox_id": self.inbox_id })),
+                &[],
+            )
+            .await?;
+        let source = created["source_id"]
+            .as_str()
+            .ok_or_else(|| Error::protocol(NAME, "create contact inbox", "no source_id"))?;
+        Ok(Contact { id, source_id: source.to_owned() })
+    }
+
+    /// §3: a conversation in the inbox; returns its id and status (an inbox locked to one
+    /// conversation returns the existing one).
+    pub(crate) async fn create_conversation(
+        &self,
+        contact: &Contact,
+        custom_attributes: &Map<String, Value>,
+    ) -> Result<(u64, String)> {
+        let op = "create conversation";
+        let body = json!({
+            "source_id": contact.source_id,
+            "inbox_id": self.inbox_id,
+            "contact_id": contact.id,
+            "status": "open",
+            "custom_attributes": custom_attributes,
+        });
+        let created =
+            self.call(op, Idempotency::NotIdempotent, Method::POST, "/conversations", Some(&body), &[]).await?;
+        let id =
+            created["id"].as_u64().ok_or_else(|| Error::protocol(NAME, op, "the answer has no conversation id"))?;
+        Ok((id, created["status"].as_str().unwrap_or("open").to_owned()))
+    }
+
+    /// `toggle_status`.
+    pub(crate) async fn set_status(&self, conversation: u64, status: &str) -> Result<()> {
+        self.call(
+            "change status",
+            Idempotency::Idempotent,
+            Method::POST,
+            &format!("/conversations/{conversation}/toggle_status"),
+            Some(&json!({ "status": status })),
+            &[],
+        )
+        .await
+        .map(drop)
+    }
+
+    /// `toggle_priority` (§8.7: not accepted on create).
+    pub(crate) async fn set_priority(&self, conversation: u64, priority: &str) -> Result<()> {
+        self.call(
+            "set priority",
+            Idempotency::Idempotent,
+            Method::POST,
+            &format!("/conversations/{conversation}/toggle_priority"),
+            Some(&json!({ "priority": priority })),
+            &[],
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Posts a message; returns its id.
+    pub(crate) async fn post_message(
+        &self,
+        conversation: u64,
+        content: &str,
+        message_type: &str,
+        private: bool,
+        echo_id: &str,
+    ) -> Result<Option<u64>> {
+        let body = json!({ "content": content, "message_type": message_type, "private": private, "echo_id": echo_id });
+        let posted = self
+            .call(
+                "post message",
+                Idempotency::NotIdempotent,
+                Method::POST,
+                &format!("/conversations/{conversation}/messages"),
+                Some(&body),
+                &[],
+            )
+            .await?;
+        Ok(posted["id"].as_u64())
+    }
+
+    /// The conversation (for its status and assignee after a resume).
+    pub(crate) async fn conversation(&self, conversation: u64) -> Result<Value> {
+        self.call(
+            "get conversation",
+            Idempotency::Idempotent,
+            Method::GET,
+            &format!("/conversations/{conversation}"),
+            None,
+            &[],
+        )
+        .await
+    }
+
+    /// Open, unassigned conversations of the inbox (§7.1: the queue is computed from them).
+    pub(crate) async fn unassigned(&self, page: u32) -> Result<Vec<Value>> {
+        let query = [
+            ("inbox_id", self.inbox_id.to_string()),
+            ("status", "open".to_owned()),
+            ("assignee_type", "unassigned".to_owned()),
+            ("page", page.to_string()),
+        ];
+        let listed = self
+            .call("list conversations", Idempotency::Idempotent, Method::GET, "/conversations", None, &query)
+            .await?;
+        Ok(listed["data"]["payload"].as_array().or_else(|| listed["payload"].as_array()).cloned().unwrap_or_default())
+    }
+}

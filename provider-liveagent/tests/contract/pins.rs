@@ -1,0 +1,308 @@
+//! wiremock pins of every request (`protocols/liveagent-chatwoot.md` §3) and the webhook
+//! handler's verification, filtering, deduplication and routing.
+
+use std::time::SystemTime;
+
+use handover_core::{EndReason, EndedBy, ErrorKind, Event, Provider, Session, UserInput, WebhookRequest};
+use handover_testkit::mock::{body_json, header, requests_to, strict_server};
+use handover_testkit::sample_request;
+use handover_testkit::scenarios::{events_until, next_event};
+use provider_liveagent::{LiveAgentConfig, LiveAgentProvider, webhook};
+use serde_json::{Value, json};
+use wiremock::matchers::{body_json as has_body, header as has_header, method, path, query_param};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::harness::fast_retry;
+
+const BASE: &str = "/api/v1/accounts/3";
+const SECRET: &str = "whsec-live";
+
+async fn server() -> MockServer {
+    let server = strict_server().await;
+    Mock::given(method("POST"))
+        .and(path(format!("{BASE}/contacts").as_str()))
+        .and(has_header("api_access_token", "tok-live"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "payload": {
+            "contact": { "id": 55, "identifier": "user-42" },
+            "contact_inbox": { "inbox": { "id": 9 }, "source_id": "src-55" },
+        } })))
+        .named("create contact")
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("{BASE}/conversations").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": 1042, "status": "open", "inbox_id": 9 })))
+        .named("create conversation")
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("{BASE}/conversations/1042/messages").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": 9001 })))
+        .named("post message")
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("{BASE}/conversations/1042/toggle_priority").as_str()))
+        .respond_with(ResponseTemplate::new(200))
+        .named("toggle priority")
+        .mount(&server)
+        .await;
+    server
+}
+
+fn config(server: &MockServer) -> LiveAgentConfig {
+    let mut config = LiveAgentConfig::new(format!("{}/api/v1", server.uri()), 3, "tok-live", 9);
+    config.skills = vec!["technical support".into()];
+    config.languages = vec!["english".into()];
+    config.priority = Some("high".into());
+    config.webhook_secret = Some(SECRET.to_owned().into());
+    config
+}
+
+fn provider(config: LiveAgentConfig) -> LiveAgentProvider {
+    LiveAgentProvider::new(config).unwrap().with_retry_policy(fast_retry())
+}
+
+async fn start(server: &MockServer) -> (LiveAgentProvider, Session) {
+    let provider = provider(config(server));
+    let session = provider.start(sample_request()).await.expect("start");
+    (provider, session)
+}
+
+fn signed(body: &Value) -> WebhookRequest {
+    let bytes = body.to_string().into_bytes();
+    let timestamp = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs().to_string();
+    let signature = webhook::sign(SECRET.as_bytes(), &timestamp, &bytes);
+    WebhookRequest::post(bytes)
+        .with_header("X-Chatwoot-Timestamp", timestamp)
+        .with_header("X-Chatwoot-Signature", signature)
+        .with_header("X-Chatwoot-Delivery", uuid::Uuid::new_v4().to_string())
+}
+
+fn agent_message(id: u64, text: &str) -> Value {
+    json!({
+        "event": "message_created", "id": id, "content": text, "message_type": "outgoing", "private": false,
+        "sender": { "id": 17, "name": "Ann", "type": "user" }, "conversation": { "id": 1042 },
+    })
+}
+
+#[tokio::test]
+async fn start_creates_the_contact_the_conversation_the_priority_and_the_transcript_note() {
+    let server = server().await;
+    let _ = start(&server).await;
+    let contact = &requests_to(&server, "POST", &format!("{BASE}/contacts")).await[0];
+    assert_eq!(header(contact, "api_access_token"), "tok-live");
+    assert_eq!(
+        body_json(contact),
+        json!({ "inbox_id": 9, "identifier": "user-42", "name": "Jane Doe", "email": "jane@example.com" })
+    );
+    let conversation = body_json(&requests_to(&server, "POST", &format!("{BASE}/conversations")).await[0]);
+    assert_eq!(conversation["source_id"], "src-55");
+    assert_eq!(conversation["inbox_id"], 9);
+    assert_eq!(conversation["contact_id"], 55);
+    assert_eq!(conversation["status"], "open");
+    assert!(conversation.get("priority").is_none(), "not accepted on create");
+    assert_eq!(
+        conversation["custom_attributes"],
+        json!({ "skills": "technical support,billing", "languages": "english,en", "bot_session_id": "bot-session-1" })
+    );
+    let priority = &requests_to(&server, "POST", &format!("{BASE}/conversations/1042/toggle_priority")).await[0];
+    assert_eq!(body_json(priority), json!({ "priority": "high" }));
+    let note = body_json(&requests_to(&server, "POST", &format!("{BASE}/conversations/1042/messages")).await[0]);
+    assert_eq!(note["message_type"], "outgoing");
+    assert_eq!(note["private"], true, "the transcript is for the agent only");
+    assert!(note["content"].as_str().unwrap().starts_with("User: My invoice is wrong\n"));
+    assert!(note["echo_id"].as_str().unwrap().starts_with("handover-"));
+}
+
+#[tokio::test]
+async fn an_existing_contact_is_found_and_a_resolved_locked_conversation_reopened() {
+    let server = strict_server().await;
+    Mock::given(method("POST"))
+        .and(path(format!("{BASE}/contacts").as_str()))
+        .respond_with(
+            ResponseTemplate::new(422)
+                .set_body_json(json!({ "message": "Identifier has already been taken", "attributes": ["identifier"] })),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("{BASE}/contacts/search").as_str()))
+        .and(query_param("q", "user-42"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "payload": [
+            { "id": 56, "identifier": "user-42", "contact_inboxes": [{ "inbox": { "id": 9 }, "source_id": "src-56" }] },
+        ] })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("{BASE}/conversations").as_str()))
+        .and(wiremock::matchers::body_partial_json(json!({ "source_id": "src-56", "contact_id": 56 })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": 1042, "status": "resolved" })))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("{BASE}/conversations/1042/toggle_status").as_str()))
+        .and(has_body(json!({ "status": "open" })))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "payload": { "success": true, "current_status": "open" } })),
+        )
+        .expect(1)
+        .named("reopen")
+        .mount(&server)
+        .await;
+    let mut config = config(&server);
+    config.priority = None;
+    let mut request = sample_request();
+    request.transcript.clear();
+    provider(config).start(request).await.expect("start");
+}
+
+#[tokio::test]
+async fn a_failed_priority_does_not_abort_the_handover() {
+    let server = strict_server().await;
+    for (p, body) in [
+        ("contacts", json!({ "payload": { "contact": { "id": 55 }, "contact_inbox": { "source_id": "s" } } })),
+        ("conversations", json!({ "id": 1042, "status": "open" })),
+        ("conversations/1042/messages", json!({ "id": 1 })),
+    ] {
+        Mock::given(method("POST"))
+            .and(path(format!("{BASE}/{p}").as_str()))
+            .respond_with(ResponseTemplate::new(200).set_body_json(body))
+            .mount(&server)
+            .await;
+    }
+    Mock::given(method("POST"))
+        .and(path(format!("{BASE}/conversations/1042/toggle_priority").as_str()))
+        .respond_with(ResponseTemplate::new(422).set_body_json(json!({ "error": "Priority is invalid" })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    provider(config(&server)).start(sample_request()).await.expect("start goes on");
+}
+
+#[tokio::test]
+async fn user_messages_are_incoming_and_presence_private_notes() {
+    let server = server().await;
+    let (_provider, session) = start(&server).await;
+    session.send(UserInput::message("m1", "Hello?")).await.unwrap();
+    session.send(UserInput::Disconnected).await.unwrap();
+    let posts = requests_to(&server, "POST", &format!("{BASE}/conversations/1042/messages")).await;
+    let user = body_json(&posts[1]);
+    assert_eq!(
+        (user["content"].as_str(), user["message_type"].as_str(), user["private"].as_bool()),
+        (Some("Hello?"), Some("incoming"), Some(false))
+    );
+    let presence = body_json(&posts[2]);
+    assert_eq!(
+        (presence["content"].as_str(), presence["private"].as_bool()),
+        (Some("User left the conversation"), Some(true))
+    );
+    assert_eq!(session.send(UserInput::Typing(true)).await.unwrap_err().kind(), ErrorKind::Unsupported);
+}
+
+#[tokio::test]
+async fn the_webhook_verifies_filters_deduplicates_and_routes() {
+    let server = server().await;
+    let (provider, mut session) = start(&server).await;
+    let first = signed(&agent_message(7001, "Hi, Ann here"));
+    assert_eq!(provider.webhook(first.clone()).await.status, 200);
+    assert_eq!(provider.webhook(first).await.status, 200, "a redelivery (same X-Chatwoot-Delivery) is acknowledged");
+    let mut tampered = signed(&agent_message(7002, "x"));
+    tampered.body = agent_message(7002, "injected").to_string().into_bytes();
+    assert_eq!(provider.webhook(tampered).await.status, 401);
+    assert_eq!(provider.webhook(WebhookRequest::post(agent_message(7003, "unsigned").to_string())).await.status, 401);
+    let mut note = agent_message(7004, "private");
+    note["private"] = json!(true);
+    assert_eq!(provider.webhook(signed(&note)).await.status, 200);
+    assert_eq!(provider.webhook(signed(&json!({ "event": "message_created" }))).await.status, 400);
+    provider.webhook(signed(&agent_message(7005, "second"))).await;
+    let events =
+        events_until(session.events(), |e| matches!(e, Event::AgentMessage { text, .. } if text == "second")).await;
+    let texts: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::AgentMessage { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(texts, ["Hi, Ann here", "second"]);
+}
+
+#[tokio::test]
+async fn deliveries_for_conversations_without_a_live_session_are_refused() {
+    let server = server().await;
+    let provider = provider(config(&server));
+    let mut message = agent_message(7010, "late");
+    message["conversation"]["id"] = json!(99);
+    assert_eq!(provider.webhook(signed(&message)).await.status, 503);
+}
+
+#[tokio::test]
+async fn resolution_ends_the_stream_and_no_message_reopens_it() {
+    let server = server().await;
+    let (provider, mut session) = start(&server).await;
+    provider
+        .webhook(signed(&json!({ "event": "conversation_status_changed", "id": 1042, "status": "resolved" })))
+        .await;
+    let events = events_until(session.events(), Event::is_terminal).await;
+    assert!(matches!(events.last(), Some(Event::Ended { by: EndedBy::Agent, .. })));
+    let before = requests_to(&server, "POST", &format!("{BASE}/conversations/1042/messages")).await.len();
+    let error = session.send(UserInput::message("late", "are you there?")).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::SessionEnded);
+    assert_eq!(requests_to(&server, "POST", &format!("{BASE}/conversations/1042/messages")).await.len(), before);
+}
+
+#[tokio::test]
+async fn cancel_resolves_the_conversation() {
+    let server = server().await;
+    Mock::given(method("POST"))
+        .and(path(format!("{BASE}/conversations/1042/toggle_status").as_str()))
+        .and(has_body(json!({ "status": "resolved" })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "payload": { "success": true } })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let (_provider, mut session) = start(&server).await;
+    session.end(EndReason::Cancelled).await.unwrap();
+    assert!(matches!(next_event(session.events()).await, Event::Ended { by: EndedBy::User, .. }));
+}
+
+#[tokio::test]
+async fn the_queue_is_computed_from_older_unassigned_conversations_of_the_inbox() {
+    let server = server().await;
+    Mock::given(method("GET"))
+        .and(path(format!("{BASE}/conversations").as_str()))
+        .and(query_param("inbox_id", "9"))
+        .and(query_param("status", "open"))
+        .and(query_param("assignee_type", "unassigned"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "data": { "meta": {}, "payload": [
+            { "id": 1001 }, { "id": 1030 }, { "id": 1042 }, { "id": 1050 },
+        ] } })))
+        .expect(1..)
+        .mount(&server)
+        .await;
+    let mut config = config(&server);
+    config.get_queue_position = true;
+    config.get_estimated_wait_time = true;
+    config.wait_per_position_secs = 90;
+    let mut session = provider(config).start(sample_request()).await.unwrap();
+    assert_eq!(
+        next_event(session.events()).await,
+        Event::Queued { position: Some(3), estimated_wait: Some(std::time::Duration::from_secs(270)) }
+    );
+}
+
+#[test]
+fn webhooks_must_be_authenticated_unless_explicitly_allowed() {
+    let mut config = LiveAgentConfig::new("https://desk.example/api/v1", 1, "t", 2);
+    let error = LiveAgentProvider::new(config.clone()).err().unwrap();
+    assert!(error.to_string().contains("webhook_secret"), "{error}");
+    config.allow_unsigned_webhooks = true;
+    assert!(LiveAgentProvider::new(config.clone()).is_ok());
+    config.priority = Some("asap".into());
+    assert!(LiveAgentProvider::new(config.clone()).err().unwrap().to_string().contains("asap"));
+    let config = LiveAgentConfig::new("https://desk.example/", 1, "t", 2);
+    assert!(LiveAgentProvider::new(config).err().unwrap().to_string().contains("/api/v1"));
+}
