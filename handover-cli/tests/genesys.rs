@@ -7,21 +7,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Proc, agent_message, free_port, is_status, runtime, temp_dir, wait};
-use handover_emulator::{AgentAction, AgentScript, Emulator, EmulatorOptions, FaultSettings};
+use common::{Proc, agent_message, agent_texts, is_status, runtime, wait, write_config};
+use handover_emulator::{AgentAction, AgentScript, Emulator, FaultSettings};
 use serde_json::json;
 
-/// Starts the emulator delivering to a free port, and writes a config that listens there.
 fn setup(name: &str, script: Option<AgentScript>) -> (tokio::runtime::Runtime, Emulator, std::path::PathBuf) {
     let rt = runtime();
-    let port = free_port();
-    let mut options = EmulatorOptions::default().with_webhook_url(format!("http://127.0.0.1:{port}/webhooks/genesys"));
-    if let Some(script) = script {
-        options = options.scripted(script);
-    }
-    let emulator = rt.block_on(Emulator::start("genesys", options)).unwrap();
+    let (emulator, port) = common::emulator(&rt, "genesys", script, true);
     let config = emulator.provider_config();
-    let dir = temp_dir(name);
     let text = format!(
         "provider = \"genesys\"\n\n[user]\nid = \"user-42\"\nname = \"Jane Doe\"\n\n[webhook]\nlisten = \"127.0.0.1:{port}\"\n\n\
          [genesys]\nlogin_url = \"{url}\"\napi_url = \"{url}\"\nclient_id = \"{}\"\nclient_secret_env = \"GENESYS_TEST_SECRET\"\n\
@@ -31,17 +24,12 @@ fn setup(name: &str, script: Option<AgentScript>) -> (tokio::runtime::Runtime, E
         config["webhook_secret"].as_str().unwrap(),
         url = emulator.url(),
     );
-    let path = dir.join("handover.toml");
-    std::fs::write(&path, text).unwrap();
-    (rt, emulator, path)
+    (rt, emulator, write_config(name, &text))
 }
 
 fn chat(config: &std::path::Path) -> Proc {
     // The client secret reaches the child through `client_secret_env`, as users would pass it.
-    Proc::spawn_with_env(
-        &["chat", "--config", config.to_str().unwrap(), "--json"],
-        &[("GENESYS_TEST_SECRET", handover_emulator::genesys::CLIENT_SECRET)],
-    )
+    common::chat(config, &[("GENESYS_TEST_SECRET", handover_emulator::genesys::CLIENT_SECRET)])
 }
 
 #[test]
@@ -55,20 +43,14 @@ fn a_complete_handover_with_a_redelivered_webhook_shows_each_message_once() {
     hub.agent(&conversation, AgentAction::Joined { agent: "Ann".into() });
     hub.agent(&conversation, AgentAction::Message { agent: "Ann".into(), text: "Hello, Ann here".into() });
     hub.agent(&conversation, AgentAction::Message { agent: "Ann".into(), text: "second".into() });
-    let first: Vec<String> = proc
-        .until(agent_message("second"))
-        .iter()
-        .filter(|l| l["type"] == "agent_message")
-        .map(|l| l["text"].as_str().unwrap().to_owned())
-        .collect();
+    let first = agent_texts(&proc.until(agent_message("second")));
     assert_eq!(first, ["Hello, Ann here", "second"], "each delivered twice, shown once");
     proc.send(&json!({"type":"message","text":"thanks"}));
     wait(&rt, conversation.wait_for(|v| v.customer.len() >= 2));
     hub.agent(&conversation, AgentAction::Message { agent: "Ann".into(), text: "bye now".into() });
     hub.agent(&conversation, AgentAction::Ended);
     let lines = proc.until(is_status);
-    let texts: Vec<&str> =
-        lines.iter().filter(|l| l["type"] == "agent_message").map(|l| l["text"].as_str().unwrap()).collect();
+    let texts = agent_texts(&lines);
     assert_eq!(texts, ["bye now"], "the last message arrives before the end, once: {lines:?}");
     assert_eq!(lines.last().unwrap(), &json!({"type":"status","status":"completed"}));
     assert_eq!(proc.wait(), 0);
@@ -108,11 +90,5 @@ fn a_dropped_notifications_socket_is_rebuilt_without_losing_the_end() {
 
 #[test]
 fn the_demo_runs_against_the_genesys_emulator() {
-    let output = std::process::Command::new(common::BIN)
-        .args(["demo", "--provider", "genesys", "--json", "--step-ms", "20"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.lines().last().unwrap().contains("\"completed\""), "{stdout}");
+    common::assert_demo_completes("genesys");
 }

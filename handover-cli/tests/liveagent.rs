@@ -5,15 +5,13 @@
 
 mod common;
 
-use common::{Proc, agent_message, free_port, is_status, runtime, temp_dir, wait};
-use handover_emulator::{AgentAction, Emulator, EmulatorOptions, FaultSettings};
+use common::{Proc, agent_message, agent_texts, is_status, runtime, wait, write_config};
+use handover_emulator::{AgentAction, Emulator, FaultSettings};
 use serde_json::json;
 
 fn setup(name: &str, extra: &str) -> (tokio::runtime::Runtime, Emulator, std::path::PathBuf) {
     let rt = runtime();
-    let port = free_port();
-    let options = EmulatorOptions::default().with_webhook_url(format!("http://127.0.0.1:{port}/webhooks/liveagent"));
-    let emulator = rt.block_on(Emulator::start("liveagent", options)).unwrap();
+    let (emulator, port) = common::emulator(&rt, "liveagent", None, true);
     let config = emulator.provider_config();
     let text = format!(
         "provider = \"liveagent\"\n\n[node]\nsend_queue_event = true\nsend_resolve_event = true\n\n[user]\nid = \"user-42\"\nname = \"Jane Doe\"\n\n\
@@ -24,16 +22,11 @@ fn setup(name: &str, extra: &str) -> (tokio::runtime::Runtime, Emulator, std::pa
         config["inbox_id"],
         config["webhook_secret"].as_str().unwrap(),
     );
-    let path = temp_dir(name).join("handover.toml");
-    std::fs::write(&path, text).unwrap();
-    (rt, emulator, path)
+    (rt, emulator, write_config(name, &text))
 }
 
 fn chat(config: &std::path::Path) -> Proc {
-    Proc::spawn_with_env(
-        &["chat", "--config", config.to_str().unwrap(), "--json"],
-        &[("LIVEAGENT_TEST_TOKEN", handover_emulator::liveagent::TOKEN)],
-    )
+    common::chat(config, &[("LIVEAGENT_TEST_TOKEN", handover_emulator::liveagent::TOKEN)])
 }
 
 #[test]
@@ -74,12 +67,7 @@ fn a_duplicate_webhook_shows_one_message_and_resolve_completes() {
     hub.agent(&conversation, AgentAction::Joined { agent: "Ann".into() });
     hub.agent(&conversation, AgentAction::Message { agent: "Ann".into(), text: "only once".into() });
     hub.agent(&conversation, AgentAction::Message { agent: "Ann".into(), text: "marker".into() });
-    let texts: Vec<String> = proc
-        .until(agent_message("marker"))
-        .iter()
-        .filter(|l| l["type"] == "agent_message")
-        .map(|l| l["text"].as_str().unwrap().to_owned())
-        .collect();
+    let texts = agent_texts(&proc.until(agent_message("marker")));
     assert_eq!(texts, ["only once", "marker"]);
     proc.send(&json!({"type":"message","text":"thanks"}));
     wait(&rt, conversation.wait_for(|v| v.customer_texts_len() >= 1));
@@ -92,10 +80,5 @@ fn a_duplicate_webhook_shows_one_message_and_resolve_completes() {
 
 #[test]
 fn the_demo_runs_against_the_live_agent_emulator() {
-    let output = std::process::Command::new(common::BIN)
-        .args(["demo", "--provider", "liveagent", "--json", "--step-ms", "20"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(String::from_utf8_lossy(&output.stdout).lines().last().unwrap().contains("\"completed\""));
+    common::assert_demo_completes("liveagent");
 }

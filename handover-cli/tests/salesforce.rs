@@ -5,13 +5,13 @@
 
 mod common;
 
-use common::{Proc, agent_message, is_status, runtime, temp_dir, wait};
-use handover_emulator::{AgentAction, Emulator, EmulatorOptions, FaultSettings};
+use common::{Proc, agent_message, is_status, runtime, wait, write_config};
+use handover_emulator::{AgentAction, Emulator, FaultSettings};
 use serde_json::json;
 
 fn setup(name: &str) -> (tokio::runtime::Runtime, Emulator, std::path::PathBuf) {
     let rt = runtime();
-    let emulator = rt.block_on(Emulator::start("salesforce", EmulatorOptions::default())).unwrap();
+    let (emulator, _) = common::emulator(&rt, "salesforce", None, false);
     let config = emulator.provider_config();
     let text = format!(
         "provider = \"salesforce\"\n\n[node]\nsend_queue_event = true\n\n[user]\nid = \"user-42\"\nname = \"Jane Doe\"\n\n\
@@ -21,13 +21,11 @@ fn setup(name: &str) -> (tokio::runtime::Runtime, Emulator, std::path::PathBuf) 
         config["deployment_id"].as_str().unwrap(),
         config["button_id"].as_str().unwrap(),
     );
-    let path = temp_dir(name).join("handover.toml");
-    std::fs::write(&path, text).unwrap();
-    (rt, emulator, path)
+    (rt, emulator, write_config(name, &text))
 }
 
 fn chat(config: &std::path::Path) -> Proc {
-    Proc::spawn(&["chat", "--config", config.to_str().unwrap(), "--json"])
+    common::chat(config, &[])
 }
 
 #[test]
@@ -108,12 +106,5 @@ fn a_batch_holding_the_last_message_and_the_end_shows_the_message_first() {
 
 #[test]
 fn the_demo_runs_against_the_salesforce_emulator() {
-    let output = std::process::Command::new(common::BIN)
-        .args(["demo", "--provider", "salesforce", "--json", "--step-ms", "20"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("\"queue_update\""), "{stdout}");
-    assert!(stdout.lines().last().unwrap().contains("\"completed\""), "{stdout}");
+    common::assert_demo_completes("salesforce");
 }

@@ -25,7 +25,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::ProtocolHandle;
-use crate::model::{AgentAction, Change, Conversation, CustomerAction, Hub, lock, now_ms};
+use crate::model::{AgentAction, Change, Conversation, CustomerAction, Hub, lock, next_change, now_ms};
 use crate::webhooks::{self, Delivery};
 
 /// The OAuth client id the emulator accepts.
@@ -207,11 +207,7 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
 async fn translate(genesys: Arc<Genesys>) {
     let mut changes = genesys.hub.subscribe();
     loop {
-        let change = match changes.recv().await {
-            Ok(change) => change,
-            Err(broadcast::error::RecvError::Lagged(_)) => continue,
-            Err(broadcast::error::RecvError::Closed) => return,
-        };
+        let Some(change) = next_change(&mut changes).await else { return };
         match change {
             Change::Created(_) => {}
             Change::Agent(conversation, record) => {

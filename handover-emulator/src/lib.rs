@@ -3,6 +3,7 @@
 
 pub mod agent;
 mod control;
+pub mod eightbyeight;
 pub mod faults;
 pub mod genesys;
 pub mod liveagent;
@@ -27,7 +28,7 @@ pub use crate::faults::{FaultSettings, Faults};
 pub use crate::model::{AgentAction, AgentRecord, Conversation, ConversationView, CustomerAction, Hub};
 
 /// The protocols this build emulates, by provider name.
-pub const PROTOCOLS: [&str; 4] = ["miaw", "genesys", "salesforce", "liveagent"];
+pub const PROTOCOLS: [&str; 5] = ["miaw", "genesys", "salesforce", "liveagent", "8x8"];
 
 /// How to run an emulator.
 #[derive(Clone, Debug, Default)]
@@ -101,6 +102,12 @@ impl Emulator {
                 let (handle, routes, task) = liveagent::LiveAgent::start(hub.clone(), options.webhook_url.clone());
                 tasks.push(task);
                 ("liveagent", handle, routes)
+            }
+            "8x8" => {
+                let (handle, routes, task) =
+                    eightbyeight::EightByEight::start(hub.clone(), options.webhook_url.clone());
+                tasks.push(task);
+                ("8x8", handle, routes)
             }
             "salesforce" => {
                 let (handle, routes, task) = salesforce::Salesforce::start(hub.clone());

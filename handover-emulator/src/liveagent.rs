@@ -15,11 +15,11 @@ use axum::{Json, Router};
 use handover_transport::signature::{self, Algorithm, Encoding};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::ProtocolHandle;
-use crate::model::{AgentAction, Change, Conversation, CustomerAction, Hub, lock, now_ms};
+use crate::model::{AgentAction, Change, Conversation, CustomerAction, Hub, lock, next_change, now_ms};
 use crate::webhooks::{self, Delivery};
 
 /// The account id.
@@ -165,11 +165,7 @@ fn agent_id(name: &str) -> u64 {
 async fn translate(live: Arc<LiveAgent>) {
     let mut changes = live.hub.subscribe();
     loop {
-        let change = match changes.recv().await {
-            Ok(change) => change,
-            Err(broadcast::error::RecvError::Lagged(_)) => continue,
-            Err(broadcast::error::RecvError::Closed) => return,
-        };
+        let Some(change) = next_change(&mut changes).await else { return };
         match change {
             Change::Created(_) => {}
             Change::Agent(conversation, record) => {

@@ -348,3 +348,15 @@ impl Hub {
         true
     }
 }
+
+/// The next change a subscriber sees, past any it lagged behind on; `None` once the hub is
+/// gone.
+pub(crate) async fn next_change(changes: &mut broadcast::Receiver<Change>) -> Option<Change> {
+    loop {
+        match changes.recv().await {
+            Ok(change) => return Some(change),
+            Err(broadcast::error::RecvError::Lagged(missed)) => tracing::warn!(missed, "a translator lagged"),
+            Err(broadcast::error::RecvError::Closed) => return None,
+        }
+    }
+}

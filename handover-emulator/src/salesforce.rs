@@ -15,11 +15,11 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::ProtocolHandle;
-use crate::model::{AgentAction, Change, CustomerAction, Hub, lock};
+use crate::model::{AgentAction, Change, CustomerAction, Hub, lock, next_change};
 
 /// The API version the emulator expects.
 pub const API_VERSION: &str = "52";
@@ -129,11 +129,7 @@ impl ProtocolHandle for Salesforce {
 async fn translate(salesforce: Arc<Salesforce>) {
     let mut changes = salesforce.hub.subscribe();
     loop {
-        let change = match changes.recv().await {
-            Ok(change) => change,
-            Err(broadcast::error::RecvError::Lagged(_)) => continue,
-            Err(broadcast::error::RecvError::Closed) => return,
-        };
+        let Some(change) = next_change(&mut changes).await else { return };
         let Change::Agent(conversation, record) = change else { continue };
         let sf = &salesforce;
         sf.with_conversation(&conversation.id, |chat| {

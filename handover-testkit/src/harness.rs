@@ -75,3 +75,11 @@ pub fn sample_request() -> HandoverRequest {
     ])
     .with_routing(Routing::new().with_skills(["billing"]).with_languages(["en"]))
 }
+
+/// A retry policy with short backoffs (5 ms to 50 ms) on the tokio timer, so tests recover
+/// from injected failures and drops at once.
+pub fn fast_retry() -> handover_transport::retry::RetryPolicy {
+    handover_transport::retry::RetryPolicy::default()
+        .with_backoff(Duration::from_millis(5), Duration::from_millis(50))
+        .with_sleeper(handover_transport::retry::Sleeper::tokio())
+}

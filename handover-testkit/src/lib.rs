@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
+pub mod emulated;
 pub mod fake;
 mod harness;
 pub mod mock;
@@ -9,7 +10,8 @@ pub mod sse_server;
 pub mod webhook_server;
 pub mod ws_server;
 
-pub use harness::{Harness, sample_request};
+pub use emulated::EmulatorHarness;
+pub use harness::{Harness, fast_retry, sample_request};
 
 /// Expands to one `#[tokio::test]` per contract scenario, run against `$harness`.
 ///

@@ -26,13 +26,16 @@ pub enum Routed {
     Duplicate,
     /// No live session owns the conversation: refuse it so it is delivered again.
     NoSession,
+    /// The conversation's handover has ended: nothing will take it, so it is acknowledged
+    /// and dropped (a refusal would only make the provider retry).
+    Closed,
 }
 
 impl Routed {
     /// The HTTP status to answer with: `200`, or `503` for [`Routed::NoSession`].
     pub fn status(self) -> u16 {
         match self {
-            Routed::Delivered | Routed::Duplicate => 200,
+            Routed::Delivered | Routed::Duplicate | Routed::Closed => 200,
             Routed::NoSession => 503,
         }
     }
@@ -48,6 +51,7 @@ struct Route<T> {
 pub struct PushRouter<T> {
     routes: Mutex<HashMap<String, Route<T>>>,
     seen: Mutex<DedupSet>,
+    closed: Mutex<DedupSet>,
 }
 
 impl<T> Default for PushRouter<T> {
@@ -59,13 +63,29 @@ impl<T> Default for PushRouter<T> {
 impl<T> PushRouter<T> {
     /// A router remembering `capacity` delivery ids.
     pub fn new(capacity: usize) -> Self {
-        Self { routes: Mutex::default(), seen: Mutex::new(DedupSet::new(capacity)) }
+        Self {
+            routes: Mutex::default(),
+            seen: Mutex::new(DedupSet::new(capacity)),
+            closed: Mutex::new(DedupSet::new(capacity)),
+        }
     }
 
     /// Routes `key`'s deliveries to `deliveries` for as long as `events` has a consumer.
     /// A later registration for the same key (a resumed session) replaces this one.
     pub fn register(&self, key: impl Into<String>, deliveries: mpsc::Sender<T>, events: EventSender) {
-        lock(&self.routes).insert(key.into(), Route { deliveries, events });
+        let key = key.into();
+        lock(&self.closed).remove(&key);
+        lock(&self.routes).insert(key, Route { deliveries, events });
+    }
+
+    /// Removes `key`'s route like [`unregister`](Self::unregister) and records that its
+    /// handover ended: later deliveries are acknowledged as [`Routed::Closed`].
+    pub fn close(&self, key: &str, deliveries: &mpsc::Sender<T>) {
+        let mut routes = lock(&self.routes);
+        if routes.get(key).is_some_and(|route| route.deliveries.same_channel(deliveries)) {
+            routes.remove(key);
+            lock(&self.closed).insert(key);
+        }
     }
 
     /// Removes `key`'s route if it is still `deliveries` (not a newer session's).
@@ -103,6 +123,9 @@ impl<T> PushRouter<T> {
         if delivered {
             return Routed::Delivered;
         }
+        if lock(&self.closed).contains(key) {
+            return Routed::Closed;
+        }
         lock(&self.seen).remove(id);
         Routed::NoSession
     }
@@ -135,5 +158,25 @@ mod tests {
         router.unregister("c1", &tx);
         assert_eq!(router.deliver("c1", "d2", 2).await, Routed::Delivered);
         assert_eq!(rx2.recv().await, Some(2));
+    }
+
+    #[tokio::test]
+    async fn deliveries_for_an_ended_handover_are_acknowledged_and_dropped() {
+        let router = PushRouter::new(16);
+        let (events, _stream) = events::channel(4);
+        let (tx, _rx) = mpsc::channel(4);
+        router.register("c1", tx.clone(), events.clone());
+        let (other, _other_rx) = mpsc::channel(4);
+        router.close("c1", &other);
+        assert!(router.is_live("c1"), "only the owner closes its route");
+        router.close("c1", &tx);
+        assert_eq!(router.deliver("c1", "late", 1).await, Routed::Closed);
+        assert_eq!(Routed::Closed.status(), 200);
+        assert_eq!(router.deliver("c2", "other", 1).await, Routed::NoSession);
+        // A resumed session for the same conversation takes deliveries again.
+        let (tx2, mut rx2) = mpsc::channel(4);
+        router.register("c1", tx2, events);
+        assert_eq!(router.deliver("c1", "again", 3).await, Routed::Delivered);
+        assert_eq!(rx2.recv().await, Some(3));
     }
 }

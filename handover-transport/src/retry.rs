@@ -319,6 +319,24 @@ pub async fn send(
     }
 }
 
+/// [`send`], then the answer's body (at most `limit` bytes): the bytes of a success, or
+/// the error `parse_error` makes of a failure's status, headers and body.
+pub async fn exchange(
+    policy: &RetryPolicy,
+    provider: &'static str,
+    op: &'static str,
+    idempotency: Idempotency,
+    build: impl FnMut() -> RequestBuilder,
+    limit: usize,
+    parse_error: impl FnOnce(StatusCode, &HeaderMap, &[u8]) -> Error,
+) -> Result<Vec<u8>> {
+    let response = send(policy, provider, op, idempotency, build).await?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = crate::http::read_body(provider, op, response, limit).await?;
+    if status.is_success() { Ok(body) } else { Err(parse_error(status, &headers, &body)) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,11 @@ pub use handover_transport::CancellationToken;
 
 pub use crate::registry::{Builder, PROVIDERS, Registry, provider_config};
 
+/// 8x8 Contact Center through the Chat Gateway v1 (feature `8x8`).
+#[cfg(feature = "8x8")]
+#[cfg_attr(docsrs, doc(cfg(feature = "8x8")))]
+pub use provider_8x8 as eightbyeight;
+
 /// Genesys Cloud Open Messaging (feature `genesys`).
 #[cfg(feature = "genesys")]
 #[cfg_attr(docsrs, doc(cfg(feature = "genesys")))]

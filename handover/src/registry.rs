@@ -51,6 +51,11 @@ impl Registry {
     pub fn new() -> Self {
         #[allow(unused_mut)]
         let mut registry = Self::empty();
+        #[cfg(feature = "8x8")]
+        registry.register("8x8", |table| {
+            let config = provider_config::<provider_8x8::EightByEightConfig>("8x8", table)?;
+            Ok(Arc::new(provider_8x8::EightByEightProvider::new(config)?))
+        });
         #[cfg(feature = "genesys")]
         registry.register("genesys", |table| {
             let config = provider_config::<provider_genesys::GenesysConfig>("genesys", table)?;

@@ -411,8 +411,13 @@ impl Task {
     }
 
     async fn finish(self) {
-        // A resumed session may have taken the route over: that one is left alone.
-        self.router.unregister(&self.inner.customer.id, &self.own_route);
+        // A resumed session may have taken the route over: that one is left alone. After the
+        // end, late deliveries are acknowledged instead of refused for redelivery.
+        if lock(&self.inner.state).ended {
+            self.router.close(&self.inner.customer.id, &self.own_route);
+        } else {
+            self.router.unregister(&self.inner.customer.id, &self.own_route);
+        }
         if let Some(conversation) = self.inner.conversation_id() {
             self.detector.unwatch(&conversation, &self.participants_tx);
         }
@@ -677,7 +682,7 @@ impl Provider for GenesysProvider {
         let key = delivery.dedup_key();
         let to = delivery.channel.to.id.clone();
         match self.router.deliver(&to, &key, delivery).await {
-            Routed::Delivered | Routed::Duplicate => return WebhookReply::ok(),
+            Routed::Delivered | Routed::Duplicate | Routed::Closed => return WebhookReply::ok(),
             Routed::NoSession => {}
         }
         // No live session took it: refuse, so Genesys redelivers (§6.1: 5 retries, 5 s apart)

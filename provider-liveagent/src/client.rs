@@ -92,24 +92,22 @@ impl Client {
         body: Option<&Value>,
         query: &[(&str, String)],
     ) -> Result<Value> {
-        let response = retry::send(&self.retry, NAME, op, idempotency, || {
+        let build = || {
             let request = self.request(method.clone(), path).query(query);
             match body {
                 Some(body) => request.json(body),
                 None => request,
             }
+        };
+        let limit = http::DEFAULT_BODY_LIMIT;
+        let bytes = retry::exchange(&self.retry, NAME, op, idempotency, build, limit, |status, headers, body| {
+            let error = parse_error(op, status, headers, body);
+            if status == StatusCode::UNAUTHORIZED {
+                return Error::unauthenticated(NAME, op, format!("{}; check `api_access_token`", error.message()));
+            }
+            error
         })
         .await?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = http::read_body(NAME, op, response, http::DEFAULT_BODY_LIMIT).await?;
-        if !status.is_success() {
-            let mut error = parse_error(op, status, &headers, &bytes);
-            if status == StatusCode::UNAUTHORIZED {
-                error = Error::unauthenticated(NAME, op, format!("{}; check `api_access_token`", error.message()));
-            }
-            return Err(error);
-        }
         if bytes.is_empty() {
             return Ok(Value::Null);
         }

@@ -294,7 +294,13 @@ impl Task {
     }
 
     fn finish(&self) {
-        self.router.unregister(&self.inner.conversation.to_string(), &self.own_route);
+        let key = self.inner.conversation.to_string();
+        // After the end, late deliveries are acknowledged instead of refused for redelivery.
+        if lock(&self.inner.state).ended {
+            self.router.close(&key, &self.own_route);
+        } else {
+            self.router.unregister(&key, &self.own_route);
+        }
     }
 
     async fn emit(&self, event: Event) -> Flow {

@@ -126,3 +126,56 @@ pub fn runtime() -> tokio::runtime::Runtime {
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
+
+/// Starts `protocol`'s emulator (scripted when `script` is given). With `push`, webhooks go
+/// to `http://127.0.0.1:<port>/webhooks/<protocol>` on a free port, returned for the
+/// config's `[webhook] listen`.
+pub fn emulator(
+    rt: &tokio::runtime::Runtime,
+    protocol: &str,
+    script: Option<handover_emulator::AgentScript>,
+    push: bool,
+) -> (handover_emulator::Emulator, u16) {
+    let port = free_port();
+    let mut options = handover_emulator::EmulatorOptions::default();
+    if push {
+        options = options.with_webhook_url(format!("http://127.0.0.1:{port}/webhooks/{protocol}"));
+    }
+    if let Some(script) = script {
+        options = options.scripted(script);
+    }
+    (rt.block_on(handover_emulator::Emulator::start(protocol, options)).unwrap(), port)
+}
+
+/// Writes `text` as `handover.toml` in a fresh temp dir for test `name`.
+pub fn write_config(name: &str, text: &str) -> PathBuf {
+    let path = temp_dir(name).join("handover.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `handover chat --config <config> --json`, with `env` (secrets reach the child through
+/// `*_env` keys, as users pass them).
+pub fn chat(config: &std::path::Path, env: &[(&str, &str)]) -> Proc {
+    Proc::spawn_with_env(&["chat", "--config", config.to_str().unwrap(), "--json"], env)
+}
+
+/// The texts of the `agent_message` lines.
+pub fn agent_texts(lines: &[Value]) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|l| l["type"] == "agent_message")
+        .filter_map(|l| l["text"].as_str())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `handover demo --provider <provider> --json` with short steps: exits 0, last line
+/// `completed`.
+pub fn assert_demo_completes(provider: &str) {
+    let output =
+        Command::new(BIN).args(["demo", "--provider", provider, "--json", "--step-ms", "20"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.lines().last().unwrap_or_default().contains("\"completed\""), "{stdout}");
+}

@@ -2,13 +2,11 @@
 //! on loopback, the agent side played through the emulator's hub.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use handover_core::Provider;
-use handover_emulator::{AgentAction, Conversation, CustomerAction, Emulator, EmulatorOptions};
-use handover_testkit::Harness;
+use handover_emulator::{Emulator, EmulatorOptions};
+use handover_testkit::EmulatorHarness;
 use handover_testkit::webhook_server::WebhookServer;
-use handover_transport::retry::{RetryPolicy, Sleeper};
 use handover_transport::ws::WsConfig;
 use provider_genesys::{GenesysConfig, GenesysProvider};
 
@@ -18,11 +16,7 @@ pub(crate) struct GenesysHarness {
     _webhooks: WebhookServer,
 }
 
-pub(crate) fn fast_retry() -> RetryPolicy {
-    RetryPolicy::default()
-        .with_backoff(Duration::from_millis(5), Duration::from_millis(50))
-        .with_sleeper(Sleeper::tokio())
-}
+pub(crate) use handover_testkit::fast_retry;
 
 impl GenesysHarness {
     pub(crate) async fn start(f: impl FnOnce(&mut GenesysConfig)) -> Self {
@@ -38,18 +32,10 @@ impl GenesysHarness {
         webhooks.set_provider(provider.clone());
         Self { emulator, provider, _webhooks: webhooks }
     }
-
-    pub(crate) fn current(&self) -> Arc<Conversation> {
-        self.emulator.hub().latest().expect("a conversation was started")
-    }
-
-    fn act(&self, action: AgentAction) {
-        self.emulator.hub().agent(&self.current(), action);
-    }
 }
 
 #[handover_core::async_trait]
-impl Harness for GenesysHarness {
+impl EmulatorHarness for GenesysHarness {
     async fn setup() -> Self {
         Self::start(|_| {}).await
     }
@@ -58,55 +44,12 @@ impl Harness for GenesysHarness {
         self.provider.clone()
     }
 
-    fn secrets(&self) -> Vec<String> {
-        self.emulator.secrets()
+    fn emulator(&self) -> &Emulator {
+        &self.emulator
     }
 
-    async fn queue(&self, _position: Option<u32>, _estimated_wait: Option<Duration>) -> bool {
+    /// Genesys reports no queue position or wait to Open Messaging.
+    fn reports_queue(&self) -> bool {
         false
-    }
-
-    async fn agent_joins(&self, name: &str) {
-        self.act(AgentAction::Joined { agent: name.to_owned() });
-    }
-
-    async fn agent_says(&self, name: &str, text: &str) {
-        self.act(AgentAction::Message { agent: name.to_owned(), text: text.to_owned() });
-    }
-
-    async fn redeliver_last(&self) -> bool {
-        self.emulator.redeliver_last(&self.current().id).await
-    }
-
-    async fn agent_typing(&self, on: bool) -> bool {
-        self.act(AgentAction::Typing { agent: "Ann".to_owned(), on });
-        true
-    }
-
-    async fn agent_transfers(&self, from: &str) -> bool {
-        self.act(AgentAction::Left { agent: from.to_owned(), transfer: true });
-        true
-    }
-
-    async fn agent_ends(&self) {
-        self.act(AgentAction::Ended);
-    }
-
-    async fn drop_connection(&self) -> bool {
-        // Agent messages are pushed; the notifications socket is dropped, not a message stream.
-        false
-    }
-
-    async fn customer_texts(&self, at_least: usize) -> Vec<String> {
-        let conversation = self.current();
-        conversation
-            .wait_for(|v| v.customer.iter().filter(|c| matches!(c, CustomerAction::Message { .. })).count() >= at_least)
-            .await;
-        conversation.customer_texts()
-    }
-
-    async fn closed_by_customer(&self) -> bool {
-        self.current().wait_for(|v| v.closed_by_customer).await;
-        true
     }
 }

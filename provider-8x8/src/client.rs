@@ -1,0 +1,353 @@
+//! The Chat Gateway endpoints (`protocols/8x8.md` §4) and their error bodies (§7).
+
+use std::borrow::Cow;
+use std::fmt;
+
+use handover_core::{Error, Result};
+use handover_transport::http::{self, HttpConfig};
+use handover_transport::reqwest::header::HeaderMap;
+use handover_transport::reqwest::{self, Method, RequestBuilder, StatusCode};
+use handover_transport::retry::{self, Idempotency, RetryPolicy};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use url::Url;
+
+use crate::NAME;
+use crate::config::EightByEightConfig;
+
+const PREFIX: &str = "/chat-gateway/v1";
+
+/// One entry of an error body's `errors`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[non_exhaustive]
+pub struct ErrorDetail {
+    /// A machine-readable code (`invalid_queue`, `access_denied`, …), when given.
+    #[serde(default)]
+    pub code: Option<String>,
+    /// What went wrong.
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// An error body of the Chat Gateway, whichever of its shapes it came in: `errors` as an
+/// array of objects, an array of strings, or a single object; `referenceId` when given.
+///
+/// It is the [`source`](std::error::Error::source) of the [`Error`] a failed call returns.
+///
+/// ```
+/// use handover_transport::reqwest::StatusCode;
+/// use provider_8x8::ApiError;
+///
+/// let body = br#"{"message":"The tenant does not belong to customer.",
+///                 "errors":["Header X-8x8-Tenant doesn't match tenant information"]}"#;
+/// let error = ApiError::parse(StatusCode::FORBIDDEN, body);
+/// assert_eq!(error.errors[0].message.as_deref(), Some("Header X-8x8-Tenant doesn't match tenant information"));
+/// assert_eq!(error.reference_id, None);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: u16,
+    /// The top-level `message` (or the body's text when it is not JSON).
+    pub message: String,
+    /// The `errors` entries.
+    pub errors: Vec<ErrorDetail>,
+    /// `referenceId`, for 8x8 support.
+    pub reference_id: Option<String>,
+}
+
+impl ApiError {
+    /// Reads an error body. Never fails: a body that is not one of the documented shapes
+    /// becomes the message.
+    pub fn parse(status: StatusCode, body: &[u8]) -> Self {
+        let mut error =
+            Self { status: status.as_u16(), message: String::new(), errors: Vec::new(), reference_id: None };
+        let Ok(json) = serde_json::from_slice::<Value>(body) else {
+            error.message = http::truncate(String::from_utf8_lossy(body).trim(), 300).into_owned();
+            return error;
+        };
+        error.message = json["message"]
+            .as_str()
+            .or_else(|| json["error"].as_str())
+            .or_else(|| json["fault"]["faultstring"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        error.reference_id = json["referenceId"].as_str().map(str::to_owned);
+        let detail = |item: &Value| match item {
+            Value::String(text) => ErrorDetail { code: None, message: Some(text.clone()) },
+            Value::Object(_) => ErrorDetail {
+                code: item["code"].as_str().map(str::to_owned),
+                message: item["message"].as_str().map(str::to_owned),
+            },
+            other => ErrorDetail { code: None, message: Some(other.to_string()) },
+        };
+        error.errors = match &json["errors"] {
+            Value::Array(items) => items.iter().map(detail).collect(),
+            Value::Null => Vec::new(),
+            single => vec![detail(single)],
+        };
+        error
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        let details: Vec<String> = self
+            .errors
+            .iter()
+            .map(|d| match (&d.code, &d.message) {
+                (Some(code), Some(message)) => format!("{code}: {message}"),
+                (Some(text), None) | (None, Some(text)) => text.clone(),
+                (None, None) => String::new(),
+            })
+            .filter(|d| !d.is_empty() && *d != self.message)
+            .collect();
+        if !details.is_empty() {
+            let sep = if self.message.is_empty() { "" } else { " — " };
+            write!(f, "{sep}{}", details.join("; "))?;
+        }
+        if let Some(reference) = &self.reference_id {
+            write!(f, " (reference {reference})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// Turns a failed response into an error whose source is the [`ApiError`].
+pub fn parse_error(op: impl Into<Cow<'static, str>>, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Error {
+    let api = ApiError::parse(status, body);
+    let mut message = api.to_string();
+    match status {
+        StatusCode::UNAUTHORIZED => message.push_str("; check `api_key` (an API key of the \"Chat Gateway\" product)"),
+        StatusCode::FORBIDDEN => message.push_str("; check `tenant` (X-8x8-Tenant) and the key's permissions"),
+        _ => {}
+    }
+    http::status_error(NAME, op, status, headers, message).with_source(api)
+}
+
+/// A participant of a conversation (`GET …/participants`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Participant {
+    pub(crate) id: String,
+    pub(crate) kind: String,
+    pub(crate) removed: bool,
+}
+
+pub(crate) struct Client {
+    http: reqwest::Client,
+    base: Url,
+    api_key: SecretString,
+    tenant: Option<String>,
+    pub(crate) retry: RetryPolicy,
+}
+
+impl Client {
+    pub(crate) fn new(config: &EightByEightConfig) -> Result<Self> {
+        let base = http::base_url(NAME, "base_url", &config.base_url, config.allow_insecure_http)?;
+        if base.path().contains("/chat-gateway") {
+            return Err(Error::config(
+                NAME,
+                "[8x8] `base_url` is the host only (e.g. https://api.8x8.com); the /chat-gateway/v1 paths are added",
+            ));
+        }
+        if config.api_key.expose_secret().trim().is_empty() {
+            return Err(Error::config(NAME, "[8x8] `api_key` is empty"));
+        }
+        if config.channel_id.trim().is_empty() {
+            return Err(Error::config(NAME, "[8x8] `channel_id` is empty"));
+        }
+        Ok(Self {
+            http: http::client(NAME, &HttpConfig::default())?,
+            base,
+            api_key: config.api_key.clone(),
+            tenant: config.tenant.clone().filter(|t| !t.trim().is_empty()),
+            retry: RetryPolicy::default(),
+        })
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let mut request = self
+            .http
+            .request(method, http::join(&self.base, &format!("{PREFIX}{path}")))
+            .header("x-api-key", self.api_key.expose_secret())
+            .header("accept", "application/hal+json");
+        if let Some(tenant) = &self.tenant {
+            request = request.header("X-8x8-Tenant", tenant);
+        }
+        request
+    }
+
+    async fn call(
+        &self,
+        op: &'static str,
+        idempotency: Idempotency,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value> {
+        let build = || {
+            let request = self.request(method.clone(), path);
+            match body {
+                Some(body) => request.json(body),
+                None => request,
+            }
+        };
+        let limit = http::DEFAULT_BODY_LIMIT;
+        let bytes = retry::exchange(&self.retry, NAME, op, idempotency, build, limit, |status, headers, body| {
+            parse_error(op, status, headers, body)
+        })
+        .await?;
+        // 202/204/201 come with empty bodies (§8.7).
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Value::Null);
+        }
+        http::decode_json(NAME, op, &bytes)
+    }
+
+    /// §5.1: creates the conversation; returns its id.
+    pub(crate) async fn create_conversation(&self, body: &Value) -> Result<String> {
+        let op = "create conversation";
+        let created = self.call(op, Idempotency::NotIdempotent, Method::POST, "/conversations", Some(body)).await?;
+        created["conversationId"]
+            .as_str()
+            .filter(|id| !id.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| Error::protocol(NAME, op, "the answer has no conversationId"))
+    }
+
+    /// §5.2: a text message from `author` (`user` or `bot`).
+    pub(crate) async fn send_message(&self, conversation: &str, author: &str, text: &str) -> Result<()> {
+        let path = format!("/conversations/{}/messages", segment(conversation));
+        let body = json!({ "authorType": author, "text": text });
+        self.call("send message", Idempotency::NotIdempotent, Method::POST, &path, Some(&body)).await.map(drop)
+    }
+
+    /// Row 11: the user is typing. The Gateway has no "stopped typing" call.
+    pub(crate) async fn typing(&self, conversation: &str) -> Result<()> {
+        let path = format!("/conversations/{}/typing", segment(conversation));
+        let body = json!({ "authorType": "user" });
+        self.call("send typing", Idempotency::Idempotent, Method::POST, &path, Some(&body)).await.map(drop)
+    }
+
+    /// Row 15: the user leaves, which ends the interaction.
+    pub(crate) async fn remove_user(&self, conversation: &str) -> Result<()> {
+        let path = format!("/conversations/{}/participants/user", segment(conversation));
+        let body = json!({ "removed": true });
+        self.call("remove user", Idempotency::Idempotent, Method::PATCH, &path, Some(&body)).await.map(drop)
+    }
+
+    /// Row 14: who is in the conversation (used to catch up after a resume).
+    pub(crate) async fn participants(&self, conversation: &str) -> Result<Vec<Participant>> {
+        let op = "list participants";
+        let path = format!("/conversations/{}/participants", segment(conversation));
+        let listed = self.call(op, Idempotency::Idempotent, Method::GET, &path, None).await?;
+        let items = listed["_embedded"]["participants"]
+            .as_array()
+            .ok_or_else(|| Error::protocol(NAME, op, "the answer has no _embedded.participants list"))?;
+        Ok(items
+            .iter()
+            .filter_map(|p| {
+                Some(Participant {
+                    id: p["id"].as_str()?.to_owned(),
+                    kind: p["type"].as_str().unwrap_or_default().to_owned(),
+                    removed: p["removed"] == true,
+                })
+            })
+            .collect())
+    }
+
+    /// Row "channels/{id}": proves the key, the tenant and the channel.
+    pub(crate) async fn channel(&self, channel: &str) -> Result<Value> {
+        let path = format!("/channels/{}", segment(channel));
+        self.call("read channel", Idempotency::Idempotent, Method::GET, &path, None).await
+    }
+
+    /// Row 20: the public JWK `kid` signs webhooks with.
+    pub(crate) async fn jwk(&self, kid: &str) -> Result<Value> {
+        let path = format!("/jwk/{}/public", segment(kid));
+        self.call("fetch webhook key", Idempotency::Idempotent, Method::GET, &path, None).await
+    }
+}
+
+/// Percent-encodes one path segment (ids come from the network).
+fn segment(id: &str) -> Cow<'_, str> {
+    if id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')) {
+        return Cow::Borrowed(id);
+    }
+    let mut out = String::with_capacity(id.len() * 3);
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_shape_is_read() {
+        let array = ApiError::parse(
+            StatusCode::BAD_REQUEST,
+            br#"{"message":"Bad request","errors":[{"code":"invalid_queue","message":"Queue ID 112 is invalid."}]}"#,
+        );
+        assert_eq!(
+            array.errors,
+            [ErrorDetail { code: Some("invalid_queue".into()), message: Some("Queue ID 112 is invalid.".into()) }]
+        );
+        assert_eq!(array.to_string(), "Bad request — invalid_queue: Queue ID 112 is invalid.");
+
+        let object = ApiError::parse(
+            StatusCode::BAD_REQUEST,
+            br#"{"message":"Invalid","errors":{"code":"invalid_json_object","message":"bad json"},"referenceId":"ref-1"}"#,
+        );
+        assert_eq!(object.errors.len(), 1);
+        assert_eq!(object.reference_id.as_deref(), Some("ref-1"));
+        assert_eq!(object.to_string(), "Invalid — invalid_json_object: bad json (reference ref-1)");
+
+        let strings =
+            ApiError::parse(StatusCode::NOT_FOUND, br#"{"message":"Not found","errors":["Tenant t does not belong"]}"#);
+        assert_eq!(strings.errors[0].code, None);
+        assert_eq!(strings.to_string(), "Not found — Tenant t does not belong");
+
+        let text = ApiError::parse(StatusCode::BAD_GATEWAY, b"<html>upstream</html>");
+        assert_eq!(text.message, "<html>upstream</html>");
+        assert!(text.errors.is_empty());
+
+        let legacy = ApiError::parse(
+            StatusCode::UNAUTHORIZED,
+            br#"{"fault":{"faultstring":"Invalid ApiKey","detail":{"errorcode":"x"}}}"#,
+        );
+        assert_eq!(legacy.message, "Invalid ApiKey");
+    }
+
+    #[test]
+    fn parse_error_keeps_the_typed_body_as_source() {
+        let error = parse_error(
+            "create conversation",
+            StatusCode::UNAUTHORIZED,
+            &HeaderMap::new(),
+            br#"{"message":"Access Denied","errors":[{"message":"Invalid key","code":"access_denied"}],"referenceId":"r9"}"#,
+        );
+        assert_eq!(error.kind(), handover_core::ErrorKind::Unauthenticated);
+        assert!(error.message().contains("access_denied: Invalid key"), "{}", error.message());
+        assert!(error.message().contains("check `api_key`"));
+        let source = std::error::Error::source(&error).and_then(|s| s.downcast_ref::<ApiError>());
+        assert_eq!(source.and_then(|a| a.reference_id.as_deref()), Some("r9"));
+    }
+
+    #[test]
+    fn ids_are_encoded_as_one_path_segment() {
+        assert_eq!(segment("Aka5NMHU8MtIG7lUQOxI0DTOvM4"), "Aka5NMHU8MtIG7lUQOxI0DTOvM4");
+        assert_eq!(segment("a/b?c"), "a%2Fb%3Fc");
+    }
+}

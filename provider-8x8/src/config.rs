@@ -1,0 +1,105 @@
+//! The `[8x8]` config table (`protocols/8x8.md` §1, §5.1).
+
+use std::collections::BTreeMap;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// The default API host.
+pub const DEFAULT_BASE_URL: &str = "https://api.8x8.com";
+
+/// Configuration of the 8x8 provider: the `[8x8]` table.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct EightByEightConfig {
+    /// The API host, without a path (`https://api.8x8.com`).
+    #[serde(default = "default_base_url")]
+    pub base_url: String,
+    /// The Chat Gateway API key (Admin Console → API Keys, product "Chat Gateway"), sent as
+    /// `x-api-key`.
+    pub api_key: SecretString,
+    /// The contact-center tenant, sent as `X-8x8-Tenant` on every call; mandatory when the
+    /// customer has more than one tenant.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// The Chat API channel the conversation is created on.
+    pub channel_id: String,
+    /// A queue overriding the channel's default queue (`assignment: {type: "queue"}`).
+    #[serde(default)]
+    pub queue_id: Option<String>,
+    /// Extra JSON merged into the create-conversation body: objects are merged key by key
+    /// (so `{"user": {"company": "ACME"}}` adds to the user), `user.additionalProperties`
+    /// entries are appended, anything else replaces the generated value.
+    #[serde(default)]
+    pub json_properties: Map<String, Value>,
+    /// More `user.additionalProperties` shown to the agent (key → value).
+    #[serde(default)]
+    pub additional_properties: BTreeMap<String, String>,
+    /// Display names of agents by agent id. The Gateway's `MEMBERS_CHANGED` event carries
+    /// only the agent id; names from the legacy `AGENT_JOINED` event are used when present.
+    #[serde(default)]
+    pub agent_names: BTreeMap<String, String>,
+    /// After the agent leaves (the agent finished), remove the user too, which frees the
+    /// agent (`PATCH …/participants/user {"removed": true}`).
+    #[serde(default = "yes")]
+    pub leave_after_agent: bool,
+    /// How long an agent's leave waits for a `TRANSFER` or the next agent (deliveries can
+    /// arrive out of order) before it ends the handover, in milliseconds.
+    #[serde(default = "default_transfer_grace_ms")]
+    pub transfer_grace_ms: u64,
+    /// Allow plain `http://` to a non-loopback host.
+    #[serde(default)]
+    pub allow_insecure_http: bool,
+}
+
+fn default_base_url() -> String {
+    DEFAULT_BASE_URL.to_owned()
+}
+fn yes() -> bool {
+    true
+}
+fn default_transfer_grace_ms() -> u64 {
+    1_500
+}
+
+impl EightByEightConfig {
+    /// A configuration for `channel_id` with `api_key` against the default host.
+    pub fn new(api_key: impl Into<String>, channel_id: impl Into<String>) -> Self {
+        Self {
+            base_url: default_base_url(),
+            api_key: SecretString::from(api_key.into()),
+            tenant: None,
+            channel_id: channel_id.into(),
+            queue_id: None,
+            json_properties: Map::new(),
+            additional_properties: BTreeMap::new(),
+            agent_names: BTreeMap::new(),
+            leave_after_agent: true,
+            transfer_grace_ms: default_transfer_grace_ms(),
+            allow_insecure_http: false,
+        }
+    }
+
+    /// Points the provider at another host (an emulator, a proxy).
+    #[must_use]
+    pub fn with_base_url(mut self, base_url: impl Into<String>) -> Self {
+        self.base_url = base_url.into();
+        self
+    }
+
+    /// Sets the `X-8x8-Tenant` header.
+    #[must_use]
+    pub fn with_tenant(mut self, tenant: impl Into<String>) -> Self {
+        self.tenant = Some(tenant.into());
+        self
+    }
+
+    /// Routes to `queue_id` instead of the channel's queue.
+    #[must_use]
+    pub fn with_queue(mut self, queue_id: impl Into<String>) -> Self {
+        self.queue_id = Some(queue_id.into());
+        self
+    }
+}
