@@ -217,7 +217,7 @@ impl EightByEight {
     fn send(&self, body: Vec<u8>, meta: DeliveryMeta) {
         let Some(webhook) = &self.webhook else { return };
         let key = if self.hub.faults.bad_signatures() { SigningKey::impostor() } else { SigningKey::shared() };
-        let _ = webhook.send(Delivery { headers: key.headers(&body, &meta), body });
+        let _ = webhook.send(Delivery::new(body.clone(), key.headers(&body, &meta)));
     }
 
     fn event(&self, conversation: &str, event_type: &str, data: Option<Value>) {

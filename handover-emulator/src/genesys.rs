@@ -123,13 +123,11 @@ impl Genesys {
         };
         let body = body.to_string().into_bytes();
         let key: &[u8] = if self.hub.faults.bad_signatures() { b"not-the-secret" } else { WEBHOOK_SECRET.as_bytes() };
-        let delivery = Delivery {
-            headers: vec![
-                ("content-type".to_owned(), "application/json".to_owned()),
-                ("x-hub-signature-256".to_owned(), format!("sha256={}", sign(key, &body))),
-            ],
-            body,
-        };
+        let headers = vec![
+            ("content-type".to_owned(), "application/json".to_owned()),
+            ("x-hub-signature-256".to_owned(), format!("sha256={}", sign(key, &body))),
+        ];
+        let delivery = Delivery::new(body, headers);
         lock(&self.last_delivery).insert(conversation.id.clone(), delivery.clone());
         let _ = webhook.send(delivery);
     }

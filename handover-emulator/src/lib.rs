@@ -9,6 +9,7 @@ pub mod genesys;
 pub mod liveagent;
 pub mod miaw;
 pub mod model;
+pub mod ringcentral;
 pub mod salesforce;
 mod sse;
 mod webhooks;
@@ -28,7 +29,7 @@ pub use crate::faults::{FaultSettings, Faults};
 pub use crate::model::{AgentAction, AgentRecord, Conversation, ConversationView, CustomerAction, Hub};
 
 /// The protocols this build emulates, by provider name.
-pub const PROTOCOLS: [&str; 5] = ["miaw", "genesys", "salesforce", "liveagent", "8x8"];
+pub const PROTOCOLS: [&str; 6] = ["miaw", "genesys", "salesforce", "liveagent", "8x8", "ringcentral"];
 
 /// How to run an emulator.
 #[derive(Clone, Debug, Default)]
@@ -108,6 +109,11 @@ impl Emulator {
                     eightbyeight::EightByEight::start(hub.clone(), options.webhook_url.clone());
                 tasks.push(task);
                 ("8x8", handle, routes)
+            }
+            "ringcentral" => {
+                let (handle, routes, task) = ringcentral::RingCentral::start(hub.clone(), options.webhook_url.clone());
+                tasks.push(task);
+                ("ringcentral", handle, routes)
             }
             "salesforce" => {
                 let (handle, routes, task) = salesforce::Salesforce::start(hub.clone());

@@ -96,18 +96,16 @@ impl LiveAgent {
         let mut signed = timestamp.as_bytes().to_vec();
         signed.push(b'.');
         signed.extend_from_slice(&body);
-        let delivery = Delivery {
-            headers: vec![
-                ("content-type".to_owned(), "application/json".to_owned()),
-                ("x-chatwoot-timestamp".to_owned(), timestamp),
-                (
-                    "x-chatwoot-signature".to_owned(),
-                    format!("sha256={}", signature::sign(Algorithm::Sha256, Encoding::Hex, key, &signed)),
-                ),
-                ("x-chatwoot-delivery".to_owned(), uuid::Uuid::new_v4().to_string()),
-            ],
-            body,
-        };
+        let headers = vec![
+            ("content-type".to_owned(), "application/json".to_owned()),
+            ("x-chatwoot-timestamp".to_owned(), timestamp),
+            (
+                "x-chatwoot-signature".to_owned(),
+                format!("sha256={}", signature::sign(Algorithm::Sha256, Encoding::Hex, key, &signed)),
+            ),
+            ("x-chatwoot-delivery".to_owned(), uuid::Uuid::new_v4().to_string()),
+        ];
+        let delivery = Delivery::new(body, headers);
         lock(&self.last_delivery).insert(conversation.to_owned(), delivery.clone());
         let _ = webhook.send(delivery);
     }

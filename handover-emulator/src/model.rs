@@ -269,9 +269,14 @@ impl Hub {
             state: Mutex::default(),
             changed: Notify::new(),
         });
-        lock(&self.conversations).push(conversation.clone());
+        {
+            // Announced under the lock: whoever finds the conversation in the list acts on
+            // it after its `Created`, so no agent action overtakes the creation.
+            let mut conversations = lock(&self.conversations);
+            conversations.push(conversation.clone());
+            let _ = self.changes.send(Change::Created(conversation.clone()));
+        }
         self.created.notify_waiters();
-        let _ = self.changes.send(Change::Created(conversation.clone()));
         conversation
     }
 

@@ -8,11 +8,23 @@ use tokio::sync::mpsc;
 
 use crate::model::Hub;
 
+/// Checks a 2xx answer's headers and body (RingCentral Engage requires signed answers); a
+/// failed check counts as a failed delivery.
+pub(crate) type ReplyCheck = Arc<dyn Fn(&reqwest::header::HeaderMap, &[u8]) -> bool + Send + Sync>;
+
 /// One delivery: body and headers (signing happens in the protocol module).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct Delivery {
     pub(crate) body: Vec<u8>,
     pub(crate) headers: Vec<(String, String)>,
+    pub(crate) check_reply: Option<ReplyCheck>,
+}
+
+impl Delivery {
+    /// A delivery whose answer needs no check.
+    pub(crate) fn new(body: Vec<u8>, headers: Vec<(String, String)>) -> Self {
+        Self { body, headers, check_reply: None }
+    }
 }
 
 /// Posts deliveries to `url` in order, one at a time, retrying `429`, `5xx` and transport
@@ -49,7 +61,15 @@ async fn post(client: &reqwest::Client, url: &str, delivery: &Delivery, retries:
             request = request.header(name, value);
         }
         match request.send().await {
-            Ok(response) if response.status().is_success() => return,
+            Ok(response) if response.status().is_success() => {
+                let Some(check) = &delivery.check_reply else { return };
+                let headers = response.headers().clone();
+                let body = response.bytes().await.unwrap_or_default();
+                if check(&headers, &body) {
+                    return;
+                }
+                tracing::warn!(attempt, "the webhook answer failed its check (unsigned?); retrying");
+            }
             Ok(response) if response.status().as_u16() != 429 && !response.status().is_server_error() => {
                 tracing::debug!(status = %response.status(), "webhook refused; not retried");
                 return;

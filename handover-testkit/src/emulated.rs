@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use handover_core::{HandoverRequest, Provider};
-use handover_emulator::{AgentAction, Conversation, CustomerAction, Emulator};
+use handover_emulator::{AgentAction, Conversation, ConversationView, CustomerAction, Emulator};
+
+use crate::scenarios::GUARD;
 
 use crate::harness::{Harness, sample_request};
 
@@ -31,6 +33,16 @@ pub trait EmulatorHarness: Send + Sync + Sized + 'static {
     /// Whether the protocol carries queue position or wait (else [`Harness::queue`]
     /// answers `false`).
     fn reports_queue(&self) -> bool {
+        true
+    }
+
+    /// Whether the protocol tells the connector that the agent types.
+    fn reports_agent_typing(&self) -> bool {
+        true
+    }
+
+    /// Whether the protocol tells the connector about transfers.
+    fn reports_transfers(&self) -> bool {
         true
     }
 
@@ -92,11 +104,17 @@ impl<T: EmulatorHarness> Harness for T {
     }
 
     async fn agent_typing(&self, on: bool) -> bool {
+        if !self.reports_agent_typing() {
+            return false;
+        }
         self.act(AgentAction::Typing { agent: "Ann".to_owned(), on });
         true
     }
 
     async fn agent_transfers(&self, from: &str) -> bool {
+        if !self.reports_transfers() {
+            return false;
+        }
         self.act(AgentAction::Left { agent: from.to_owned(), transfer: true });
         true
     }
@@ -115,14 +133,43 @@ impl<T: EmulatorHarness> Harness for T {
 
     async fn customer_texts(&self, at_least: usize) -> Vec<String> {
         let conversation = self.current();
-        conversation
-            .wait_for(|v| v.customer.iter().filter(|c| matches!(c, CustomerAction::Message { .. })).count() >= at_least)
-            .await;
+        let texts =
+            |v: &ConversationView| v.customer.iter().filter(|c| matches!(c, CustomerAction::Message { .. })).count();
+        let waited = tokio::time::timeout(GUARD, conversation.wait_for(|v| texts(v) >= at_least)).await;
+        assert!(waited.is_ok(), "the agent side did not receive {at_least} customer texts within {GUARD:?}");
         conversation.customer_texts()
     }
 
     async fn closed_by_customer(&self) -> bool {
-        self.current().wait_for(|v| v.closed_by_customer).await;
+        let waited = tokio::time::timeout(GUARD, self.current().wait_for(|v| v.closed_by_customer)).await;
+        assert!(waited.is_ok(), "the customer side did not close the conversation within {GUARD:?}");
         true
+    }
+}
+
+/// A push provider against its emulator: the emulator delivers webhooks to a loopback
+/// server that hands them to the provider.
+pub struct PushSetup<P> {
+    /// The emulator.
+    pub emulator: Emulator,
+    /// The provider, built from the emulator's provider config.
+    pub provider: Arc<P>,
+    _webhooks: crate::webhook_server::WebhookServer,
+}
+
+impl<P: Provider + 'static> PushSetup<P> {
+    /// Starts the emulator of `protocol` delivering to `/webhooks/<protocol>`, and builds
+    /// the provider with `build` from the config the emulator hands out (adjust it there).
+    ///
+    /// # Panics
+    /// When the emulator does not start or its config does not fit `C`.
+    pub async fn start<C: serde::de::DeserializeOwned>(protocol: &str, build: impl FnOnce(C) -> P) -> Self {
+        let webhooks = crate::webhook_server::WebhookServer::bind().await;
+        let options = handover_emulator::EmulatorOptions::default().with_webhook_url(webhooks.url(protocol));
+        let emulator = Emulator::start(protocol, options).await.expect("the emulator starts");
+        let config: C = serde_json::from_value(emulator.provider_config()).expect("the emulator's config fits");
+        let provider = Arc::new(build(config));
+        webhooks.set_provider(provider.clone());
+        Self { emulator, provider, _webhooks: webhooks }
     }
 }

@@ -172,6 +172,29 @@ pub fn status_error(
     error
 }
 
+/// Whether `error` was made by [`status_error`] for `status` (e.g. to retry a `409`).
+pub fn is_status(error: &Error, status: StatusCode) -> bool {
+    error.message().strip_prefix("HTTP ").and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        == Some(status.as_str())
+}
+
+/// Percent-encodes `id` as one URL path segment (ids come from the network).
+pub fn segment(id: &str) -> Cow<'_, str> {
+    let safe = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~');
+    if id.bytes().all(safe) {
+        return Cow::Borrowed(id);
+    }
+    let mut out = String::with_capacity(id.len() * 3);
+    for b in id.bytes() {
+        if safe(b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// Wraps a `reqwest` error, stripped of its URL (URLs may carry tokens in query strings).
 pub fn request_error(provider: &'static str, op: impl Into<Cow<'static, str>>, error: reqwest::Error) -> Error {
     let what = if error.is_timeout() {
@@ -236,6 +259,16 @@ pub fn truncate(text: &str, max: usize) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statuses_are_recognised_and_segments_encoded() {
+        let error = status_error("p", "op", StatusCode::CONFLICT, &HeaderMap::new(), "busy");
+        assert!(is_status(&error, StatusCode::CONFLICT));
+        assert!(!is_status(&error, StatusCode::BAD_REQUEST));
+        assert!(!is_status(&Error::protocol("p", "op", "HTTP 4090"), StatusCode::CONFLICT));
+        assert_eq!(segment("Aka5-NM_x.y~"), "Aka5-NM_x.y~");
+        assert_eq!(segment("a/b?c d"), "a%2Fb%3Fc%20d");
+    }
 
     #[test]
     fn plain_http_only_for_loopback() {

@@ -6,12 +6,13 @@
 //! retries bring it to a session resumed meanwhile instead of losing it.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
+use handover_core::{Event, EventStream};
 use tokio::sync::mpsc;
 
 use crate::dedup::DedupSet;
-use crate::events::EventSender;
+use crate::events::{self, EventSender};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -131,6 +132,57 @@ impl<T> PushRouter<T> {
     }
 }
 
+/// A push session's place in a [`PushRouter`]: the channel its deliveries arrive on and the
+/// sender of its events. The session task owns it.
+pub struct Link<T> {
+    router: Arc<PushRouter<T>>,
+    key: String,
+    route: mpsc::Sender<T>,
+    events: EventSender,
+}
+
+impl<T> Link<T> {
+    /// Registers `key` with `router`; returns the link, the deliveries and the event stream
+    /// to hand to the caller.
+    pub fn open(
+        router: &Arc<PushRouter<T>>,
+        key: impl Into<String>,
+        capacity: usize,
+    ) -> (Self, mpsc::Receiver<T>, EventStream) {
+        let key = key.into();
+        let (events, stream) = events::channel(capacity);
+        let (route, deliveries) = mpsc::channel(capacity);
+        router.register(key.clone(), route.clone(), events.clone());
+        (Self { router: router.clone(), key, route, events }, deliveries, stream)
+    }
+
+    /// The event sender (to wait on [`EventSender::closed`]).
+    pub fn events(&self) -> &EventSender {
+        &self.events
+    }
+
+    /// Sends `event`. A terminal event is sent once: `first_end` marks the session ended
+    /// and says whether it was not already. Returns `false` when the session is over (the
+    /// event was terminal, or nobody listens any more).
+    pub async fn emit(&self, event: Event, first_end: impl FnOnce() -> bool) -> bool {
+        let terminal = event.is_terminal();
+        if terminal && !first_end() {
+            return false;
+        }
+        self.events.send(event).await && !terminal
+    }
+
+    /// Leaves the router: after an end late deliveries are acknowledged
+    /// ([`PushRouter::close`]), otherwise refused so a resumed session gets them.
+    pub fn finish(&self, ended: bool) {
+        if ended {
+            self.router.close(&self.key, &self.route);
+        } else {
+            self.router.unregister(&self.key, &self.route);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +210,25 @@ mod tests {
         router.unregister("c1", &tx);
         assert_eq!(router.deliver("c1", "d2", 2).await, Routed::Delivered);
         assert_eq!(rx2.recv().await, Some(2));
+    }
+
+    #[tokio::test]
+    async fn a_link_sends_one_end_and_leaves_the_router() {
+        let router = Arc::new(PushRouter::new(16));
+        let (link, mut deliveries, mut stream) = Link::open(&router, "c1", 4);
+        assert_eq!(router.deliver("c1", "d1", 7).await, Routed::Delivered);
+        assert_eq!(deliveries.recv().await, Some(7));
+        let mut ended = false;
+        let mut first_end = || !std::mem::replace(&mut ended, true);
+        assert!(link.emit(Event::AgentTyping(true), &mut first_end).await);
+        let end = Event::Ended { by: handover_core::EndedBy::Agent, reason: None };
+        assert!(!link.emit(end.clone(), &mut first_end).await, "terminal: the session is over");
+        assert!(!link.emit(end, &mut first_end).await);
+        assert!(matches!(stream.recv().await, Some(Ok(Event::AgentTyping(true)))));
+        assert!(matches!(stream.recv().await, Some(Ok(Event::Ended { .. }))));
+        assert!(stream.recv().await.is_none(), "one end only");
+        link.finish(true);
+        assert_eq!(router.deliver("c1", "d2", 8).await, Routed::Closed);
     }
 
     #[tokio::test]

@@ -112,6 +112,15 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
+/// Compares a shared secret sent verbatim (a URL token, a secret header) with the expected
+/// one without revealing through timing where they differ or how long the secret is: both
+/// are hashed under a fixed key first.
+pub fn secret_eq(expected: &[u8], provided: &[u8]) -> bool {
+    let expected = hmac(Algorithm::Sha256, b"handover-secret-eq", expected);
+    let provided = hmac(Algorithm::Sha256, b"handover-secret-eq", provided);
+    constant_time_eq(&expected, &provided)
+}
+
 /// Strips a required prefix such as `sha256=` from a header value.
 pub fn strip_prefix<'a>(value: Option<&'a str>, prefix: &str) -> Result<Option<&'a str>, SignatureError> {
     match value {
@@ -133,6 +142,14 @@ pub fn check_timestamp(timestamp: &str, window: Duration, now: SystemTime) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(secret_eq(b"s3cret", b"s3cret"));
+        assert!(!secret_eq(b"s3cret", b"s3cre"));
+        assert!(!secret_eq(b"s3cret", b"s3cret "));
+        assert!(!secret_eq(b"", b"x"));
+    }
 
     // RFC 4231 test case 2.
     const KEY: &[u8] = b"Jefe";

@@ -104,7 +104,8 @@ struct RawWebhook {
 }
 
 /// The queue keys the node reads from the selected provider's table (Live Agent's node
-/// parameters in DESIGN.md §6). The table keeps them: the provider may need them too.
+/// parameters in DESIGN.md §6). Any provider's table may carry them; only Live Agent, which
+/// computes its queue itself, is handed them too.
 #[derive(Deserialize, Default)]
 struct RawQueue {
     get_queue_position: Option<bool>,
@@ -192,6 +193,12 @@ impl Config {
         let queue: RawQueue = toml::Value::Table(queue_table)
             .try_into()
             .map_err(|e: toml::de::Error| fail(format!("[{provider}]: {}", e.message().trim())))?;
+        let mut provider_table = provider_table;
+        if provider != "liveagent" {
+            for key in QUEUE_KEYS {
+                provider_table.remove(key);
+            }
+        }
 
         let user = match user {
             Some(u) => {
@@ -467,6 +474,18 @@ alternative_text = "Busy right now."
         assert_eq!(alternative.max_wait, Some(Duration::from_secs(600)));
         assert_eq!(alternative.text, "Busy right now.");
         assert!(config.provider_table.as_table().unwrap().contains_key("get_queue_position"));
+    }
+
+    #[test]
+    fn queue_keys_in_other_tables_configure_only_the_node() {
+        let text = "provider = \"8x8\"\n[user]\nid = \"u\"\n[8x8]\napi_key = \"k\"\nchannel_id = \"c\"\n\
+                    get_estimated_wait_time = true\nwait_time_update_interval = 5\n";
+        let config = parse(text).unwrap();
+        assert!(config.node.queue.wait_time);
+        assert_eq!(config.node.queue.wait_time_interval, Duration::from_secs(5));
+        let table = config.provider_table.as_table().unwrap();
+        assert!(!table.contains_key("get_estimated_wait_time"), "the provider's table has no queue keys");
+        assert!(table.contains_key("channel_id"));
     }
 
     #[test]

@@ -35,6 +35,11 @@ pub use provider_salesforce as salesforce;
 #[cfg_attr(docsrs, doc(cfg(feature = "liveagent")))]
 pub use provider_liveagent as liveagent;
 
+/// RingCentral Engage Digital through a Source SDK source (feature `ringcentral`).
+#[cfg(feature = "ringcentral")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ringcentral")))]
+pub use provider_ringcentral as ringcentral;
+
 /// Salesforce Messaging for In-App and Web (feature `miaw`).
 #[cfg(feature = "miaw")]
 #[cfg_attr(docsrs, doc(cfg(feature = "miaw")))]

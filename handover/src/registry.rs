@@ -71,6 +71,11 @@ impl Registry {
             let config = provider_config::<provider_miaw::MiawConfig>("miaw", table)?;
             Ok(Arc::new(provider_miaw::MiawProvider::new(config)?))
         });
+        #[cfg(feature = "ringcentral")]
+        registry.register("ringcentral", |table| {
+            let config = provider_config::<provider_ringcentral::RingCentralConfig>("ringcentral", table)?;
+            Ok(Arc::new(provider_ringcentral::RingCentralProvider::new(config)?))
+        });
         #[cfg(feature = "salesforce")]
         registry.register("salesforce", |table| {
             let config = provider_config::<provider_salesforce::SalesforceConfig>("salesforce", table)?;

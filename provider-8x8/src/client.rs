@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use handover_core::{Error, Result};
-use handover_transport::http::{self, HttpConfig};
+use handover_transport::http::{self, HttpConfig, segment};
 use handover_transport::reqwest::header::HeaderMap;
 use handover_transport::reqwest::{self, Method, RequestBuilder, StatusCode};
 use handover_transport::retry::{self, Idempotency, RetryPolicy};
@@ -274,22 +274,6 @@ impl Client {
     }
 }
 
-/// Percent-encodes one path segment (ids come from the network).
-fn segment(id: &str) -> Cow<'_, str> {
-    if id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')) {
-        return Cow::Borrowed(id);
-    }
-    let mut out = String::with_capacity(id.len() * 3);
-    for b in id.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    Cow::Owned(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,11 +327,5 @@ mod tests {
         assert!(error.message().contains("check `api_key`"));
         let source = std::error::Error::source(&error).and_then(|s| s.downcast_ref::<ApiError>());
         assert_eq!(source.and_then(|a| a.reference_id.as_deref()), Some("r9"));
-    }
-
-    #[test]
-    fn ids_are_encoded_as_one_path_segment() {
-        assert_eq!(segment("Aka5NMHU8MtIG7lUQOxI0DTOvM4"), "Aka5NMHU8MtIG7lUQOxI0DTOvM4");
-        assert_eq!(segment("a/b?c"), "a%2Fb%3Fc");
     }
 }

@@ -9,8 +9,8 @@ use handover_core::{
     Agent, Capabilities, EndReason, EndedBy, Error, Event, HandoverRequest, Provider, ProviderInfo, Result, Session,
     SessionHandle, SessionSnapshot, Speaker, UserInput, WebhookReply, WebhookRequest, transcript,
 };
-use handover_transport::events::{self, EventSender};
-use handover_transport::push::PushRouter;
+use handover_transport::events;
+use handover_transport::push::{Link, PushRouter};
 use handover_transport::retry::RetryPolicy;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -91,21 +91,11 @@ impl EightByEightProvider {
     }
 
     fn open(&self, inner: Arc<Inner>, catch_up: bool) -> Session {
-        let (sender, stream) = events::channel(self.capacity);
-        let (deliveries_tx, deliveries) = mpsc::channel(self.capacity);
         let (commands_tx, commands) = mpsc::channel(4);
         self.router.remember(lock(&inner.state).seen.iter().map(String::as_str));
-        self.router.register(inner.conversation.clone(), deliveries_tx.clone(), sender.clone());
+        let (link, deliveries, stream) = Link::open(&self.router, inner.conversation.clone(), self.capacity);
         *lock(&inner.commands) = Some(commands_tx);
-        let task = Task {
-            inner: inner.clone(),
-            router: self.router.clone(),
-            own_route: deliveries_tx,
-            sender,
-            deliveries,
-            commands,
-            pending_leave: None,
-        };
+        let task = Task { inner: inner.clone(), link, deliveries, commands, pending_leave: None };
         tokio::spawn(task.run(catch_up));
         Session::new(inner, stream)
     }
@@ -304,9 +294,7 @@ struct Snapshot {
 
 struct Task {
     inner: Arc<Inner>,
-    router: Arc<PushRouter<Item>>,
-    own_route: mpsc::Sender<Item>,
-    sender: EventSender,
+    link: Link<Item>,
     deliveries: mpsc::Receiver<Item>,
     commands: mpsc::Receiver<Command>,
     /// An agent left without a `TRANSFER`: the end, unless a transfer or the next agent
@@ -329,7 +317,7 @@ impl Task {
             let deadline = self.pending_leave.as_ref().map(|(_, at)| *at);
             let flow = tokio::select! {
                 biased;
-                () = self.sender.closed() => Flow::Stop,
+                () = self.link.events().closed() => Flow::Stop,
                 command = self.commands.recv() => match command {
                     Some(Command::Closed(reason)) => {
                         self.emit(Event::Ended { by: EndedBy::User, reason: Some(reason.as_str().to_owned()) }).await
@@ -349,24 +337,12 @@ impl Task {
     }
 
     fn finish(&self) {
-        // After the end, late deliveries are acknowledged instead of refused for redelivery.
-        if lock(&self.inner.state).ended {
-            self.router.close(&self.inner.conversation, &self.own_route);
-        } else {
-            self.router.unregister(&self.inner.conversation, &self.own_route);
-        }
+        self.link.finish(lock(&self.inner.state).ended);
     }
 
     async fn emit(&self, event: Event) -> Flow {
-        let terminal = event.is_terminal();
-        if terminal {
-            let mut state = lock(&self.inner.state);
-            if state.ended {
-                return Flow::Stop;
-            }
-            state.ended = true;
-        }
-        if !self.sender.send(event).await || terminal { Flow::Stop } else { Flow::Continue }
+        let first_end = || !std::mem::replace(&mut lock(&self.inner.state).ended, true);
+        if self.link.emit(event, first_end).await { Flow::Continue } else { Flow::Stop }
     }
 
     /// The agent's display name: from the event, else the configured roster.

@@ -8,8 +8,8 @@ use handover_core::{
     Agent, Capabilities, EndReason, EndedBy, Error, Event, HandoverRequest, Priority, Provider, ProviderInfo, Result,
     Session, SessionHandle, SessionSnapshot, UserInput, WebhookReply, WebhookRequest, transcript,
 };
-use handover_transport::events::{self, EventSender};
-use handover_transport::push::PushRouter;
+use handover_transport::events;
+use handover_transport::push::{Link, PushRouter};
 use handover_transport::retry::RetryPolicy;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -120,19 +120,10 @@ impl LiveAgentProvider {
     }
 
     fn open(&self, inner: Arc<Inner>, catch_up: bool) -> Session {
-        let (sender, stream) = events::channel(self.capacity);
-        let (deliveries_tx, deliveries) = mpsc::channel(self.capacity);
         let (commands_tx, commands) = mpsc::channel(4);
-        self.router.register(inner.conversation.to_string(), deliveries_tx.clone(), sender.clone());
+        let (link, deliveries, stream) = Link::open(&self.router, inner.conversation.to_string(), self.capacity);
         *lock(&inner.commands) = Some(commands_tx);
-        let task = Task {
-            inner: inner.clone(),
-            router: self.router.clone(),
-            own_route: deliveries_tx,
-            sender,
-            deliveries,
-            commands,
-        };
+        let task = Task { inner: inner.clone(), link, deliveries, commands };
         tokio::spawn(task.run(catch_up));
         Session::new(inner, stream)
     }
@@ -238,9 +229,7 @@ struct Snapshot {
 
 struct Task {
     inner: Arc<Inner>,
-    router: Arc<PushRouter<Delivery>>,
-    own_route: mpsc::Sender<Delivery>,
-    sender: EventSender,
+    link: Link<Delivery>,
     deliveries: mpsc::Receiver<Delivery>,
     commands: mpsc::Receiver<Command>,
 }
@@ -271,7 +260,7 @@ impl Task {
             let served = lock(&self.inner.state).served;
             let flow = tokio::select! {
                 biased;
-                () = self.sender.closed() => Flow::Stop,
+                () = self.link.events().closed() => Flow::Stop,
                 command = self.commands.recv() => match command {
                     Some(Command::Closed(reason)) => {
                         self.emit(Event::Ended { by: EndedBy::User, reason: Some(reason.as_str().to_owned()) }).await
@@ -294,25 +283,12 @@ impl Task {
     }
 
     fn finish(&self) {
-        let key = self.inner.conversation.to_string();
-        // After the end, late deliveries are acknowledged instead of refused for redelivery.
-        if lock(&self.inner.state).ended {
-            self.router.close(&key, &self.own_route);
-        } else {
-            self.router.unregister(&key, &self.own_route);
-        }
+        self.link.finish(lock(&self.inner.state).ended);
     }
 
     async fn emit(&self, event: Event) -> Flow {
-        let terminal = event.is_terminal();
-        if terminal {
-            let mut state = lock(&self.inner.state);
-            if state.ended {
-                return Flow::Stop;
-            }
-            state.ended = true;
-        }
-        if !self.sender.send(event).await || terminal { Flow::Stop } else { Flow::Continue }
+        let first_end = || !std::mem::replace(&mut lock(&self.inner.state).ended, true);
+        if self.link.emit(event, first_end).await { Flow::Continue } else { Flow::Stop }
     }
 
     /// §7.1: the position is one plus the open, unassigned conversations of the inbox that

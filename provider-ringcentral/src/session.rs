@@ -1,0 +1,706 @@
+//! The provider, its webhook handler and its sessions.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use handover_core::{
+    Agent, Capabilities, EndReason, EndedBy, Error, ErrorKind, Event, HandoverRequest, Provider, ProviderInfo, Result,
+    Session, SessionHandle, SessionSnapshot, Speaker, TranscriptEntry, UserInput, WebhookReply, WebhookRequest,
+    transcript,
+};
+use handover_transport::events;
+use handover_transport::push::{Link, PushRouter, Routed};
+use handover_transport::retry::RetryPolicy;
+use handover_transport::signature;
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::NAME;
+use crate::client::{Client, is_refused};
+use crate::config::RingCentralConfig;
+use crate::webhook::{self, Callback, EventKind, SIGNATURE_HEADER, signed_reply};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// §4: the longest message body.
+const MAX_BODY: usize = 20_000;
+
+/// RingCentral Engage Digital through a Source SDK source.
+pub struct RingCentralProvider {
+    info: ProviderInfo,
+    config: Arc<RingCentralConfig>,
+    client: Arc<Client>,
+    router: Arc<PushRouter<Delivery>>,
+    /// Engage thread id → our thread id, for webhook events (which carry Engage's id).
+    threads: Arc<Mutex<HashMap<String, String>>>,
+    capacity: usize,
+}
+
+/// What Engage supports: queue position and wait (`messaging.queuing_update`, with task
+/// mode on), user typing, text up to 20 000 characters. Agent joins are not reported to a
+/// Source SDK source; the agent shows with the first reply.
+pub fn capabilities() -> Capabilities {
+    Capabilities::none()
+        .with_typing(true)
+        .with_queue_position(true)
+        .with_estimated_wait(true)
+        .with_resume(true)
+        .with_max_message_chars(Some(MAX_BODY))
+}
+
+/// Something Engage told a session.
+#[derive(Clone, Debug)]
+enum Delivery {
+    AgentReply { content_id: String, text: String, agent: Agent },
+    Queued { position: Option<u32>, wait: Option<Duration> },
+    InterventionOpen(Option<String>),
+    InterventionClosed,
+    InterventionCanceled,
+}
+
+impl RingCentralProvider {
+    /// Checks `config` and builds the provider (no I/O).
+    pub fn new(config: RingCentralConfig) -> Result<Self> {
+        let client = Client::new(&config)?;
+        if config.webhook_secret.is_none() && !config.allow_unsigned_webhooks {
+            return Err(Error::config(
+                NAME,
+                "[ringcentral] webhook events must be authenticated: set `webhook_secret` (the Engage webhook's \
+                 Secret, sent as X-Dimelo-Secret) or `allow_unsigned_webhooks = true`",
+            ));
+        }
+        if config.agent_category_id.trim().is_empty() {
+            return Err(Error::config(NAME, "[ringcentral] `agent_category_id` is empty"));
+        }
+        Ok(Self {
+            info: ProviderInfo::new(NAME, "RingCentral Engage Digital", capabilities()),
+            config: Arc::new(config),
+            client: Arc::new(client),
+            router: Arc::default(),
+            threads: Arc::default(),
+            capacity: events::DEFAULT_CAPACITY,
+        })
+    }
+
+    /// Sets the retry policy of API calls (tests shorten it).
+    #[must_use]
+    pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
+        if let Some(client) = Arc::get_mut(&mut self.client) {
+            client.retry = policy;
+        }
+        self
+    }
+
+    fn key(&self) -> &[u8] {
+        self.config.source_token.expose_secret().as_bytes()
+    }
+
+    fn open(&self, inner: Arc<Inner>, catch_up: bool) -> Session {
+        let (commands_tx, commands) = mpsc::channel(4);
+        if let Some(engage) = lock(&inner.state).engage_thread.clone() {
+            lock(&self.threads).insert(engage, inner.thread.clone());
+        }
+        let (link, deliveries, stream) = Link::open(&self.router, inner.thread.clone(), self.capacity);
+        *lock(&inner.commands) = Some(commands_tx);
+        let task = Task { inner: inner.clone(), link, deliveries, commands, closing: None };
+        tokio::spawn(task.run(catch_up));
+        Session::new(inner, stream)
+    }
+
+    /// §6: waits for Engage to import our thread (the Send API is asynchronous).
+    async fn engage_thread(&self, thread: &str) -> Result<String> {
+        let deadline = Instant::now() + Duration::from_secs(self.config.thread_lookup_timeout_secs);
+        let mut delay = Duration::from_millis(100);
+        loop {
+            if let Some(id) = self.client.find_thread(&self.config.source_id, thread).await? {
+                return Ok(id);
+            }
+            if Instant::now() + delay > deadline {
+                return Err(Error::new(
+                    ErrorKind::Rejected,
+                    NAME,
+                    "find thread",
+                    format!(
+                        "Engage did not import the thread within {}s; check that the source is active and that \
+                         `source_id` and the realtime URL are the source's",
+                        self.config.thread_lookup_timeout_secs
+                    ),
+                ));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// §3: a Source SDK callback.
+    async fn callback(&self, request: &WebhookRequest) -> WebhookReply {
+        if let Err(error) = webhook::verify(self.key(), request) {
+            tracing::warn!(%error, "rejected a callback");
+            return signed_reply(self.key(), 422, &json!({ "error": "Invalid signature" }));
+        }
+        let callback = match webhook::parse_callback(&request.body) {
+            Ok(callback) => callback,
+            Err(error) => {
+                tracing::warn!(%error, "rejected a malformed callback");
+                return signed_reply(self.key(), 400, &json!({ "error": error.message() }));
+            }
+        };
+        match callback {
+            Callback::ImplementationInfo => signed_reply(self.key(), 200, &webhook::implementation_info()),
+            Callback::List => signed_reply(self.key(), 200, &json!([])),
+            Callback::Show => signed_reply(self.key(), 200, &json!({})),
+            Callback::AgentReply { content_id, thread_id, in_reply_to_id, text, agent } => {
+                // §9.4: retries carry the same content id and get the same id back.
+                let id = format!("agent-{content_id}");
+                let Some(thread) = thread_of(thread_id, in_reply_to_id) else {
+                    return signed_reply(
+                        self.key(),
+                        422,
+                        &json!({ "error": { "fatal": true, "message": "no thread" } }),
+                    );
+                };
+                let delivery = Delivery::AgentReply { content_id: content_id.clone(), text, agent };
+                match self.router.deliver(&thread, &format!("sdk:{content_id}"), delivery).await {
+                    Routed::NoSession => signed_reply(self.key(), 503, &json!({ "error": "no live session" })),
+                    _ => signed_reply(self.key(), 200, &json!({ "id": id })),
+                }
+            }
+            Callback::QueuingUpdate { thread_id, in_reply_to_id, position, wait } => {
+                let Some(thread) = thread_of(thread_id, in_reply_to_id) else {
+                    return signed_reply(self.key(), 200, &json!({}));
+                };
+                // Each update has its own `time`, so its signature tells a resend from news.
+                let key = format!("queue:{}", webhook::sign(self.key(), &request.body));
+                match self.router.deliver(&thread, &key, Delivery::Queued { position, wait }).await {
+                    // The session may not be registered yet (the update raced the handover).
+                    Routed::NoSession => signed_reply(self.key(), 503, &json!({ "error": "no live session" })),
+                    _ => signed_reply(self.key(), 200, &json!({})),
+                }
+            }
+            Callback::Unknown(action) => {
+                tracing::debug!(action, "an action we do not implement");
+                signed_reply(self.key(), 422, &json!({ "error": "Invalid action" }))
+            }
+        }
+    }
+
+    fn secret_ok(&self, request: &WebhookRequest) -> bool {
+        match &self.config.webhook_secret {
+            Some(secret) => request
+                .header("x-dimelo-secret")
+                .is_some_and(|given| signature::secret_eq(secret.expose_secret().as_bytes(), given.as_bytes())),
+            None => self.config.allow_unsigned_webhooks,
+        }
+    }
+
+    /// §7.1: `GET ?hub.mode=subscribe&hub.challenge=…&hub.verify_token=…`.
+    fn validate(&self, request: &WebhookRequest) -> WebhookReply {
+        let token_ok = match (&self.config.webhook_verify_token, request.query_param("hub.verify_token")) {
+            (Some(expected), Some(given)) => {
+                signature::secret_eq(expected.expose_secret().as_bytes(), given.as_bytes())
+            }
+            _ => false,
+        };
+        match (request.query_param("hub.mode"), request.query_param("hub.challenge")) {
+            (Some("subscribe"), Some(challenge)) if token_ok && self.secret_ok(request) => {
+                WebhookReply::text(200, challenge)
+            }
+            _ => WebhookReply::text(403, "webhook validation failed: check `webhook_verify_token`"),
+        }
+    }
+
+    /// §7.2: REST webhook events.
+    async fn events(&self, request: &WebhookRequest) -> WebhookReply {
+        if !self.secret_ok(request) {
+            tracing::warn!("rejected a webhook without the right X-Dimelo-Secret");
+            return WebhookReply::text(401, "X-Dimelo-Secret is missing or wrong");
+        }
+        let events = match webhook::parse_events(&request.body) {
+            Ok(events) => events,
+            Err(error) => return WebhookReply::text(400, error.message().to_owned()),
+        };
+        let mut redeliver = false;
+        for event in events {
+            if event.source_id.as_deref().is_some_and(|s| s != self.config.source_id) {
+                continue;
+            }
+            let delivery = match event.kind {
+                EventKind::InterventionOpen => Delivery::InterventionOpen(event.resource_id.clone()),
+                EventKind::InterventionClosed => Delivery::InterventionClosed,
+                EventKind::InterventionCanceled => Delivery::InterventionCanceled,
+                EventKind::Other => continue,
+            };
+            let Some(engage) = event.thread_id.as_deref() else { continue };
+            let known = lock(&self.threads).get(engage).cloned();
+            let thread = match known {
+                Some(thread) => thread,
+                None => match self.client.thread_foreign_id(engage).await {
+                    Ok(Some(thread)) => thread,
+                    Ok(None) => continue,
+                    Err(error) if error.kind() == ErrorKind::SessionNotFound => continue,
+                    Err(error) => {
+                        tracing::warn!(%error, "could not map an event's thread; asking for a redelivery");
+                        redeliver = true;
+                        continue;
+                    }
+                },
+            };
+            if self.router.deliver(&thread, &format!("event:{}", event.id), delivery).await == Routed::NoSession {
+                redeliver = true;
+            }
+        }
+        if redeliver { WebhookReply::text(503, "redeliver later") } else { WebhookReply::ok() }
+    }
+}
+
+/// Our thread id: given, or the prefix of our message id (`<thread>:…`).
+fn thread_of(thread_id: Option<String>, in_reply_to_id: Option<String>) -> Option<String> {
+    thread_id.or_else(|| in_reply_to_id.and_then(|id| id.split_once(':').map(|(thread, _)| thread.to_owned())))
+}
+
+fn now() -> String {
+    handover_transport::time::now_iso8601()
+}
+
+/// `context_data` keys are `[a-zA-Z-]`.
+fn context_key(key: &str) -> String {
+    key.chars().map(|c| if c.is_ascii_alphabetic() { c } else { '-' }).collect()
+}
+
+fn user_object(request: &HandoverRequest) -> Value {
+    let user = &request.user;
+    let mut context = Map::new();
+    context.insert("bot-session".into(), json!(request.session_id));
+    if let Some(language) = &user.language {
+        context.insert("language".into(), json!(language));
+    }
+    if !request.routing.skills.is_empty() {
+        context.insert("skills".into(), json!(request.routing.skills.join(",")));
+    }
+    for (key, value) in &request.routing.attributes {
+        let text = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+        context.insert(context_key(key), json!(text));
+    }
+    let stamp = now();
+    let mut object = json!({
+        "id": user.id,
+        "screenname": user.name.clone().unwrap_or_else(|| user.id.clone()),
+        "puppetizable": false,
+        "created_at": stamp,
+        "updated_at": stamp,
+        "context_data": context,
+    });
+    if let Some(email) = &user.email {
+        object["email"] = json!(email);
+    }
+    if let Some(phone) = &user.phone {
+        object["mobile_phone"] = json!(phone);
+    }
+    object
+}
+
+fn bot_object(config: &RingCentralConfig) -> Value {
+    let stamp = now();
+    json!({
+        "id": config.bot_identity_id,
+        "screenname": config.bot_name,
+        "puppetizable": true,
+        "created_at": stamp,
+        "updated_at": stamp,
+    })
+}
+
+struct Inner {
+    info: ProviderInfo,
+    config: Arc<RingCentralConfig>,
+    client: Arc<Client>,
+    session_id: String,
+    /// Our thread id (`foreign_id` in Engage).
+    thread: String,
+    user: Value,
+    state: Mutex<State>,
+    commands: Mutex<Option<mpsc::Sender<Command>>>,
+}
+
+#[derive(Clone, Default, Serialize, Deserialize)]
+struct State {
+    engage_thread: Option<String>,
+    intervention: Option<String>,
+    /// An agent replied: the intervention can be closed, not canceled (§9.7).
+    agent_replied: bool,
+    ended: bool,
+    closed_by_us: bool,
+}
+
+enum Command {
+    Closed(EndReason),
+}
+
+impl Inner {
+    async fn post(&self, op: &'static str, author: Value, body: &str) -> Result<()> {
+        let params = json!({
+            "id": format!("{}:m:{}", self.thread, uuid::Uuid::new_v4()),
+            "author": author,
+            "body": body,
+            "format": "text",
+            "thread_id": self.thread,
+            "created_at": now(),
+        });
+        self.client.send(op, "messages.create", &params).await
+    }
+
+    async fn presence(&self, text: &str) -> Result<()> {
+        if text.trim().is_empty() {
+            return Ok(());
+        }
+        self.post("send presence", bot_object(&self.config), text).await
+    }
+
+    /// The open intervention: known from events, else listed.
+    async fn open_intervention(&self) -> Result<Option<String>> {
+        let (known, engage) = {
+            let state = lock(&self.state);
+            (state.intervention.clone(), state.engage_thread.clone())
+        };
+        if known.is_some() {
+            return Ok(known);
+        }
+        let Some(engage) = engage else { return Ok(None) };
+        let listed = self.client.interventions(&engage).await?;
+        Ok(listed.iter().find(|i| i["closed"] != true).and_then(|i| i["id"].as_str()).map(str::to_owned))
+    }
+}
+
+#[async_trait]
+impl SessionHandle for Inner {
+    fn info(&self) -> &ProviderInfo {
+        &self.info
+    }
+
+    async fn send(&self, input: UserInput) -> Result<()> {
+        if lock(&self.state).ended {
+            return Err(Error::session_ended(NAME, "send"));
+        }
+        match input {
+            UserInput::Message { text, .. } => self.post("send message", self.user.clone(), &text).await,
+            UserInput::Typing(on) => {
+                let (action, params) = if on {
+                    ("typing.start", json!({ "thread_id": self.thread, "preview": "…" }))
+                } else {
+                    ("typing.stop", json!({ "thread_id": self.thread }))
+                };
+                match self.client.send("send typing", action, &params).await {
+                    // §4: one typing.start per thread every 2 s; typing is best effort.
+                    Err(error) if error.kind() == ErrorKind::RateLimited => Ok(()),
+                    other => other,
+                }
+            }
+            UserInput::Connected => self.presence(&self.config.user_connects_text).await,
+            UserInput::Disconnected => self.presence(&self.config.user_disconnects_text).await,
+            other => Err(Error::unsupported(NAME, other.kind())),
+        }
+    }
+
+    /// Closes the intervention when an agent replied, cancels it otherwise (§9.7); with no
+    /// intervention yet, moves the thread back to the bot category.
+    async fn end(&self, reason: EndReason) -> Result<()> {
+        let (replied, engage) = {
+            let mut state = lock(&self.state);
+            if state.ended {
+                return Ok(());
+            }
+            state.closed_by_us = true;
+            (state.agent_replied, state.engage_thread.clone())
+        };
+        match self.open_intervention().await? {
+            Some(id) => match self.client.finish_intervention(&id, replied).await {
+                // The other call fits what Engage knows (a reply we have not seen yet).
+                Err(error) if is_refused(&error) => self.client.finish_intervention(&id, !replied).await?,
+                other => other?,
+            },
+            None => {
+                if let (Some(engage), Some(bot)) = (engage, &self.config.bot_category_id) {
+                    self.client.set_thread_categories(&engage, std::slice::from_ref(bot)).await?;
+                }
+            }
+        }
+        let commands = lock(&self.commands).clone();
+        if let Some(commands) = commands {
+            let _ = commands.send(Command::Closed(reason)).await;
+        }
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Result<SessionSnapshot> {
+        let snapshot =
+            Snapshot { thread: self.thread.clone(), user: self.user.clone(), state: lock(&self.state).clone() };
+        SessionSnapshot::new(NAME, &self.session_id, &snapshot)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    thread: String,
+    user: Value,
+    state: State,
+}
+
+struct Task {
+    inner: Arc<Inner>,
+    link: Link<Delivery>,
+    deliveries: mpsc::Receiver<Delivery>,
+    commands: mpsc::Receiver<Command>,
+    /// The intervention closed: the end once replies still on their way had time to come.
+    closing: Option<Instant>,
+}
+
+#[derive(PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Stop,
+}
+
+impl Task {
+    async fn run(mut self, catch_up: bool) {
+        if catch_up && self.resync().await == Flow::Stop {
+            return self.finish();
+        }
+        loop {
+            let flow = tokio::select! {
+                biased;
+                () = self.link.events().closed() => Flow::Stop,
+                command = self.commands.recv() => match command {
+                    Some(Command::Closed(reason)) => {
+                        self.emit(Event::Ended { by: EndedBy::User, reason: Some(reason.as_str().to_owned()) }).await
+                    }
+                    None => Flow::Continue,
+                },
+                delivery = self.deliveries.recv() => match delivery {
+                    Some(delivery) => self.on_delivery(delivery).await,
+                    None => Flow::Stop,
+                },
+                () = sleep_until(self.closing) => {
+                    self.emit(Event::Ended {
+                        by: EndedBy::Agent,
+                        reason: Some("the agent closed the intervention".to_owned()),
+                    })
+                    .await
+                }
+            };
+            if flow == Flow::Stop {
+                return self.finish();
+            }
+        }
+    }
+
+    fn finish(&self) {
+        self.link.finish(lock(&self.inner.state).ended);
+    }
+
+    async fn emit(&self, event: Event) -> Flow {
+        let first_end = || !std::mem::replace(&mut lock(&self.inner.state).ended, true);
+        if self.link.emit(event, first_end).await { Flow::Continue } else { Flow::Stop }
+    }
+
+    async fn on_delivery(&mut self, delivery: Delivery) -> Flow {
+        match delivery {
+            Delivery::AgentReply { content_id, text, agent } => {
+                lock(&self.inner.state).agent_replied = true;
+                if text.is_empty() {
+                    return Flow::Continue;
+                }
+                self.emit(Event::AgentMessage { id: content_id, text, agent }).await
+            }
+            Delivery::Queued { position, wait } => {
+                if lock(&self.inner.state).agent_replied {
+                    return Flow::Continue;
+                }
+                self.emit(Event::Queued { position, estimated_wait: wait }).await
+            }
+            Delivery::InterventionOpen(id) => {
+                // Reopened while closing: the handover goes on.
+                self.closing = None;
+                if id.is_some() {
+                    lock(&self.inner.state).intervention = id;
+                }
+                Flow::Continue
+            }
+            Delivery::InterventionClosed => {
+                let drain = Duration::from_millis(self.inner.config.end_drain_ms);
+                self.closing.get_or_insert(Instant::now() + drain);
+                Flow::Continue
+            }
+            Delivery::InterventionCanceled => {
+                let by = if lock(&self.inner.state).closed_by_us { EndedBy::User } else { EndedBy::System };
+                self.emit(Event::Ended { by, reason: Some("the intervention was canceled".to_owned()) }).await
+            }
+        }
+    }
+
+    /// After a resume: the intervention may have been closed while no session was attached.
+    async fn resync(&mut self) -> Flow {
+        let Some(engage) = lock(&self.inner.state).engage_thread.clone() else { return Flow::Continue };
+        let listed = match self.inner.client.interventions(&engage).await {
+            Ok(listed) => listed,
+            Err(error) => {
+                tracing::warn!(%error, "could not re-read the interventions after a resume");
+                return Flow::Continue;
+            }
+        };
+        if let Some(open) = listed.iter().find(|i| i["closed"] != true) {
+            lock(&self.inner.state).intervention = open["id"].as_str().map(str::to_owned);
+            return Flow::Continue;
+        }
+        if !listed.is_empty() {
+            return self.on_delivery(Delivery::InterventionClosed).await;
+        }
+        Flow::Continue
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn transcript_body(entry: &TranscriptEntry) -> String {
+    match entry.from {
+        Speaker::Agent => format!("{}: {}", entry.from.label(), entry.text),
+        _ => entry.text.clone(),
+    }
+}
+
+#[async_trait]
+impl Provider for RingCentralProvider {
+    fn info(&self) -> &ProviderInfo {
+        &self.info
+    }
+
+    async fn start(&self, request: HandoverRequest) -> Result<Session> {
+        let thread = format!("h-{}", uuid::Uuid::new_v4());
+        let user = user_object(&request);
+        let name = request.user.name.clone().unwrap_or_else(|| request.user.id.clone());
+        let intro = format!("{name} asked for an agent.");
+        let params = json!({
+            "id": thread,
+            "title": format!("Chat with {name}"),
+            "body": intro,
+            "author": user,
+            "format": "text",
+            "created_at": now(),
+        });
+        self.client.send("create thread", "threads.create", &params).await?;
+        let bot = bot_object(&self.config);
+        for (n, entry) in request.transcript.iter().filter(|e| !e.text.trim().is_empty()).enumerate() {
+            let author = if entry.from == Speaker::User { user.clone() } else { bot.clone() };
+            let body = transcript_body(entry);
+            let parts = transcript::split(&body, MAX_BODY)
+                .map_err(|e| Error::invalid_input(NAME, "send transcript", e.to_string()))?;
+            for (k, part) in parts.into_iter().enumerate() {
+                let message = json!({
+                    "id": format!("{thread}:t:{n}.{k}"),
+                    "author": author,
+                    "body": part,
+                    "format": "text",
+                    "thread_id": thread,
+                    "created_at": entry.at.map_or_else(now, |ms| {
+                        handover_transport::time::iso8601_millis(std::time::UNIX_EPOCH + Duration::from_millis(ms))
+                    }),
+                });
+                self.client.send("send transcript", "messages.create", &message).await?;
+            }
+        }
+        let engage = self.engage_thread(&thread).await?;
+        let mut categories = vec![self.config.agent_category_id.clone()];
+        for extra in &self.config.additional_category_ids {
+            if !categories.contains(extra) {
+                categories.push(extra.clone());
+            }
+        }
+        self.client.set_thread_categories(&engage, &categories).await?;
+        tracing::info!(%thread, %engage, "thread handed to the agent category");
+        let inner = Arc::new(Inner {
+            info: self.info.clone(),
+            config: self.config.clone(),
+            client: self.client.clone(),
+            session_id: request.session_id.clone(),
+            thread,
+            user,
+            state: Mutex::new(State { engage_thread: Some(engage), ..State::default() }),
+            commands: Mutex::new(None),
+        });
+        Ok(self.open(inner, false))
+    }
+
+    async fn resume(&self, snapshot: SessionSnapshot) -> Result<Session> {
+        let saved: Snapshot = snapshot.state_for(NAME)?;
+        let inner = Arc::new(Inner {
+            info: self.info.clone(),
+            config: self.config.clone(),
+            client: self.client.clone(),
+            session_id: snapshot.session_id().to_owned(),
+            thread: saved.thread,
+            user: saved.user,
+            state: Mutex::new(State { ended: false, ..saved.state }),
+            commands: Mutex::new(None),
+        });
+        Ok(self.open(inner, true))
+    }
+
+    /// Reads the configured categories: proves the API token and the category ids.
+    async fn check(&self) -> Result<()> {
+        let mut wanted = vec![self.config.agent_category_id.clone()];
+        wanted.extend(self.config.additional_category_ids.iter().cloned());
+        wanted.extend(self.config.bot_category_id.iter().cloned());
+        let known = self.client.categories(&wanted).await?;
+        let missing: Vec<&String> = wanted.iter().filter(|id| !known.contains(id)).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let missing: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+        Err(Error::config(NAME, format!("[ringcentral] Engage has no category {}", missing.join(", "))))
+    }
+
+    /// One endpoint for all of Engage (§1): Source SDK callbacks (signed), REST webhook
+    /// events (`X-Dimelo-Secret`) and the webhook's `hub.*` validation (`GET`).
+    async fn webhook(&self, request: WebhookRequest) -> WebhookReply {
+        match request.method.as_str() {
+            "GET" => return self.validate(&request),
+            "POST" => {}
+            _ => return WebhookReply::text(405, "GET (validation) or POST only"),
+        }
+        if request.header(SIGNATURE_HEADER).is_some() || request.query_param("signature").is_some() {
+            return self.callback(&request).await;
+        }
+        match serde_json::from_slice::<Value>(&request.body) {
+            Ok(json) if json.get("action").is_some() => {
+                tracing::warn!("rejected an unsigned callback");
+                signed_reply(self.key(), 422, &json!({ "error": "Invalid signature" }))
+            }
+            Ok(json) if json.get("events").is_some() => self.events(&request).await,
+            _ => WebhookReply::text(400, "neither a Source SDK callback nor an Engage webhook delivery"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_come_from_the_thread_or_our_message_id() {
+        assert_eq!(thread_of(Some("h-1".into()), None).as_deref(), Some("h-1"));
+        assert_eq!(thread_of(None, Some("h-2:m:abc".into())).as_deref(), Some("h-2"));
+        assert_eq!(thread_of(None, Some("foreign".into())), None);
+        assert_eq!(context_key("my_key 2"), "my-key--");
+    }
+}

@@ -1,0 +1,482 @@
+//! wiremock pins of every Send API and REST request (`protocols/ringcentral-engage.md` §4-6),
+//! the signed answers to every callback (§3), REST webhook events and their validation (§7).
+
+use std::time::Duration;
+
+use handover_core::{EndReason, EndedBy, ErrorKind, Event, Provider, Session, UserInput, WebhookReply, WebhookRequest};
+use handover_testkit::mock::{body_json, header, requests_to, strict_server};
+use handover_testkit::sample_request;
+use handover_testkit::scenarios::{assert_stream_ended, events_until, next_event};
+use provider_ringcentral::webhook::{SIGNATURE_HEADER, implementation_info, sign};
+use provider_ringcentral::{RingCentralConfig, RingCentralProvider};
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+use crate::harness::fast_retry;
+
+const SOURCE: &str = "src-1";
+const TOKEN: &str = "source-token";
+const SECRET: &str = "dimelo-secret";
+const REALTIME: &str = "/realtime/sdk/src-1";
+const THREAD: &str = "5f0d000000000000000000t1";
+const INTERVENTION: &str = "5f0d000000000000000000i1";
+
+async fn mount(server: &MockServer, verb: &str, at: &str, response: ResponseTemplate) {
+    Mock::given(method(verb)).and(path(at)).respond_with(response).mount(server).await;
+}
+
+fn records(items: Value) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({ "count": 1, "offset": 0, "limit": 30, "records": items }))
+}
+
+/// Engage with the thread imported after one empty lookup.
+async fn server() -> MockServer {
+    let server = strict_server().await;
+    mount(&server, "POST", REALTIME, ResponseTemplate::new(200).set_body_string("ok")).await;
+    Mock::given(method("GET"))
+        .and(path("/1.0/content_threads"))
+        .respond_with(records(json!([])))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    mount(&server, "GET", "/1.0/content_threads", records(json!([{ "id": THREAD, "source_id": SOURCE }]))).await;
+    let recategorized = ResponseTemplate::new(200).set_body_json(json!({ "id": THREAD }));
+    mount(&server, "PUT", &format!("/1.0/content_threads/{THREAD}/update_categories"), recategorized).await;
+    server
+}
+
+fn config(server: &MockServer) -> RingCentralConfig {
+    let mut config = RingCentralConfig::new("acme.digital.ringcentral.com", SOURCE, TOKEN, "api-token", "cat-agent")
+        .with_urls(format!("{}/1.0", server.uri()), format!("{}{REALTIME}", server.uri()))
+        .with_webhook_secret(SECRET);
+    config.additional_category_ids = vec!["cat-vip".into(), "cat-agent".into()];
+    config.bot_category_id = Some("cat-bot".into());
+    config.webhook_verify_token = Some("verify-me".to_owned().into());
+    config.end_drain_ms = 100;
+    config
+}
+
+fn provider(config: RingCentralConfig) -> RingCentralProvider {
+    RingCentralProvider::new(config).unwrap().with_retry_policy(fast_retry())
+}
+
+async fn start(server: &MockServer) -> (RingCentralProvider, Session) {
+    let provider = provider(config(server));
+    let session = provider.start(sample_request()).await.expect("start");
+    (provider, session)
+}
+
+/// The Send API requests, each checked for its signature over the exact bytes.
+async fn sent(server: &MockServer) -> Vec<Value> {
+    requests_to(server, "POST", REALTIME)
+        .await
+        .iter()
+        .map(|r: &Request| {
+            assert_eq!(header(r, "x-smccsdk-signature"), sign(TOKEN.as_bytes(), &r.body), "signed raw bytes");
+            body_json(r)
+        })
+        .collect()
+}
+
+fn callback(body: &Value) -> WebhookRequest {
+    let bytes = body.to_string().into_bytes();
+    let signature = sign(TOKEN.as_bytes(), &bytes);
+    WebhookRequest::post(bytes).with_header("X-SMCCSDK-SIGNATURE", signature)
+}
+
+/// The answer's JSON, after checking its signature over the exact bytes.
+fn signed_json(reply: &WebhookReply) -> Value {
+    let given = reply.headers.iter().find(|(k, _)| k == SIGNATURE_HEADER).map(|(_, v)| v.as_str());
+    assert_eq!(given, Some(sign(TOKEN.as_bytes(), &reply.body).as_str()), "every answer is signed");
+    serde_json::from_slice(&reply.body).unwrap()
+}
+
+fn reply(thread: &str, content_id: &str, text: &str) -> Value {
+    json!({ "action": "messages.create", "params": {
+        "author_id": "agent-identity", "body": text, "format": "text", "content_id": content_id,
+        "thread_id": thread, "sender_name": "Ann", "retry": false,
+    }, "time": "2024-04-14T09:30:01Z" })
+}
+
+fn event(kind: &str, id: &str, thread: &str) -> WebhookRequest {
+    let body = json!({ "id": format!("req-{id}"), "domain_id": "d1", "events": [{
+        "type": kind, "id": id, "issued_at": "2024-04-14T09:45:00.123Z",
+        "resource": { "type": "Intervention", "id": INTERVENTION, "metadata": { "source_id": SOURCE, "thread_id": thread } },
+    }] });
+    WebhookRequest::post(body.to_string().into_bytes()).with_header("X-Dimelo-Secret", SECRET)
+}
+
+fn our_thread(sent: &[Value]) -> String {
+    sent[0]["params"]["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn start_imports_the_thread_and_transcript_then_recategorizes_to_the_agents() {
+    let server = server().await;
+    let _ = start(&server).await;
+    let sent = sent(&server).await;
+    let thread = our_thread(&sent);
+    assert_eq!(sent[0]["action"], "threads.create");
+    let created = &sent[0]["params"];
+    assert_eq!(created["title"], "Chat with Jane Doe");
+    assert_eq!(created["body"], "Jane Doe asked for an agent.");
+    assert_eq!(created["author"]["id"], "user-42");
+    assert_eq!(created["author"]["screenname"], "Jane Doe");
+    assert_eq!(created["author"]["email"], "jane@example.com");
+    assert_eq!(created["author"]["puppetizable"], false);
+    assert_eq!(created["author"]["context_data"]["bot-session"], "bot-session-1");
+    assert_eq!(created["author"]["context_data"]["skills"], "billing");
+    let transcript: Vec<(&str, &str, bool)> = sent[1..]
+        .iter()
+        .map(|m| {
+            assert_eq!(m["action"], "messages.create");
+            assert_eq!(m["params"]["thread_id"], thread.as_str());
+            assert_eq!(m["params"]["format"], "text");
+            (
+                m["params"]["author"]["id"].as_str().unwrap(),
+                m["params"]["body"].as_str().unwrap(),
+                m["params"]["author"]["puppetizable"] == true,
+            )
+        })
+        .collect();
+    assert_eq!(
+        transcript,
+        [
+            ("user-42", "My invoice is wrong", false),
+            ("bot", "I can connect you to an agent.", true),
+            ("user-42", "Ja, bitte — schnell 👍🏽", false),
+        ]
+    );
+    let lookups = requests_to(&server, "GET", "/1.0/content_threads").await;
+    assert_eq!(lookups.len(), 2, "the import is asynchronous: looked up until found");
+    assert_eq!(header(&lookups[0], "authorization"), "Bearer api-token");
+    let q: Vec<(String, String)> = lookups[0].url.query_pairs().into_owned().collect();
+    assert!(q.contains(&("q".into(), format!("foreign:\"{thread}\" source:\"{SOURCE}\""))), "{q:?}");
+    let put = &requests_to(&server, "PUT", &format!("/1.0/content_threads/{THREAD}/update_categories")).await[0];
+    let categories: Vec<(String, String)> = put.url.query_pairs().into_owned().collect();
+    assert_eq!(
+        categories,
+        [("thread_category_ids[]".into(), "cat-agent".into()), ("thread_category_ids[]".into(), "cat-vip".into())],
+        "the agent category plus the additional ones, once each"
+    );
+}
+
+#[tokio::test]
+async fn a_running_categorization_is_retried() {
+    let server = strict_server().await;
+    mount(&server, "POST", REALTIME, ResponseTemplate::new(200).set_body_string("ok")).await;
+    mount(&server, "GET", "/1.0/content_threads", records(json!([{ "id": THREAD }]))).await;
+    let at = format!("/1.0/content_threads/{THREAD}/update_categories");
+    Mock::given(method("PUT"))
+        .and(path(at.as_str()))
+        .respond_with(
+            ResponseTemplate::new(409)
+                .set_body_json(json!({ "error": "conflict", "message": "categorization in progress", "status": 409 })),
+        )
+        .up_to_n_times(2)
+        .mount(&server)
+        .await;
+    mount(&server, "PUT", &at, ResponseTemplate::new(200).set_body_json(json!({ "id": THREAD }))).await;
+    let _ = start(&server).await;
+    assert_eq!(requests_to(&server, "PUT", &at).await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_thread_never_imported_is_a_clear_error() {
+    let server = strict_server().await;
+    mount(&server, "POST", REALTIME, ResponseTemplate::new(200).set_body_string("ok")).await;
+    mount(&server, "GET", "/1.0/content_threads", records(json!([]))).await;
+    let mut config = config(&server);
+    config.thread_lookup_timeout_secs = 0;
+    let Err(error) = provider(config).start(sample_request()).await else { panic!("no thread") };
+    assert_eq!(error.kind(), ErrorKind::Rejected);
+    assert!(error.message().contains("did not import the thread"), "{}", error.message());
+}
+
+#[tokio::test]
+async fn send_api_errors_say_what_to_check() {
+    let server = strict_server().await;
+    mount(&server, "POST", REALTIME, ResponseTemplate::new(422).set_body_string("Invalid signature")).await;
+    let Err(error) = provider(config(&server)).start(sample_request()).await else { panic!("refused") };
+    assert_eq!(error.kind(), ErrorKind::InvalidInput);
+    assert!(error.message().contains("check `source_token`"), "{}", error.message());
+    let server = strict_server().await;
+    mount(&server, "POST", REALTIME, ResponseTemplate::new(200).set_body_string("ok")).await;
+    let unauthorized = json!({ "error": "invalid_token", "message": "The access token is invalid", "status": 401 });
+    mount(&server, "GET", "/1.0/content_threads", ResponseTemplate::new(401).set_body_json(unauthorized)).await;
+    let Err(error) = provider(config(&server)).start(sample_request()).await else { panic!("refused") };
+    assert_eq!(error.kind(), ErrorKind::Unauthenticated);
+    assert!(error.message().contains("invalid_token: The access token is invalid; check `access_token`"));
+}
+
+#[tokio::test]
+async fn user_messages_typing_and_presence_go_through_the_send_api() {
+    let server = server().await;
+    let (_provider, session) = start(&server).await;
+    let before = sent(&server).await.len();
+    session.send(UserInput::message("u-1", "Hello — 你好")).await.unwrap();
+    session.send(UserInput::Typing(true)).await.unwrap();
+    session.send(UserInput::Typing(false)).await.unwrap();
+    session.send(UserInput::Disconnected).await.unwrap();
+    let sent = sent(&server).await;
+    let thread = our_thread(&sent);
+    let new = &sent[before..];
+    assert_eq!(new[0]["action"], "messages.create");
+    assert_eq!(new[0]["params"]["body"], "Hello — 你好");
+    assert_eq!(new[0]["params"]["author"]["id"], "user-42");
+    assert!(new[0]["params"]["id"].as_str().unwrap().starts_with(&format!("{thread}:m:")));
+    assert_eq!(new[1], json!({ "action": "typing.start", "params": { "thread_id": thread, "preview": "…" } }));
+    assert_eq!(new[2], json!({ "action": "typing.stop", "params": { "thread_id": thread } }));
+    assert_eq!(new[3]["params"]["body"], "User left the conversation");
+    assert_eq!(new[3]["params"]["author"]["id"], "bot");
+    assert_eq!(new[3]["params"]["author"]["puppetizable"], true);
+}
+
+#[tokio::test]
+async fn every_callback_is_answered_signed() {
+    let server = server().await;
+    let (provider, mut session) = start(&server).await;
+    let thread = our_thread(&sent(&server).await);
+    let info =
+        provider.webhook(callback(&json!({ "action": "implementation.info", "time": "2012-10-01T17:18:40Z" }))).await;
+    assert_eq!(info.status, 200);
+    assert_eq!(signed_json(&info), implementation_info());
+    let list = provider.webhook(callback(&json!({ "action": "threads.list", "params": {} }))).await;
+    assert_eq!(signed_json(&list), json!([]));
+    let show = provider.webhook(callback(&json!({ "action": "messages.show", "params": { "id": "x" } }))).await;
+    assert_eq!(signed_json(&show), json!({}));
+    let unknown = provider.webhook(callback(&json!({ "action": "messages.delete", "params": { "id": "x" } }))).await;
+    assert_eq!((unknown.status, signed_json(&unknown)), (422, json!({ "error": "Invalid action" })));
+
+    let queue = json!({ "action": "messaging.queuing_update", "params": {
+        "estimated_wait_time": 90, "position": 2, "thread_id": thread, "in_reply_to_id": format!("{thread}:m:1"),
+    } });
+    let answer = provider.webhook(callback(&queue)).await;
+    assert_eq!((answer.status, signed_json(&answer)), (200, json!({})));
+    assert_eq!(
+        next_event(session.events()).await,
+        Event::Queued { position: Some(2), estimated_wait: Some(Duration::from_secs(90)) }
+    );
+
+    // A reply and Engage's retry of it: one message, the same id both times.
+    let first = provider.webhook(callback(&reply(&thread, "c-1", "Hi, Ann here"))).await;
+    let mut retried = reply(&thread, "c-1", "Hi, Ann here");
+    retried["params"]["retry"] = json!(true);
+    let again = provider.webhook(callback(&retried)).await;
+    assert_eq!(signed_json(&first), json!({ "id": "agent-c-1" }));
+    assert_eq!(signed_json(&again), json!({ "id": "agent-c-1" }));
+    provider.webhook(callback(&reply(&thread, "c-2", "sentinel"))).await;
+    let events =
+        events_until(session.events(), |e| matches!(e, Event::AgentMessage { text, .. } if text == "sentinel")).await;
+    let texts: Vec<&str> = events
+        .iter()
+        .filter_map(|e| if let Event::AgentMessage { text, .. } = e { Some(text.as_str()) } else { None })
+        .collect();
+    assert_eq!(texts, ["Hi, Ann here", "sentinel"]);
+    let Event::AgentMessage { id, agent, .. } = &events[0] else { panic!("{events:?}") };
+    assert_eq!((id.as_str(), agent.name.as_deref(), agent.id.as_deref()), ("c-1", Some("Ann"), Some("agent-identity")));
+
+    // Signed in the query string when a proxy strips headers.
+    let body = reply(&thread, "c-3", "via query").to_string().into_bytes();
+    let by_query =
+        WebhookRequest::post(body.clone()).with_query(format!("signature={}", sign(TOKEN.as_bytes(), &body)));
+    assert_eq!(signed_json(&provider.webhook(by_query).await), json!({ "id": "agent-c-3" }));
+}
+
+#[tokio::test]
+async fn bad_or_missing_signatures_change_nothing() {
+    let server = server().await;
+    let (provider, mut session) = start(&server).await;
+    let thread = our_thread(&sent(&server).await);
+    let body = reply(&thread, "c-9", "forged").to_string().into_bytes();
+    let forged = WebhookRequest::post(body.clone()).with_header("X-SMCCSDK-SIGNATURE", sign(b"other-token", &body));
+    let answer = provider.webhook(forged).await;
+    assert_eq!((answer.status, signed_json(&answer)), (422, json!({ "error": "Invalid signature" })));
+    let unsigned = provider.webhook(WebhookRequest::post(body.clone())).await;
+    assert_eq!((unsigned.status, signed_json(&unsigned)), (422, json!({ "error": "Invalid signature" })));
+    let mut tampered = callback(&reply(&thread, "c-9", "forged"));
+    tampered.body = reply(&thread, "c-9", "f0rged").to_string().into_bytes();
+    assert_eq!(provider.webhook(tampered).await.status, 422);
+    // The genuine one afterwards is the first the session sees.
+    provider.webhook(callback(&reply(&thread, "c-9", "genuine"))).await;
+    assert!(matches!(next_event(session.events()).await, Event::AgentMessage { text, .. } if text == "genuine"));
+}
+
+#[tokio::test]
+async fn intervention_closed_ends_after_late_replies_and_late_deliveries_are_acknowledged() {
+    let server = server().await;
+    let (provider, mut session) = start(&server).await;
+    let thread = our_thread(&sent(&server).await);
+    assert_eq!(provider.webhook(event("intervention.closed", "e-1", THREAD)).await.status, 200);
+    // §9.10: the close may overtake the last reply.
+    provider.webhook(callback(&reply(&thread, "c-1", "last words"))).await;
+    assert!(matches!(next_event(session.events()).await, Event::AgentMessage { text, .. } if text == "last words"));
+    assert_eq!(
+        next_event(session.events()).await,
+        Event::Ended { by: EndedBy::Agent, reason: Some("the agent closed the intervention".into()) }
+    );
+    assert_stream_ended(session.events()).await;
+    assert_eq!(provider.webhook(event("intervention.closed", "e-1", THREAD)).await.status, 200, "a resend");
+    let late = provider.webhook(callback(&reply(&thread, "c-2", "after"))).await;
+    assert_eq!(signed_json(&late), json!({ "id": "agent-c-2" }), "acknowledged, not retried forever");
+}
+
+#[tokio::test]
+async fn events_need_the_secret_and_our_source() {
+    let server = server().await;
+    let (provider, mut session) = start(&server).await;
+    let mut wrong = event("intervention.closed", "e-1", THREAD);
+    wrong.headers.retain(|(k, _)| k != "x-dimelo-secret");
+    assert_eq!(provider.webhook(wrong.clone()).await.status, 401);
+    let wrong = wrong.with_header("X-Dimelo-Secret", "guess");
+    assert_eq!(provider.webhook(wrong).await.status, 401);
+    let other_source = json!({ "id": "r", "domain_id": "d", "events": [{ "type": "intervention.closed", "id": "e-2",
+        "resource": { "id": "i", "metadata": { "source_id": "someone-else", "thread_id": THREAD } } }] });
+    let other = WebhookRequest::post(other_source.to_string().into_bytes()).with_header("X-Dimelo-Secret", SECRET);
+    assert_eq!(provider.webhook(other).await.status, 200);
+    assert_eq!(provider.webhook(event("intervention.canceled", "e-3", THREAD)).await.status, 200);
+    assert_eq!(
+        next_event(session.events()).await,
+        Event::Ended { by: EndedBy::System, reason: Some("the intervention was canceled".into()) },
+        "only the canceled event of our source counted"
+    );
+}
+
+#[tokio::test]
+async fn events_for_threads_learned_from_engage_map_through_foreign_id() {
+    let server = server().await;
+    mount(
+        &server,
+        "GET",
+        "/1.0/content_threads/5f0d0000000000000000zz99",
+        ResponseTemplate::new(200)
+            .set_body_json(json!({ "id": "5f0d0000000000000000zz99", "foreign_id": "h-unknown" })),
+    )
+    .await;
+    let provider = provider(config(&server));
+    assert_eq!(
+        provider.webhook(event("intervention.closed", "e-1", "5f0d0000000000000000zz99")).await.status,
+        503,
+        "mapped to our thread, which no live session owns: redeliver"
+    );
+}
+
+#[tokio::test]
+async fn the_webhook_validation_handshake() {
+    let server = server().await;
+    let provider = provider(config(&server));
+    let validation = |token: &str| {
+        WebhookRequest::post(Vec::new())
+            .with_method("GET")
+            .with_query(format!("hub.mode=subscribe&hub.challenge=ch4ll3nge&hub.verify_token={token}"))
+            .with_header("X-Dimelo-Secret", SECRET)
+    };
+    let ok = provider.webhook(validation("verify-me")).await;
+    assert_eq!((ok.status, ok.body.as_slice()), (200, &b"ch4ll3nge"[..]));
+    assert_eq!(provider.webhook(validation("wrong")).await.status, 403);
+    let mut no_secret = validation("verify-me");
+    no_secret.headers.clear();
+    assert_eq!(provider.webhook(no_secret).await.status, 403);
+    assert_eq!(provider.webhook(WebhookRequest::post(b"{}".to_vec())).await.status, 400);
+    assert_eq!(provider.webhook(WebhookRequest::post(Vec::new()).with_method("PUT")).await.status, 405);
+}
+
+async fn mount_interventions(server: &MockServer, list: Value) {
+    mount(server, "GET", "/1.0/interventions", records(list)).await;
+}
+
+#[tokio::test]
+async fn cancelling_before_a_reply_cancels_the_intervention() {
+    let server = server().await;
+    mount_interventions(&server, json!([{ "id": INTERVENTION, "closed": false, "thread_id": THREAD }])).await;
+    mount(
+        &server,
+        "DELETE",
+        &format!("/1.0/interventions/{INTERVENTION}/cancel"),
+        ResponseTemplate::new(200).set_body_json(json!({ "id": INTERVENTION })),
+    )
+    .await;
+    let (_provider, mut session) = start(&server).await;
+    session.end(EndReason::Cancelled).await.unwrap();
+    let listed = &requests_to(&server, "GET", "/1.0/interventions").await[0];
+    assert!(listed.url.query_pairs().any(|(k, v)| k == "thread_id" && v == THREAD));
+    assert_eq!(requests_to(&server, "DELETE", &format!("/1.0/interventions/{INTERVENTION}/cancel")).await.len(), 1);
+    assert_eq!(
+        next_event(session.events()).await,
+        Event::Ended { by: EndedBy::User, reason: Some("cancelled".into()) }
+    );
+}
+
+#[tokio::test]
+async fn closing_after_a_reply_closes_the_intervention_and_falls_back_when_refused() {
+    let server = server().await;
+    let close = format!("/1.0/interventions/{INTERVENTION}/close");
+    let cancel = format!("/1.0/interventions/{INTERVENTION}/cancel");
+    let refused = json!({ "error": "forbidden", "message": "has no agent reply", "status": 403 });
+    mount(&server, "PUT", &close, ResponseTemplate::new(403).set_body_json(refused)).await;
+    mount(&server, "DELETE", &cancel, ResponseTemplate::new(200).set_body_json(json!({ "id": INTERVENTION }))).await;
+    let (provider, mut session) = start(&server).await;
+    let thread = our_thread(&sent(&server).await);
+    let opened = event("intervention.opened", "e-1", THREAD);
+    assert_eq!(provider.webhook(opened).await.status, 200);
+    provider.webhook(callback(&reply(&thread, "c-1", "hello"))).await;
+    let _ = next_event(session.events()).await;
+    session.end(EndReason::Closed).await.unwrap();
+    assert_eq!(requests_to(&server, "PUT", &close).await.len(), 1, "an agent replied: close first");
+    assert_eq!(requests_to(&server, "DELETE", &cancel).await.len(), 1, "refused: the other call");
+    assert!(requests_to(&server, "GET", "/1.0/interventions").await.is_empty(), "known from the event");
+}
+
+#[tokio::test]
+async fn without_an_intervention_the_thread_goes_back_to_the_bot_category() {
+    let server = server().await;
+    mount_interventions(&server, json!([])).await;
+    let (_provider, mut session) = start(&server).await;
+    session.end(EndReason::Cancelled).await.unwrap();
+    let puts = requests_to(&server, "PUT", &format!("/1.0/content_threads/{THREAD}/update_categories")).await;
+    let last: Vec<(String, String)> = puts.last().unwrap().url.query_pairs().into_owned().collect();
+    assert_eq!(last, [("thread_category_ids[]".into(), "cat-bot".into())]);
+    assert!(next_event(session.events()).await.is_terminal());
+}
+
+#[tokio::test]
+async fn a_resumed_session_sees_an_intervention_closed_meanwhile() {
+    let server = server().await;
+    mount_interventions(&server, json!([{ "id": INTERVENTION, "closed": true, "thread_id": THREAD }])).await;
+    let (provider, session) = start(&server).await;
+    let snapshot = session.snapshot().unwrap();
+    drop(session);
+    let mut resumed = provider.resume(snapshot).await.unwrap();
+    assert_eq!(
+        next_event(resumed.events()).await,
+        Event::Ended { by: EndedBy::Agent, reason: Some("the agent closed the intervention".into()) }
+    );
+}
+
+#[tokio::test]
+async fn check_reads_the_categories() {
+    let server = strict_server().await;
+    let known = json!([{ "id": "cat-agent" }, { "id": "cat-vip" }]);
+    mount(&server, "GET", "/1.0/categories", records(known)).await;
+    let Err(error) = provider(config(&server)).check().await else { panic!("cat-bot is missing") };
+    assert_eq!(error.kind(), ErrorKind::Config);
+    assert!(error.message().contains("no category cat-bot"), "{}", error.message());
+    let asked = &requests_to(&server, "GET", "/1.0/categories").await[0];
+    assert!(asked.url.query_pairs().any(|(k, v)| k == "ids" && v == "cat-agent,cat-vip,cat-agent,cat-bot"));
+}
+
+#[tokio::test]
+async fn configuration_mistakes_are_explained() {
+    let base = || RingCentralConfig::new("acme.digital.ringcentral.com", "s", "t", "a", "cat");
+    let Err(error) = RingCentralProvider::new(base()) else { panic!("no webhook auth") };
+    assert!(error.message().contains("webhook_secret"), "{}", error.message());
+    let mut no_token = base().with_webhook_secret("s");
+    no_token.source_token = String::new().into();
+    let Err(error) = RingCentralProvider::new(no_token) else { panic!("empty token") };
+    assert!(error.message().contains("`source_token` is empty"), "{}", error.message());
+    let unknown = serde_json::from_value::<RingCentralConfig>(json!({
+        "source_id": "s", "source_token": "t", "access_token": "a", "agent_category_id": "c", "category": "x",
+    }));
+    assert!(unknown.unwrap_err().to_string().contains("unknown field `category`"));
+}
