@@ -409,6 +409,16 @@ async fn guest_token(State(miaw): State<Arc<Miaw>>, Json(body): Json<TokenReques
     token_response(&miaw, token, &subject)
 }
 
+/// An identity JWT the emulator accepts for `subject`, valid for an hour (unsigned: the
+/// emulator checks only the issuer and the expiry).
+pub fn identity_jwt(subject: &str) -> String {
+    let encode =
+        |value: &Value| B64.encode(value.to_string()).trim_end_matches('=').replace('+', "-").replace('/', "_");
+    let header = encode(&json!({ "alg": "RS256", "typ": "JWT" }));
+    let claims = encode(&json!({ "iss": IDENTITY_ISSUER, "sub": subject, "exp": now_ms() / 1000 + 3600 }));
+    format!("{header}.{claims}.emulator")
+}
+
 /// The claims of an identity JWT, without checking its signature (the emulator trusts its
 /// issuer name; the real API verifies against the keyset).
 fn identity_subject(jwt: &str) -> Option<String> {

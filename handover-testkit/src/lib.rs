@@ -4,6 +4,8 @@
 pub mod emulated;
 pub mod fake;
 mod harness;
+pub mod hostile;
+pub mod logs;
 pub mod mock;
 pub mod scenarios;
 pub mod sse_server;
@@ -42,6 +44,7 @@ macro_rules! contract_suite {
                 dropped_connection_recovers,
                 oversized_messages_are_refused_before_io,
                 secrets_stay_out_of_debug_and_errors,
+                secrets_stay_out_of_trace_logs,
                 nothing_is_delivered_after_the_end,
             );
         }

@@ -345,6 +345,32 @@ pub async fn secrets_stay_out_of_debug_and_errors<H: Harness>() {
     }
 }
 
+/// A whole handover logged at TRACE (every span and field, the emulator's too) shows no
+/// configured secret or issued token in any line.
+pub async fn secrets_stay_out_of_trace_logs<H: Harness>() {
+    let logs = crate::logs::capture();
+    let harness = H::setup().await;
+    let caps = harness.provider().info().capabilities;
+    let mut session = start(&harness).await;
+    join(&harness, &mut session, "Ann").await;
+    harness.agent_says("Ann", "logged").await;
+    events_until(session.events(), is_message("logged")).await;
+    session.send(UserInput::message("u-1", "hello")).await.expect("send");
+    if caps.typing() {
+        session.send(UserInput::Typing(true)).await.expect("typing");
+    }
+    let _ = session.snapshot();
+    session.end(EndReason::Closed).await.expect("end");
+    events_until(session.events(), Event::is_terminal).await;
+    let lines = logs.contents();
+    assert!(!lines.is_empty(), "nothing was logged at TRACE");
+    for secret in harness.secrets() {
+        if let Some(line) = lines.lines().find(|line| line.contains(&secret)) {
+            panic!("a secret leaked into a log line: {line}");
+        }
+    }
+}
+
 /// After `Ended`, nothing more is delivered, even if the agent side keeps talking.
 pub async fn nothing_is_delivered_after_the_end<H: Harness>() {
     let harness = H::setup().await;

@@ -2,7 +2,7 @@
 //! [`Provider::webhook`], for push providers' harnesses.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -11,13 +11,14 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use handover_core::{Provider, WebhookRequest};
 use tokio::net::TcpListener;
-use tokio::sync::OnceCell;
+
+type Shared = Arc<RwLock<Option<Arc<dyn Provider>>>>;
 
 /// A bound listener that serves a provider once it exists (the emulator needs the URL
 /// before the provider can be built from the emulator's config).
 pub struct WebhookServer {
     addr: SocketAddr,
-    provider: Arc<OnceCell<Arc<dyn Provider>>>,
+    provider: Shared,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -26,7 +27,7 @@ impl WebhookServer {
     pub async fn bind() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let provider: Arc<OnceCell<Arc<dyn Provider>>> = Arc::default();
+        let provider: Shared = Arc::default();
         let app = Router::new().fallback(deliver).with_state(provider.clone());
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -39,9 +40,16 @@ impl WebhookServer {
         format!("http://{}/webhooks/{name}", self.addr)
     }
 
-    /// The provider that answers deliveries.
+    /// The provider that answers deliveries (replacing any earlier one: a restarted
+    /// process).
     pub fn set_provider(&self, provider: Arc<dyn Provider>) {
-        let _ = self.provider.set(provider);
+        *self.provider.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(provider);
+    }
+
+    /// No provider answers until the next [`set_provider`](Self::set_provider): deliveries
+    /// get `503`, as from a process that is down.
+    pub fn clear_provider(&self) {
+        *self.provider.write().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
     }
 }
 
@@ -52,14 +60,15 @@ impl Drop for WebhookServer {
 }
 
 async fn deliver(
-    State(provider): State<Arc<OnceCell<Arc<dyn Provider>>>>,
+    State(provider): State<Shared>,
     method: Method,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(provider) = provider.get() else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "no provider yet").into_response();
+    let provider = provider.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    let Some(provider) = provider else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "no provider right now").into_response();
     };
     let mut request = WebhookRequest::post(body.to_vec()).with_method(method.as_str());
     request.query = query;

@@ -113,7 +113,8 @@ pub fn base_url(provider: &'static str, key: &str, value: &str, allow_insecure: 
                 provider,
                 format!(
                     "`{key}` uses plain {}:// to a non-loopback host `{host}`; use https:// \
-                     (plain http is allowed only for 127.0.0.1, ::1 and localhost)",
+                     (plain http is allowed only for 127.0.0.1, ::1 and localhost, or with \
+                     `allow_insecure_http = true`)",
                     url.scheme()
                 ),
             ));

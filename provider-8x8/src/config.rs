@@ -49,6 +49,10 @@ pub struct EightByEightConfig {
     /// arrive out of order) before it ends the handover, in milliseconds.
     #[serde(default = "default_transfer_grace_ms")]
     pub transfer_grace_ms: u64,
+    /// How far `x-8x8-transmission-time` (signed, new on every retry) may be from now, in
+    /// seconds: older deliveries are replays and refused.
+    #[serde(default = "default_replay_window")]
+    pub webhook_replay_window_secs: u64,
     /// Allow plain `http://` to a non-loopback host.
     #[serde(default)]
     pub allow_insecure_http: bool,
@@ -62,6 +66,9 @@ fn yes() -> bool {
 }
 fn default_transfer_grace_ms() -> u64 {
     1_500
+}
+fn default_replay_window() -> u64 {
+    300
 }
 
 impl EightByEightConfig {
@@ -78,6 +85,7 @@ impl EightByEightConfig {
             agent_names: BTreeMap::new(),
             leave_after_agent: true,
             transfer_grace_ms: default_transfer_grace_ms(),
+            webhook_replay_window_secs: default_replay_window(),
             allow_insecure_http: false,
         }
     }

@@ -47,6 +47,12 @@ pub enum JwsError {
     /// The signature does not match the body and headers.
     #[error("the signature does not match the body and headers")]
     Mismatch,
+    /// The signed transmission time is outside the replay window.
+    #[error("the delivery was sent more than {window_secs}s from now: a replay")]
+    Stale {
+        /// The window, in seconds.
+        window_secs: u64,
+    },
 }
 
 impl JwsError {
@@ -155,6 +161,26 @@ pub fn signed_payload<'a>(body: &[u8], header: impl Fn(&str) -> Option<&'a str>)
     ))
 }
 
+/// Checks the signed `x-8x8-transmission-time` (Unix ms) against `now`.
+pub fn check_transmission_time(
+    header: Option<&str>,
+    window: Duration,
+    now: std::time::SystemTime,
+) -> Result<(), JwsError> {
+    let sent: u64 = header
+        .ok_or(JwsError::MissingHeader("x-8x8-transmission-time"))?
+        .trim()
+        .parse()
+        .map_err(|_| JwsError::Malformed("x-8x8-transmission-time is not a number".into()))?;
+    let now =
+        u64::try_from(now.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis()).unwrap_or(u64::MAX);
+    let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+    if now.abs_diff(sent) > window_ms {
+        return Err(JwsError::Stale { window_secs: window.as_secs() });
+    }
+    Ok(())
+}
+
 /// Reads an RSA JWK (`{kty: "RSA", n, e, kid}`).
 pub fn decoding_key(jwk: &Value, kid: &str) -> Result<DecodingKey, JwsError> {
     if jwk["kty"].as_str().is_some_and(|k| k != "RSA") {
@@ -247,6 +273,19 @@ mod tests {
         assert_eq!(missing, Err(JwsError::MissingHeader("x-8x8-retry")));
         let bad = signed_payload(b"{}", |n| if n == "x-8x8-retry" { Some("first") } else { headers.get(n).copied() });
         assert!(matches!(bad, Err(JwsError::Malformed(_))));
+    }
+
+    #[test]
+    fn transmission_times_outside_the_window_are_replays() {
+        let now = std::time::UNIX_EPOCH + Duration::from_millis(1_700_000_000_000);
+        let window = Duration::from_secs(300);
+        assert_eq!(check_transmission_time(Some("1700000000000"), window, now), Ok(()));
+        assert_eq!(check_transmission_time(Some("1699999800000"), window, now), Ok(()));
+        assert_eq!(
+            check_transmission_time(Some("1699999000000"), window, now),
+            Err(JwsError::Stale { window_secs: 300 })
+        );
+        assert_eq!(check_transmission_time(None, window, now), Err(JwsError::MissingHeader("x-8x8-transmission-time")));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use handover_core::{
@@ -105,7 +105,10 @@ impl EightByEightProvider {
         let signature = DetachedJws::parse(request.header(jws::SIGNATURE_HEADER))?;
         let payload = jws::signed_payload(&request.body, |name| request.header(name))?;
         let key = self.keys.get(&signature.kid, &self.client).await?;
-        signature.verify(&payload, &key)
+        signature.verify(&payload, &key)?;
+        // Checked after the signature, so a forged time cannot pass.
+        let window = Duration::from_secs(self.config.webhook_replay_window_secs);
+        jws::check_transmission_time(request.header("x-8x8-transmission-time"), window, SystemTime::now())
     }
 }
 

@@ -69,6 +69,10 @@ pub struct RingCentralConfig {
     /// event may overtake them), in milliseconds.
     #[serde(default = "default_end_drain_ms")]
     pub end_drain_ms: u64,
+    /// How far a callback's signed `time` may be from now, in seconds, for callbacks that
+    /// change something (replies, queue updates): older ones are replays and refused.
+    #[serde(default = "default_replay_window")]
+    pub webhook_replay_window_secs: u64,
     /// Allow plain `http://` to a non-loopback host.
     #[serde(default)]
     pub allow_insecure_http: bool,
@@ -121,6 +125,9 @@ fn default_lookup_timeout() -> u64 {
 fn default_end_drain_ms() -> u64 {
     1_000
 }
+fn default_replay_window() -> u64 {
+    600
+}
 
 impl RingCentralConfig {
     /// A configuration for `domain` and `source_id`, with the two tokens and the agent
@@ -151,6 +158,7 @@ impl RingCentralConfig {
             allow_unsigned_webhooks: false,
             thread_lookup_timeout_secs: default_lookup_timeout(),
             end_drain_ms: default_end_drain_ms(),
+            webhook_replay_window_secs: default_replay_window(),
             allow_insecure_http: false,
         }
     }

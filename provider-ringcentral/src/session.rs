@@ -152,6 +152,14 @@ impl RingCentralProvider {
                 return signed_reply(self.key(), 400, &json!({ "error": error.message() }));
             }
         };
+        // Replies and queue updates change things: a replay of an old one is refused.
+        if matches!(callback, Callback::AgentReply { .. } | Callback::QueuingUpdate { .. }) {
+            let window = Duration::from_secs(self.config.webhook_replay_window_secs);
+            if let Err(error) = webhook::check_time(&request.body, window, std::time::SystemTime::now()) {
+                tracing::warn!(%error, "rejected a replayed callback");
+                return signed_reply(self.key(), 422, &json!({ "error": format!("Invalid request: {error}") }));
+            }
+        }
         match callback {
             Callback::ImplementationInfo => signed_reply(self.key(), 200, &webhook::implementation_info()),
             Callback::List => signed_reply(self.key(), 200, &json!([])),

@@ -92,6 +92,21 @@ fn number_param(params: &Value, key: &str) -> Option<u64> {
     params[key].as_u64().or_else(|| params[key].as_str().and_then(|s| s.trim().parse().ok()))
 }
 
+/// Checks the signed `time` of a callback against `now`: outside `window` it is a replay.
+/// A callback without `time` passes (the envelope always has one; older integrations may
+/// not).
+pub fn check_time(body: &[u8], window: Duration, now: std::time::SystemTime) -> Result<(), SignatureError> {
+    let Ok(json) = serde_json::from_slice::<Value>(body) else { return Ok(()) };
+    let Some(time) = json["time"].as_str() else { return Ok(()) };
+    let sent = handover_transport::time::parse_iso8601_millis(time).ok_or(SignatureError::Malformed)?;
+    let now =
+        u64::try_from(now.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis()).unwrap_or(u64::MAX);
+    if now.abs_diff(sent) > u64::try_from(window.as_millis()).unwrap_or(u64::MAX) {
+        return Err(SignatureError::Stale { window_secs: window.as_secs() });
+    }
+    Ok(())
+}
+
 /// Reads a callback body (already verified).
 pub fn parse_callback(body: &[u8]) -> Result<Callback> {
     let json: Value = serde_json::from_slice(body)
@@ -232,6 +247,21 @@ mod tests {
         let reformatted = WebhookRequest::post(pretty.to_vec()).with_header("X-SMCCSDK-SIGNATURE", sign(key, body));
         assert_eq!(verify(key, &reformatted), Err(SignatureError::Mismatch), "raw bytes, never re-serialized");
         assert_eq!(verify(key, &WebhookRequest::post(body.to_vec())), Err(SignatureError::Missing));
+    }
+
+    #[test]
+    fn callbacks_outside_the_window_are_replays() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let window = Duration::from_secs(600);
+        let at = |time: &str| format!(r#"{{"action":"messages.create","time":"{time}"}}"#).into_bytes();
+        assert_eq!(check_time(&at("2023-11-14T22:13:20Z"), window, now), Ok(()));
+        assert_eq!(check_time(&at("2023-11-14T22:05:00Z"), window, now), Ok(()));
+        assert_eq!(
+            check_time(&at("2023-11-14T21:00:00Z"), window, now),
+            Err(SignatureError::Stale { window_secs: 600 })
+        );
+        assert_eq!(check_time(&at("yesterday"), window, now), Err(SignatureError::Malformed));
+        assert_eq!(check_time(br#"{"action":"messages.create"}"#, window, now), Ok(()));
     }
 
     #[test]

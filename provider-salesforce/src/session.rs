@@ -198,7 +198,16 @@ impl Inner {
                 state.queued.pop_front()
             };
             let Some(text) = next else { return Ok(()) };
-            self.post_text(text).await?;
+            if let Err(error) = self.post_text(text).await {
+                if error.kind() != ErrorKind::SessionEnded {
+                    return Err(error);
+                }
+                // The chat ended before the queue could go out; the next poll delivers the
+                // end (ChatEnded, or 403), which is what the session reports.
+                let dropped = std::mem::take(&mut lock(&self.state).queued).len() + 1;
+                tracing::warn!(dropped, "the chat ended before queued messages could be sent");
+                return Ok(());
+            }
         }
     }
 }

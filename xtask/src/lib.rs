@@ -15,13 +15,15 @@ const HELP: &str = "\
 cargo xtask <command>
 
 commands:
-  ci         everything CI runs: fmt, clippy, test, features, contract, tidy, docs
+  ci         everything CI runs: fmt, clippy, test, features, contract, chaos --quick, tidy, docs
   fmt        cargo fmt --check
   clippy     clippy on all targets and features with -D warnings
   test       the test suite (nextest when installed, else cargo test) and doctests
   features   each crate checked alone; the facade with no features and each provider alone
   contract   every provider's contract suite (fails when a suite runs zero tests)
   tidy       repository conventions (also runs as a test of this crate)
+  chaos      the fault matrix: every provider under every emulator fault (release build;
+             --quick: fewer messages per cell, the debug build)
   docs       rustdoc with -D warnings
   help       this text
 ";
@@ -39,6 +41,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         "contract" => contract(&root),
         "tidy" => tidy_cmd(&root),
         "docs" => docs(&root),
+        "chaos" => chaos(&root, &args[1..]),
         "help" | "--help" | "-h" => {
             print!("{HELP}");
             Ok(())
@@ -54,13 +57,14 @@ pub fn workspace_root() -> PathBuf {
 
 fn ci(root: &Path) -> Result<(), String> {
     type Step = fn(&Path) -> Result<(), String>;
-    let steps: [(&str, Step); 7] = [
+    let steps: [(&str, Step); 8] = [
         ("fmt", fmt),
         ("tidy", tidy_cmd),
         ("clippy", clippy),
         ("test", test),
         ("contract", contract),
         ("features", features),
+        ("chaos", |root| chaos(root, &["--quick".to_owned()])),
         ("docs", docs),
     ];
     let mut timings = Vec::new();
@@ -217,6 +221,21 @@ pub fn passed_count(output: &str) -> usize {
             before.rsplit(' ').next()?.parse::<usize>().ok()
         })
         .sum()
+}
+
+/// `handover-chaos`: the fault matrix. The full run builds in release; `--quick` reuses the
+/// debug build the tests made.
+fn chaos(root: &Path, args: &[String]) -> Result<(), String> {
+    let quick = args.iter().any(|a| a == "--quick");
+    let report = root.join("target/chaos");
+    std::fs::create_dir_all(&report).map_err(|e| format!("cannot create {}: {e}", report.display()))?;
+    let mut command = cargo(root);
+    command.args(["run", "--locked", "--package", "handover-chaos"]);
+    if !quick {
+        command.arg("--release");
+    }
+    command.arg("--").args(args).arg("--json").arg(report.join("report.json"));
+    run_command(command)
 }
 
 fn tidy_cmd(root: &Path) -> Result<(), String> {

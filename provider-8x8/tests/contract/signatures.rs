@@ -45,14 +45,9 @@ fn provider(server: &MockServer) -> EightByEightProvider {
     EightByEightProvider::new(config).unwrap().with_retry_policy(fast_retry())
 }
 
+/// A first delivery sent now.
 pub(crate) fn meta() -> DeliveryMeta {
-    DeliveryMeta {
-        event_id: "ev-1".into(),
-        retry: 0,
-        transmission_time: 1_629_804_577_296,
-        tenant: "tenant-1".into(),
-        customer: "customer-1".into(),
-    }
+    DeliveryMeta { tenant: "tenant-1".into(), customer: "customer-1".into(), ..DeliveryMeta::new("ev-1") }
 }
 
 pub(crate) fn request(body: &str, headers: Vec<(String, String)>) -> WebhookRequest {
@@ -75,7 +70,8 @@ async fn the_checksum_is_the_crc32_of_the_raw_body() {
         _ => None,
     })
     .unwrap();
-    assert_eq!(payload, meta().payload(DOC_BODY.as_bytes()), "the emulator signs what the provider checks");
+    let at_doc_time = DeliveryMeta { transmission_time: 1_629_804_577_296, ..meta() };
+    assert_eq!(payload, at_doc_time.payload(DOC_BODY.as_bytes()), "the emulator signs what the provider checks");
     assert!(payload.starts_with(r#"{"checksum":1564621066,"cid":"customer-1","#));
 }
 
@@ -113,7 +109,7 @@ async fn each_signed_header_is_covered() {
         ("x-8x8-event-id", "ev-other"),
         ("x-8x8-retry", "1"),
         ("x-8x8-tenant-id", "tenant-2"),
-        ("x-8x8-transmission-time", "1629804577297"),
+        ("x-8x8-transmission-time", "1"),
     ] {
         let headers = SigningKey::shared()
             .headers(VERIFY_BODY.as_bytes(), &meta())
@@ -179,4 +175,14 @@ async fn a_key_that_cannot_be_fetched_asks_for_a_redelivery() {
     let provider = EightByEightProvider::new(config).unwrap().with_retry_policy(fast_retry().with_max_attempts(3));
     assert_eq!(provider.webhook(signed(VERIFY_BODY, &meta())).await.status, 503, "8x8 retries it");
     assert_eq!(provider.webhook(signed(VERIFY_BODY, &meta())).await.status, 200, "the retry verifies");
+}
+
+#[tokio::test]
+async fn a_replay_outside_the_window_is_refused() {
+    let server = server().await;
+    let provider = provider(&server);
+    let old = DeliveryMeta { transmission_time: handover_emulator::model::now_ms() - 3_600_000, ..meta() };
+    let reply = provider.webhook(signed(VERIFY_BODY, &old)).await;
+    assert_eq!(reply.status, 401);
+    assert!(String::from_utf8_lossy(&reply.body).contains("a replay"), "{}", String::from_utf8_lossy(&reply.body));
 }

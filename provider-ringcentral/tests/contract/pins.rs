@@ -96,7 +96,7 @@ fn reply(thread: &str, content_id: &str, text: &str) -> Value {
     json!({ "action": "messages.create", "params": {
         "author_id": "agent-identity", "body": text, "format": "text", "content_id": content_id,
         "thread_id": thread, "sender_name": "Ann", "retry": false,
-    }, "time": "2024-04-14T09:30:01Z" })
+    }, "time": handover_transport::time::now_iso8601() })
 }
 
 fn event(kind: &str, id: &str, thread: &str) -> WebhookRequest {
@@ -282,6 +282,20 @@ async fn every_callback_is_answered_signed() {
     let by_query =
         WebhookRequest::post(body.clone()).with_query(format!("signature={}", sign(TOKEN.as_bytes(), &body)));
     assert_eq!(signed_json(&provider.webhook(by_query).await), json!({ "id": "agent-c-3" }));
+}
+
+#[tokio::test]
+async fn a_replayed_reply_outside_the_window_changes_nothing() {
+    let server = server().await;
+    let (provider, mut session) = start(&server).await;
+    let thread = our_thread(&sent(&server).await);
+    let mut old = reply(&thread, "c-old", "replayed");
+    old["time"] = json!("2024-04-14T09:30:01Z");
+    let answer = provider.webhook(callback(&old)).await;
+    assert_eq!(answer.status, 422);
+    assert!(signed_json(&answer)["error"].as_str().unwrap().contains("replay window"));
+    provider.webhook(callback(&reply(&thread, "c-new", "fresh"))).await;
+    assert!(matches!(next_event(session.events()).await, Event::AgentMessage { text, .. } if text == "fresh"));
 }
 
 #[tokio::test]

@@ -1,0 +1,36 @@
+//! Hostile input: `Messages` batches decoded from arbitrary bytes and mutated fixtures never
+//! panic and fail with a typed error.
+
+#![allow(clippy::unwrap_used)]
+
+use handover_core::ErrorKind;
+use handover_testkit::hostile::{arbitrary_bytes, fixtures, mutate, mutations};
+use proptest::prelude::*;
+use provider_salesforce::events::parse_batch;
+
+fn decode(body: &[u8]) {
+    match parse_batch(body) {
+        Ok(batch) => {
+            for (n, message) in batch.messages.iter().enumerate() {
+                let _ = message.interpret(|| format!("id-{n}"));
+            }
+        }
+        Err(error) => assert_eq!(error.kind(), ErrorKind::Protocol, "{error}"),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn arbitrary_bytes_are_refused_cleanly(body in arbitrary_bytes()) {
+        decode(&body);
+    }
+
+    #[test]
+    fn mutated_fixtures_are_refused_or_read(index in any::<usize>(), changes in mutations()) {
+        let all = fixtures(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"));
+        let (_, fixture) = &all[index % all.len()];
+        decode(&mutate(fixture, &changes));
+    }
+}
