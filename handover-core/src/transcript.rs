@@ -71,6 +71,36 @@ pub fn split(text: &str, max_chars: usize) -> Result<Vec<&str>, SplitError> {
 
 /// Byte length of the first chunk of `rest`, or `(offset, chars)` of a grapheme that is too long.
 fn chunk_len(rest: &str, max_chars: usize) -> Result<usize, (usize, usize)> {
+    ascii_chunk_len(rest, max_chars).map_or_else(|| grapheme_chunk_len(rest, max_chars), Ok)
+}
+
+/// The same answer as [`grapheme_chunk_len`] without grapheme segmentation, when the window
+/// is plain ASCII: there every byte is a character and a grapheme cluster of its own, except
+/// `\r\n` (so windows with `\r` are left to the slow path), and a non-ASCII character right
+/// after the window could be a combining mark joined to its last byte (also left to it).
+/// `None` when the fast path does not apply. Transcripts are mostly ASCII; segmenting every
+/// grapheme was the largest cost of starting a handover with a long transcript.
+fn ascii_chunk_len(rest: &str, max_chars: usize) -> Option<usize> {
+    let bytes = rest.as_bytes();
+    let window = &bytes[..max_chars.min(bytes.len())];
+    if !window.is_ascii() || window.contains(&b'\r') || !bytes.get(window.len()).is_none_or(u8::is_ascii) {
+        return None;
+    }
+    if window.len() == bytes.len() {
+        return Some(bytes.len());
+    }
+    let after = |i: usize| i + 1;
+    Some(
+        window
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .or_else(|| window.iter().rposition(|&b| char::from(b).is_whitespace()))
+            .map_or(window.len(), after),
+    )
+}
+
+/// [`chunk_len`] by grapheme cluster: the general case.
+fn grapheme_chunk_len(rest: &str, max_chars: usize) -> Result<usize, (usize, usize)> {
     let mut chars = 0;
     let mut after_line_break = None;
     let mut after_space = None;
@@ -175,6 +205,26 @@ mod tests {
         assert_eq!(split("ab\r\ncd", 4).unwrap(), ["ab\r\n", "cd"]);
     }
 
+    /// [`split`] with the grapheme path only.
+    fn split_by_graphemes(text: &str, max_chars: usize) -> Vec<&str> {
+        let mut chunks = Vec::new();
+        let mut start = 0;
+        while start < text.len() {
+            let Ok(len) = grapheme_chunk_len(&text[start..], max_chars) else { return Vec::new() };
+            chunks.push(&text[start..start + len]);
+            start += len;
+        }
+        chunks
+    }
+
+    #[test]
+    fn the_ascii_path_leaves_crlf_and_combining_marks_to_graphemes() {
+        assert_eq!(split("abc\r\ndef", 4).unwrap(), ["abc", "\r\n", "def"]);
+        // `e` + U+0301 straddles the window: the cut goes before the `e`.
+        assert_eq!(split("abce\u{301}f", 4).unwrap(), ["abc", "e\u{301}f"]);
+        assert_eq!(split("ab\x0bcd ef", 5).unwrap(), ["ab\x0b", "cd ef"]);
+    }
+
     fn text() -> impl Strategy<Value = String> {
         let pieces = prop_oneof![
             "[a-z]{1,8}",
@@ -214,6 +264,23 @@ mod tests {
                     prop_assert!(chars > max_chars);
                 }
                 Err(other) => prop_assert!(false, "unexpected error {other}"),
+            }
+        }
+
+        #[test]
+        fn the_ascii_path_agrees_with_the_grapheme_path(
+            pieces in prop::collection::vec(prop_oneof![
+                "[a-z]{1,12}",
+                "[ \t\n\r\x0b\x0c]",
+                Just("e\u{301}".to_owned()),
+                Just("\u{301}".to_owned()),
+                Just("👍🏽".to_owned()),
+            ], 0..30),
+            max in 1usize..30,
+        ) {
+            let text = pieces.concat();
+            if let Ok(chunks) = split(&text, max) {
+                prop_assert_eq!(chunks, split_by_graphemes(&text, max));
             }
         }
 

@@ -21,6 +21,7 @@ pub(crate) fn routes(hub: Arc<Hub>) -> Router {
         .route("/_emulator/conversations/{id}", get(show))
         .route("/_emulator/conversations/{id}/agent", post(act))
         .route("/_emulator/faults", post(faults))
+        .route("/_emulator/stats", get(stats))
         .with_state(hub)
 }
 
@@ -43,11 +44,25 @@ async fn show(State(hub): State<Arc<Hub>>, Path(id): Path<String>) -> Response {
     }
 }
 
-/// Body: an agent action, e.g. `{"action":"message","agent":"Ann","text":"Hi"}`,
+/// Body: an agent action, e.g. `{"action":"message","agent":"Ann","text":"Hi"}` (with
+/// `"stamp": true` the text gets ` @<unix µs>` appended as it is recorded, for latency
+/// measurements),
 /// `{"action":"joined","agent":"Ann"}`, `{"action":"left","agent":"Ann","transfer":true}`,
 /// `{"action":"queued","position":3,"wait_secs":120}`, `{"action":"ended"}`.
-async fn act(State(hub): State<Arc<Hub>>, Path(id): Path<String>, Json(action): Json<serde_json::Value>) -> Response {
+async fn act(
+    State(hub): State<Arc<Hub>>,
+    Path(id): Path<String>,
+    Json(mut action): Json<serde_json::Value>,
+) -> Response {
     let Some(conversation) = find(&hub, &id) else { return not_found(&id) };
+    if action["stamp"] == true
+        && let Some(text) = action["text"].as_str()
+    {
+        action["text"] = json!(format!("{text} @{}", crate::model::now_us()));
+    }
+    if let Some(fields) = action.as_object_mut() {
+        fields.remove("stamp");
+    }
     let action: AgentAction = match serde_json::from_value(action) {
         Ok(action) => action,
         Err(e) => return (StatusCode::BAD_REQUEST, Json(json!({ "error": e.to_string() }))).into_response(),
@@ -61,4 +76,11 @@ async fn act(State(hub): State<Arc<Hub>>, Path(id): Path<String>, Json(action): 
 async fn faults(State(hub): State<Arc<Hub>>, Json(settings): Json<FaultSettings>) -> Response {
     hub.faults.apply(&settings);
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// Counters (token requests, polls, …) and the latencies of stamped customer messages since
+/// the last read.
+async fn stats(State(hub): State<Arc<Hub>>) -> Response {
+    Json(json!({ "counters": hub.counters(), "customer_latencies_us": hub.take_customer_latencies_us() }))
+        .into_response()
 }

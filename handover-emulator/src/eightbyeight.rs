@@ -39,6 +39,9 @@ pub const ROSTER: [&str; 4] = ["Ann", "Bob", "Cara", "Dan"];
 
 const PREFIX: &str = "/chat-gateway/v1";
 
+/// The environment variable holding a seed for [`SigningKey::shared`].
+pub const KEY_SEED_ENV: &str = "HANDOVER_EMULATOR_KEY_SEED";
+
 /// The id 8x8 gives an agent called `name` in this emulator.
 pub fn agent_id(name: &str) -> String {
     format!("agent-{}", name.to_lowercase())
@@ -98,7 +101,21 @@ impl SigningKey {
     /// # Panics
     /// If the operating system has no randomness to offer.
     pub fn generate(kid: impl Into<String>) -> Self {
-        let private = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).expect("RSA key generation");
+        Self::from_private(kid, rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).expect("RSA key generation"))
+    }
+
+    /// Generates a 2048-bit key named `kid` from `seed`: every process with the same seed
+    /// gets the same key (a benchmark signs in one process what an emulator process checks).
+    ///
+    /// # Panics
+    /// Never in practice (key generation from a seeded generator does not fail).
+    pub fn generate_seeded(kid: impl Into<String>, seed: u64) -> Self {
+        use rand_chacha::rand_core::SeedableRng;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        Self::from_private(kid, rsa::RsaPrivateKey::new(&mut rng, 2048).expect("RSA key generation"))
+    }
+
+    fn from_private(kid: impl Into<String>, private: rsa::RsaPrivateKey) -> Self {
         let der = private.to_pkcs1_der().expect("a generated key encodes");
         let kid = kid.into();
         let jwk = json!({
@@ -110,10 +127,15 @@ impl SigningKey {
         Self { kid, encoding: EncodingKey::from_rsa_der(der.as_bytes()), jwk }
     }
 
-    /// The process-wide key `emulator-key-1`, generated on first use.
+    /// The process-wide key `emulator-key-1`, generated on first use; from the seed in
+    /// [`KEY_SEED_ENV`] when that is set (so a benchmark process signs with the key of an
+    /// emulator process).
     pub fn shared() -> &'static SigningKey {
         static KEY: OnceLock<SigningKey> = OnceLock::new();
-        KEY.get_or_init(|| Self::generate("emulator-key-1"))
+        KEY.get_or_init(|| match std::env::var(KEY_SEED_ENV).ok().and_then(|s| s.parse().ok()) {
+            Some(seed) => Self::generate_seeded("emulator-key-1", seed),
+            None => Self::generate("emulator-key-1"),
+        })
     }
 
     /// A second key under the same `kid` (the bad-signature fault).

@@ -327,6 +327,7 @@ async fn token(State(genesys): State<Arc<Genesys>>, headers: HeaderMap, body: St
     let token = format!("emulator-token-{}", uuid::Uuid::new_v4());
     lock(&genesys.tokens).insert(token.clone());
     genesys.hub.faults.token_issued();
+    genesys.hub.count("token_requests");
     Json(json!({ "access_token": token, "token_type": "bearer", "expires_in": 86400 })).into_response()
 }
 

@@ -136,6 +136,11 @@ impl Emulator {
             .layer(middleware::from_fn_with_state(hub.clone(), inject_faults))
             .merge(control::routes(hub.clone()));
         tasks.push(tokio::spawn(async move {
+            // Frames go out as they are written, like a production event server's: no
+            // Nagle delay behind an unacknowledged earlier frame.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             if let Err(error) = axum::serve(listener, app).await {
                 tracing::warn!(%error, "emulator server stopped");
             }

@@ -84,7 +84,8 @@ pub struct Miaw {
     next_event: AtomicU64,
     entries: Mutex<HashMap<String, Vec<Entry>>>,
     last_frame: Mutex<HashMap<String, Frame>>,
-    frames: broadcast::Sender<Frame>,
+    /// Open SSE streams by token subject: a frame goes to its owner's streams only.
+    streams: Mutex<HashMap<String, Vec<mpsc::Sender<Frame>>>>,
     keepalive: Duration,
     translated: Mutex<HashMap<String, u64>>,
 }
@@ -92,14 +93,13 @@ pub struct Miaw {
 impl Miaw {
     /// The protocol handle, routes and translator task.
     pub(crate) fn start(hub: Arc<Hub>) -> (Arc<dyn ProtocolHandle>, Router, JoinHandle<()>) {
-        let (frames, _) = broadcast::channel(8192);
         let miaw = Arc::new(Self {
             hub,
             tokens: Mutex::default(),
             next_event: AtomicU64::new(1000),
             entries: Mutex::default(),
             last_frame: Mutex::default(),
-            frames,
+            streams: Mutex::default(),
             keepalive: Duration::from_secs(15),
             translated: Mutex::default(),
         });
@@ -130,6 +130,7 @@ impl Miaw {
         let token = format!("{header}.{payload}.emulator-{}", self.hub.next_number());
         lock(&self.tokens).insert(token.clone(), Token { subject, expires_ms: exp * 1000 });
         self.hub.faults.token_issued();
+        self.hub.count("token_requests");
         token
     }
 
@@ -170,7 +171,20 @@ impl Miaw {
         };
         lock(&self.entries).entry(conversation.id.clone()).or_default().push(entry);
         lock(&self.last_frame).insert(conversation.id.clone(), frame.clone());
-        let _ = self.frames.send(frame);
+        self.publish(&frame);
+    }
+
+    /// Sends `frame` to its owner's open streams. A stream that cannot keep up is closed:
+    /// the client reconnects and back-fills, as with the real event router.
+    fn publish(&self, frame: &Frame) -> bool {
+        let mut streams = lock(&self.streams);
+        let Some(senders) = streams.get_mut(&frame.owner) else { return false };
+        senders.retain(|sender| sender.try_send(frame.clone()).is_ok());
+        let delivered = !senders.is_empty();
+        if !delivered {
+            streams.remove(&frame.owner);
+        }
+        delivered
     }
 }
 
@@ -182,7 +196,7 @@ impl ProtocolHandle for Miaw {
     fn redeliver_last(&self, conversation: &str) -> bool {
         let frame = lock(&self.last_frame).get(conversation).cloned();
         match frame {
-            Some(frame) => self.frames.send(frame).is_ok(),
+            Some(frame) => self.publish(&frame),
             None => false,
         }
     }
@@ -631,18 +645,17 @@ async fn stream(State(miaw): State<Arc<Miaw>>, headers: HeaderMap) -> Response {
         return error(StatusCode::BAD_REQUEST, "Last-Event-Id header is missing.").into_response();
     }
     let (tx, rx) = mpsc::channel(256);
-    let mut frames = miaw.frames.subscribe();
+    let (frames_tx, mut frames) = mpsc::channel(256);
+    lock(&miaw.streams).entry(token.subject.clone()).or_default().push(frames_tx);
     let miaw = miaw.clone();
     tokio::spawn(async move {
         let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + miaw.keepalive, miaw.keepalive);
         loop {
             let chunk = tokio::select! {
                 frame = frames.recv() => match frame {
-                    Ok(frame) if frame.owner == token.subject => {
-                        Chunk::Frame(sse::frame(frame.event, &frame.id.to_string(), &frame.data))
-                    }
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => return,
+                    Some(frame) => Chunk::Frame(sse::frame(frame.event, &frame.id.to_string(), &frame.data)),
+                    // Dropped for falling behind: end the stream so the client reconnects.
+                    None => Chunk::Abort,
                 },
                 _ = keepalive.tick() => Chunk::Frame(sse::frame("ping", "", "0")),
                 () = miaw.hub.faults.dropped() => Chunk::Abort,

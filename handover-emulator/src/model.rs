@@ -19,6 +19,11 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Microseconds since the Unix epoch (latency stamps).
+pub fn now_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)).unwrap_or(0)
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)).unwrap_or(0)
@@ -224,7 +229,10 @@ impl Conversation {
 #[derive(Debug)]
 pub struct Hub {
     conversations: Mutex<Vec<Arc<Conversation>>>,
+    by_id: Mutex<std::collections::HashMap<String, Arc<Conversation>>>,
     changes: broadcast::Sender<Change>,
+    counters: Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    customer_latencies_us: Mutex<Vec<u64>>,
     created: Notify,
     next_id: AtomicU64,
     /// Fault switches.
@@ -240,10 +248,14 @@ impl Default for Hub {
 impl Hub {
     /// An empty contact center.
     pub fn new() -> Self {
-        let (changes, _) = broadcast::channel(4096);
+        // Large enough for a burst of thousands of handovers starting at once.
+        let (changes, _) = broadcast::channel(65_536);
         Self {
             conversations: Mutex::default(),
+            by_id: Mutex::default(),
             changes,
+            counters: Mutex::default(),
+            customer_latencies_us: Mutex::default(),
             created: Notify::new(),
             next_id: AtomicU64::new(1),
             faults: Faults::default(),
@@ -274,6 +286,7 @@ impl Hub {
             // it after its `Created`, so no agent action overtakes the creation.
             let mut conversations = lock(&self.conversations);
             conversations.push(conversation.clone());
+            lock(&self.by_id).insert(conversation.id.clone(), conversation.clone());
             let _ = self.changes.send(Change::Created(conversation.clone()));
         }
         self.created.notify_waiters();
@@ -282,7 +295,23 @@ impl Hub {
 
     /// A conversation by id.
     pub fn get(&self, id: &str) -> Option<Arc<Conversation>> {
-        lock(&self.conversations).iter().find(|c| c.id == id).cloned()
+        lock(&self.by_id).get(id).cloned()
+    }
+
+    /// Counts one `name` (token requests, polls, …) for the stats of the control API.
+    pub fn count(&self, name: &'static str) {
+        *lock(&self.counters).entry(name).or_default() += 1;
+    }
+
+    /// The counters so far.
+    pub fn counters(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        lock(&self.counters).clone()
+    }
+
+    /// The latencies of stamped customer messages (text ending in ` @<unix µs>`) from the
+    /// stamp to their arrival here, taken out of the hub.
+    pub fn take_customer_latencies_us(&self) -> Vec<u64> {
+        std::mem::take(&mut *lock(&self.customer_latencies_us))
     }
 
     /// The newest conversation.
@@ -337,6 +366,11 @@ impl Hub {
 
     /// Records a customer action and broadcasts it. Returns `false` after the end.
     pub fn customer(&self, conversation: &Arc<Conversation>, action: CustomerAction) -> bool {
+        if let CustomerAction::Message { text } = &action
+            && let Some(stamp) = text.rsplit_once(" @").and_then(|(_, us)| us.parse::<u64>().ok())
+        {
+            lock(&self.customer_latencies_us).push(now_us().saturating_sub(stamp));
+        }
         {
             let mut state = lock(&conversation.state);
             if state.ended {

@@ -279,6 +279,7 @@ async fn messages(
     if header(&headers, "x-liveagent-sequence").is_some() {
         return text(StatusCode::BAD_REQUEST, "Messages takes no sequence header");
     }
+    salesforce.hub.count("polls");
     let generation = {
         let mut chats = lock(&salesforce.chats);
         let Some(chat) = chats.get_mut(&key) else { return text(StatusCode::FORBIDDEN, "session not valid") };

@@ -11,14 +11,10 @@ pub struct DedupSet {
 }
 
 impl DedupSet {
-    /// A set remembering up to `capacity` ids (at least 1).
+    /// A set remembering up to `capacity` ids (at least 1). Nothing is allocated up front:
+    /// a provider holds one set per session, and most sessions see a few dozen ids.
     pub fn new(capacity: usize) -> Self {
-        let capacity = capacity.max(1);
-        Self {
-            capacity,
-            order: VecDeque::with_capacity(capacity.min(4096)),
-            seen: HashSet::with_capacity(capacity.min(4096)),
-        }
+        Self { capacity: capacity.max(1), order: VecDeque::new(), seen: HashSet::new() }
     }
 
     /// Records `id`; `true` if it was new, `false` if it is a repeat.

@@ -163,17 +163,14 @@ struct Shared {
     tokens: Arc<TokenCache>,
     config: WsConfig,
     watched: Mutex<HashMap<String, mpsc::Sender<ParticipantEvent>>>,
-    /// The current channel and the conversations subscribed on it.
-    channel: tokio::sync::Mutex<ChannelState>,
+    /// The current channel. Adding a conversation's topics takes it shared, so handovers
+    /// subscribe in parallel; replacing the topic list or the channel takes it exclusively.
+    channel: tokio::sync::RwLock<Option<String>>,
+    /// The conversations subscribed on the current channel.
+    subscribed: Mutex<HashSet<String>>,
     socket: Mutex<Option<WsHandle>>,
     /// Whether the socket is connected (events reach only a connected socket).
     connected: tokio::sync::watch::Sender<bool>,
-}
-
-#[derive(Default)]
-struct ChannelState {
-    id: Option<String>,
-    subscribed: HashSet<String>,
 }
 
 /// Replace the channel's topic list once this many conversations on it are no longer watched.
@@ -187,7 +184,8 @@ impl NotificationsDetector {
                 tokens,
                 config,
                 watched: Mutex::default(),
-                channel: tokio::sync::Mutex::default(),
+                channel: tokio::sync::RwLock::default(),
+                subscribed: Mutex::default(),
                 socket: Mutex::default(),
                 connected: tokio::sync::watch::Sender::new(false),
             }),
@@ -236,26 +234,35 @@ impl Shared {
 impl EndDetector for NotificationsDetector {
     async fn watch(&self, conversation_id: &str, sink: mpsc::Sender<ParticipantEvent>) -> Result<()> {
         let shared = &self.shared;
-        let mut channel = shared.channel.lock().await;
+        let client = &shared.client;
         lock(&shared.watched).insert(conversation_id.to_owned(), sink);
-        if let Some(id) = channel.id.clone() {
-            let stale = channel.subscribed.iter().filter(|c| !lock(&shared.watched).contains_key(*c)).count();
-            let client = &shared.client;
-            if stale >= STALE_LIMIT {
-                let watched: Vec<String> = lock(&shared.watched).keys().cloned().collect();
-                let all: Vec<String> = watched.iter().flat_map(|c| topics(c)).collect();
-                let (id, all) = (&id, &all);
-                shared.authorized(|token| async move { client.subscribe(&token, id, all, true).await }).await?;
-                channel.subscribed = watched.into_iter().collect();
-            } else {
+        let stale = || {
+            let watched = lock(&shared.watched);
+            lock(&shared.subscribed).iter().filter(|c| !watched.contains_key(*c)).count()
+        };
+        let channel = shared.channel.read().await;
+        if let Some(id) = channel.as_deref() {
+            if stale() < STALE_LIMIT {
                 let new = topics(conversation_id).to_vec();
-                let id = &id;
                 let new = &new;
                 shared.authorized(|token| async move { client.subscribe(&token, id, new, false).await }).await?;
-                channel.subscribed.insert(conversation_id.to_owned());
+                lock(&shared.subscribed).insert(conversation_id.to_owned());
+                drop(channel);
+            } else {
+                drop(channel);
+                // Replace the whole list; no addition is in flight while it runs.
+                let channel = shared.channel.write().await;
+                if let Some(id) = channel.as_deref() {
+                    let watched: Vec<String> = lock(&shared.watched).keys().cloned().collect();
+                    let all: Vec<String> = watched.iter().flat_map(|c| topics(c)).collect();
+                    let all = &all;
+                    shared.authorized(|token| async move { client.subscribe(&token, id, all, true).await }).await?;
+                    *lock(&shared.subscribed) = watched.into_iter().collect();
+                }
             }
+        } else {
+            drop(channel);
         }
-        drop(channel);
         self.ensure_socket();
         // Return once the topics are subscribed on a connected socket, so nothing that
         // happens after `watch` is missed.
@@ -290,7 +297,7 @@ impl WsConnect for Connector {
     /// A fresh channel with every watched conversation's topics.
     async fn url(&self) -> Result<String> {
         let shared = &self.0;
-        let mut channel = shared.channel.lock().await;
+        let mut channel = shared.channel.write().await;
         let client = &shared.client;
         let created = shared.authorized(|token| async move { client.create_channel(&token).await }).await?;
         let watched: Vec<String> = lock(&shared.watched).keys().cloned().collect();
@@ -300,8 +307,8 @@ impl WsConnect for Connector {
             let all = &all;
             shared.authorized(|token| async move { client.subscribe(&token, id, all, true).await }).await?;
         }
-        channel.id = Some(created.id.clone());
-        channel.subscribed = watched.into_iter().collect();
+        *channel = Some(created.id.clone());
+        *lock(&shared.subscribed) = watched.into_iter().collect();
         tracing::debug!(channel = %created.id, "notification channel ready");
         Ok(created.connect_uri)
     }

@@ -24,6 +24,8 @@ commands:
   tidy       repository conventions (also runs as a test of this crate)
   chaos      the fault matrix: every provider under every emulator fault (release build;
              --quick: fewer messages per cell, the debug build)
+  bench      benchmarks against hand-written floors, emulators in a separate process
+             (release build; --quick: smaller sizes, a smoke run); writes target/bench/report.json
   docs       rustdoc with -D warnings
   help       this text
 ";
@@ -42,6 +44,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         "tidy" => tidy_cmd(&root),
         "docs" => docs(&root),
         "chaos" => chaos(&root, &args[1..]),
+        "bench" => bench(&root, &args[1..]),
         "help" | "--help" | "-h" => {
             print!("{HELP}");
             Ok(())
@@ -235,6 +238,18 @@ fn chaos(root: &Path, args: &[String]) -> Result<(), String> {
         command.arg("--release");
     }
     command.arg("--").args(args).arg("--json").arg(report.join("report.json"));
+    run_command(command)
+}
+
+/// `handover-bench`: always a release build; the arguments (`--quick`, `--only N`) are passed on.
+fn bench(root: &Path, args: &[String]) -> Result<(), String> {
+    let report = root.join("target/bench/report.json");
+    let mut command = cargo(root);
+    command
+        .args(["run", "--locked", "--release", "--package", "handover-bench", "--"])
+        .args(args)
+        .arg("--out")
+        .arg(report);
     run_command(command)
 }
 
