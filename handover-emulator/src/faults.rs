@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
+use tokio::sync::watch;
 
 /// Faults to inject. All switches are one-shot counters or flags that tests set through
 /// the control API (`POST /_emulator/faults`) or directly.
@@ -17,7 +17,8 @@ pub struct Faults {
     duplicate_deliveries: AtomicBool,
     reorder_deliveries: AtomicBool,
     bad_signatures: AtomicBool,
-    drop_streams: Notify,
+    /// The number of drops requested so far; streams watch it for changes.
+    drop_streams: watch::Sender<u32>,
     drops: AtomicU32,
     injected: AtomicU32,
 }
@@ -115,8 +116,8 @@ impl Faults {
 
     /// Drops every open stream now.
     pub fn drop_streams(&self) {
-        self.drops.fetch_add(1, Ordering::SeqCst);
-        self.drop_streams.notify_waiters();
+        let drops = self.drops.fetch_add(1, Ordering::SeqCst) + 1;
+        self.drop_streams.send_replace(drops);
     }
 
     /// How many stream drops were requested.
@@ -124,9 +125,24 @@ impl Faults {
         self.drops.load(Ordering::SeqCst)
     }
 
-    /// Resolves at the next requested drop.
-    pub async fn dropped(&self) {
-        self.drop_streams.notified().await;
+    /// A stream's view of drop requests from now on: take it when the stream opens, so a
+    /// drop requested while the stream is busy writing is not missed.
+    pub fn drop_signal(&self) -> DropSignal {
+        DropSignal(self.drop_streams.subscribe())
+    }
+}
+
+/// See [`Faults::drop_signal`].
+#[derive(Debug)]
+pub struct DropSignal(watch::Receiver<u32>);
+
+impl DropSignal {
+    /// Resolves at the first drop requested since the signal was taken (or since this last
+    /// resolved).
+    pub async fn dropped(&mut self) {
+        if self.0.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }
 

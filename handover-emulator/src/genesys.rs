@@ -490,12 +490,16 @@ async fn user(State(genesys): State<Arc<Genesys>>, headers: HeaderMap, Path(user
     }
 }
 
+/// Topics one notification channel holds.
+const TOPICS_PER_CHANNEL: usize = 1000;
+
 async fn create_channel(State(genesys): State<Arc<Genesys>>, headers: HeaderMap) -> Response {
     if let Err(r) = genesys.authorize(&headers) {
         return *r;
     }
     let id = format!("streaming-0-{}", uuid::Uuid::new_v4().simple());
     lock(&genesys.channels).insert(id.clone(), HashSet::new());
+    genesys.hub.count("notification_channels");
     let expires = iso8601(now_ms() + 24 * 3600 * 1000);
     Json(json!({ "id": id, "connectUri": format!("ws://{}/channels/{id}", genesys.addr), "expires": expires }))
         .into_response()
@@ -532,10 +536,19 @@ fn subscribe(genesys: Arc<Genesys>, headers: HeaderMap, channel: String, body: V
     let Some(topics) = channels.get_mut(&channel) else {
         return error(StatusCode::NOT_FOUND, "not.found", "The channel does not exist.");
     };
+    let asked: Vec<String> = body.iter().filter_map(|t| t["id"].as_str().map(str::to_owned)).collect();
+    let kept = if replace { 0 } else { topics.len() };
+    let total = kept + asked.iter().filter(|t| replace || !topics.contains(*t)).count();
+    if total > TOPICS_PER_CHANNEL {
+        // The service's limit; the error body is the emulator's (the code is unconfirmed).
+        let message = format!("A channel can subscribe to at most {TOPICS_PER_CHANNEL} topics; this asks for {total}.");
+        return error(StatusCode::BAD_REQUEST, "bad.request", &message);
+    }
     if replace {
         topics.clear();
+        genesys.hub.count("notification_topic_replacements");
     }
-    topics.extend(body.iter().filter_map(|t| t["id"].as_str().map(str::to_owned)));
+    topics.extend(asked);
     topics_answer(topics)
 }
 
@@ -559,6 +572,7 @@ async fn serve_socket(
     mut socket: WebSocket,
     mut notifications: broadcast::Receiver<(String, String)>,
 ) {
+    let mut drops = genesys.hub.faults.drop_signal();
     let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
     let heartbeat_frame =
         json!({ "topicName": "channel.metadata", "eventBody": { "message": "WebSocket Heartbeat" } }).to_string();
@@ -590,7 +604,7 @@ async fn serve_socket(
                 Some(Err(_)) | None => return,
             },
             // A dropped socket: no close frame, the connection just ends.
-            () = genesys.hub.faults.dropped() => return,
+            () = drops.dropped() => return,
         }
     }
 }

@@ -648,6 +648,7 @@ async fn stream(State(miaw): State<Arc<Miaw>>, headers: HeaderMap) -> Response {
     let (frames_tx, mut frames) = mpsc::channel(256);
     lock(&miaw.streams).entry(token.subject.clone()).or_default().push(frames_tx);
     let miaw = miaw.clone();
+    let mut drops = miaw.hub.faults.drop_signal();
     tokio::spawn(async move {
         let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + miaw.keepalive, miaw.keepalive);
         loop {
@@ -658,7 +659,7 @@ async fn stream(State(miaw): State<Arc<Miaw>>, headers: HeaderMap) -> Response {
                     None => Chunk::Abort,
                 },
                 _ = keepalive.tick() => Chunk::Frame(sse::frame("ping", "", "0")),
-                () = miaw.hub.faults.dropped() => Chunk::Abort,
+                () = drops.dropped() => Chunk::Abort,
                 () = tx.closed() => return,
             };
             let abort = matches!(chunk, Chunk::Abort);

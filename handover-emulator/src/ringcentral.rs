@@ -101,6 +101,10 @@ pub struct RingCentral {
     implementation: Mutex<Option<Value>>,
     last_delivery: Mutex<HashMap<String, Delivery>>,
     translated: Mutex<HashMap<String, u64>>,
+    /// Imports apply in the order their requests arrived: the next ticket to hand out and
+    /// the ticket whose turn it is.
+    import_tickets: std::sync::atomic::AtomicU64,
+    import_turn: tokio::sync::watch::Sender<u64>,
 }
 
 impl RingCentral {
@@ -115,6 +119,8 @@ impl RingCentral {
             webhook,
             webhook_url,
             implementation: Mutex::default(),
+            import_tickets: std::sync::atomic::AtomicU64::new(0),
+            import_turn: tokio::sync::watch::Sender::new(0),
             last_delivery: Mutex::default(),
             translated: Mutex::default(),
         });
@@ -486,11 +492,17 @@ async fn send_api(
     text(StatusCode::OK, "ok")
 }
 
-/// The Send API imports asynchronously (§9.5).
+/// The Send API imports asynchronously (§9.5), in the order the requests arrived: two
+/// imports whose delays end in the same timer tick must not swap two user messages.
 fn import(engage: Arc<RingCentral>, apply: impl FnOnce(&RingCentral) + Send + 'static) {
+    let ticket = engage.import_tickets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     tokio::spawn(async move {
         tokio::time::sleep(IMPORT_DELAY).await;
-        apply(&engage);
+        let mut turn = engage.import_turn.subscribe();
+        if turn.wait_for(|turn| *turn == ticket).await.is_ok() {
+            apply(&engage);
+        }
+        engage.import_turn.send_replace(ticket + 1);
     });
 }
 

@@ -280,6 +280,8 @@ async fn messages(
         return text(StatusCode::BAD_REQUEST, "Messages takes no sequence header");
     }
     salesforce.hub.count("polls");
+    // Taken before the check below, so a drop requested from here on reaches this poll.
+    let mut drop_signal = salesforce.hub.faults.drop_signal();
     let generation = {
         let mut chats = lock(&salesforce.chats);
         let Some(chat) = chats.get_mut(&key) else { return text(StatusCode::FORBIDDEN, "session not valid") };
@@ -333,7 +335,7 @@ async fn messages(
         tokio::select! {
             () = notified => {}
             () = tokio::time::sleep_until(deadline) => return StatusCode::NO_CONTENT.into_response(),
-            () = salesforce.hub.faults.dropped() => {
+            () = drop_signal.dropped() => {
                 if let Some(chat) = lock(&salesforce.chats).get_mut(&key) {
                     chat.drops_seen = salesforce.hub.faults.drops();
                 }

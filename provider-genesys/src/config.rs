@@ -97,6 +97,11 @@ pub struct GenesysConfig {
     /// webhooks (they can arrive after the end notification).
     #[serde(default = "default_end_drain_ms")]
     pub end_drain_ms: u64,
+    /// Conversations watched on one notification channel (1 to 333: a channel holds 1000
+    /// topics, three per conversation). More channels, each with its own socket, are
+    /// opened as handovers need them, up to the 20 an app may hold.
+    #[serde(default = "default_conversations_per_channel")]
+    pub conversations_per_channel: usize,
     /// Allow plain `http://` to non-loopback hosts.
     #[serde(default)]
     pub allow_insecure_http: bool,
@@ -119,6 +124,9 @@ fn default_handover_message() -> String {
 }
 fn default_customer_left_message() -> String {
     "The customer left the conversation.".to_owned()
+}
+fn default_conversations_per_channel() -> usize {
+    333
 }
 fn default_transfer_grace_ms() -> u64 {
     10_000
@@ -157,6 +165,7 @@ impl GenesysConfig {
             customer_left_message: default_customer_left_message(),
             transfer_grace_ms: default_transfer_grace_ms(),
             end_drain_ms: default_end_drain_ms(),
+            conversations_per_channel: default_conversations_per_channel(),
             allow_insecure_http: false,
         }
     }

@@ -2,9 +2,9 @@
 //!
 //! Open Messaging's webhook says nothing about participants, so the end of a handover is
 //! detected separately, behind [`EndDetector`]. [`NotificationsDetector`] uses the
-//! Notifications API: one channel per provider (a channel holds 1000 topics; an app may
-//! have 20), a WebSocket owned by `handover-transport`'s owner task, three topics per
-//! conversation (`user.start`, `user.end`, `customer.end`), a rebuild before the 24 h
+//! Notifications API: conversations spread over channels of 1000 topics each (an app may
+//! have 20), one WebSocket per channel owned by `handover-transport`'s owner task, three
+//! topics per conversation (`user.start`, `user.end`, `customer.end`), a rebuild before the 24 h
 //! expiry, and a resync after every reconnect so an end that happened while the socket
 //! was down is not lost.
 
@@ -154,10 +154,21 @@ pub fn parse_frame(text: &str) -> Frame {
 }
 
 /// The Notifications API detector, shared by every session of a provider.
+///
+/// A channel holds 1000 topics, three per conversation, so conversations are spread over
+/// channels of at most [`conversations_per_channel`](Self::with_conversations_per_channel)
+/// each (333 by default), each channel with its own socket, up to 19 channels (an app may
+/// hold 20; one is kept free for a rebuild): 6,327 concurrent conversations per provider. Past that, `watch` fails with
+/// `RateLimited` until a conversation ends.
 pub struct NotificationsDetector {
-    shared: Arc<Shared>,
+    client: Arc<Client>,
+    tokens: Arc<TokenCache>,
+    config: WsConfig,
+    per_channel: usize,
+    channels: Mutex<Vec<Arc<Shared>>>,
 }
 
+/// One channel, its socket and the conversations placed on it.
 struct Shared {
     client: Arc<Client>,
     tokens: Arc<TokenCache>,
@@ -166,7 +177,7 @@ struct Shared {
     /// The current channel. Adding a conversation's topics takes it shared, so handovers
     /// subscribe in parallel; replacing the topic list or the channel takes it exclusively.
     channel: tokio::sync::RwLock<Option<String>>,
-    /// The conversations subscribed on the current channel.
+    /// The conversations subscribed on the current channel (live and stale).
     subscribed: Mutex<HashSet<String>>,
     socket: Mutex<Option<WsHandle>>,
     /// Whether the socket is connected (events reach only a connected socket).
@@ -176,20 +187,24 @@ struct Shared {
 /// Replace the channel's topic list once this many conversations on it are no longer watched.
 const STALE_LIMIT: usize = 100;
 
+/// Topics a channel holds (Notifications API limit).
+const TOPICS_PER_CHANNEL: usize = 1000;
+
+/// Channels used: an app may hold 20 and creating a 21st evicts the oldest, so one is kept
+/// free for a channel being rebuilt.
+const MAX_CHANNELS: usize = 19;
+
 impl NotificationsDetector {
     pub(crate) fn new(client: Arc<Client>, tokens: Arc<TokenCache>, config: WsConfig) -> Self {
-        Self {
-            shared: Arc::new(Shared {
-                client,
-                tokens,
-                config,
-                watched: Mutex::default(),
-                channel: tokio::sync::RwLock::default(),
-                subscribed: Mutex::default(),
-                socket: Mutex::default(),
-                connected: tokio::sync::watch::Sender::new(false),
-            }),
-        }
+        Self { client, tokens, config, per_channel: TOPICS_PER_CHANNEL / 3, channels: Mutex::default() }
+    }
+
+    /// Places at most `count` conversations on one channel (1 to 333; out-of-range values
+    /// are clamped).
+    #[must_use]
+    pub fn with_conversations_per_channel(mut self, count: usize) -> Self {
+        self.per_channel = count.clamp(1, TOPICS_PER_CHANNEL / 3);
+        self
     }
 
     /// The default socket settings: client pings every 30 s, rebuild after 23 h.
@@ -197,21 +212,53 @@ impl NotificationsDetector {
         WsConfig::default().with_max_connection_age(Some(Duration::from_secs(23 * 3600)))
     }
 
-    fn ensure_socket(&self) {
-        let mut socket = lock(&self.shared.socket);
-        if socket.is_some() {
-            return;
-        }
-        let (handle, events) = ws::spawn(Connector(self.shared.clone()), self.shared.config.clone());
-        tokio::spawn(read(self.shared.clone(), events));
-        *socket = Some(handle);
+    /// The channel for `conversation_id`, with `sink` registered on it: the channel it is
+    /// already on (a resume), else the first with room, else a new one.
+    fn place(&self, conversation_id: &str, sink: mpsc::Sender<ParticipantEvent>) -> Result<Arc<Shared>> {
+        let mut channels = lock(&self.channels);
+        let existing = channels.iter().find(|c| lock(&c.watched).contains_key(conversation_id));
+        let with_room = || channels.iter().find(|c| lock(&c.watched).len() < self.per_channel);
+        let shared = match existing.or_else(with_room) {
+            Some(shared) => shared.clone(),
+            None if channels.len() < MAX_CHANNELS => {
+                let shared = Arc::new(Shared {
+                    client: self.client.clone(),
+                    tokens: self.tokens.clone(),
+                    config: self.config.clone(),
+                    watched: Mutex::default(),
+                    channel: tokio::sync::RwLock::default(),
+                    subscribed: Mutex::default(),
+                    socket: Mutex::default(),
+                    connected: tokio::sync::watch::Sender::new(false),
+                });
+                channels.push(shared.clone());
+                shared
+            }
+            None => {
+                let most = MAX_CHANNELS * self.per_channel;
+                return Err(handover_core::Error::new(
+                    ErrorKind::RateLimited,
+                    NAME,
+                    "watch participants",
+                    format!(
+                        "every notification channel is full ({MAX_CHANNELS} channels of {} conversations): \
+                         {most} handovers are open on this provider; start this one when one ends",
+                        self.per_channel
+                    ),
+                ));
+            }
+        };
+        lock(&shared.watched).insert(conversation_id.to_owned(), sink);
+        Ok(shared)
     }
 }
 
 impl Drop for NotificationsDetector {
     fn drop(&mut self) {
-        if let Some(socket) = lock(&self.shared.socket).take() {
-            socket.close();
+        for shared in lock(&self.channels).iter() {
+            if let Some(socket) = lock(&shared.socket).take() {
+                socket.close();
+            }
         }
     }
 }
@@ -228,42 +275,65 @@ impl Shared {
             other => other,
         }
     }
+
+    fn ensure_socket(self: &Arc<Self>) {
+        let mut socket = lock(&self.socket);
+        if socket.is_some() {
+            return;
+        }
+        let (handle, events) = ws::spawn(Connector(self.clone()), self.config.clone());
+        tokio::spawn(read(self.clone(), events));
+        *socket = Some(handle);
+    }
+
+    /// Subscribes `conversation_id` (already in `watched`) on this channel: added to the
+    /// topic list, or the list replaced by the watched conversations' topics once too many
+    /// stale ones are on it or it would pass `per_channel` conversations.
+    async fn subscribe(&self, conversation_id: &str, per_channel: usize) -> Result<()> {
+        let client = &self.client;
+        let channel = self.channel.read().await;
+        let Some(id) = channel.as_deref() else {
+            // No channel yet: the socket's connector creates it with every watched topic.
+            return Ok(());
+        };
+        let reserved = {
+            let watched = lock(&self.watched);
+            let mut subscribed = lock(&self.subscribed);
+            let stale = subscribed.iter().filter(|c| !watched.contains_key(*c)).count();
+            stale < STALE_LIMIT && subscribed.len() < per_channel && subscribed.insert(conversation_id.to_owned())
+        };
+        if reserved {
+            let new = topics(conversation_id).to_vec();
+            let new = &new;
+            let added = self.authorized(|token| async move { client.subscribe(&token, id, new, false).await }).await;
+            if added.is_err() {
+                lock(&self.subscribed).remove(conversation_id);
+            }
+            return added.map(drop);
+        }
+        if lock(&self.subscribed).contains(conversation_id) {
+            return Ok(());
+        }
+        drop(channel);
+        // Replace the whole list; no addition is in flight while it runs.
+        let channel = self.channel.write().await;
+        if let Some(id) = channel.as_deref() {
+            let watched: Vec<String> = lock(&self.watched).keys().cloned().collect();
+            let all: Vec<String> = watched.iter().flat_map(|c| topics(c)).collect();
+            let all = &all;
+            self.authorized(|token| async move { client.subscribe(&token, id, all, true).await }).await?;
+            *lock(&self.subscribed) = watched.into_iter().collect();
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
 impl EndDetector for NotificationsDetector {
     async fn watch(&self, conversation_id: &str, sink: mpsc::Sender<ParticipantEvent>) -> Result<()> {
-        let shared = &self.shared;
-        let client = &shared.client;
-        lock(&shared.watched).insert(conversation_id.to_owned(), sink);
-        let stale = || {
-            let watched = lock(&shared.watched);
-            lock(&shared.subscribed).iter().filter(|c| !watched.contains_key(*c)).count()
-        };
-        let channel = shared.channel.read().await;
-        if let Some(id) = channel.as_deref() {
-            if stale() < STALE_LIMIT {
-                let new = topics(conversation_id).to_vec();
-                let new = &new;
-                shared.authorized(|token| async move { client.subscribe(&token, id, new, false).await }).await?;
-                lock(&shared.subscribed).insert(conversation_id.to_owned());
-                drop(channel);
-            } else {
-                drop(channel);
-                // Replace the whole list; no addition is in flight while it runs.
-                let channel = shared.channel.write().await;
-                if let Some(id) = channel.as_deref() {
-                    let watched: Vec<String> = lock(&shared.watched).keys().cloned().collect();
-                    let all: Vec<String> = watched.iter().flat_map(|c| topics(c)).collect();
-                    let all = &all;
-                    shared.authorized(|token| async move { client.subscribe(&token, id, all, true).await }).await?;
-                    *lock(&shared.subscribed) = watched.into_iter().collect();
-                }
-            }
-        } else {
-            drop(channel);
-        }
-        self.ensure_socket();
+        let shared = self.place(conversation_id, sink)?;
+        shared.subscribe(conversation_id, self.per_channel).await?;
+        shared.ensure_socket();
         // Return once the topics are subscribed on a connected socket, so nothing that
         // happens after `watch` is missed.
         let mut connected = shared.connected.subscribe();
@@ -279,9 +349,11 @@ impl EndDetector for NotificationsDetector {
     }
 
     fn unwatch(&self, conversation_id: &str, sink: &mpsc::Sender<ParticipantEvent>) {
-        let mut watched = lock(&self.shared.watched);
-        if watched.get(conversation_id).is_some_and(|current| current.same_channel(sink)) {
-            watched.remove(conversation_id);
+        for shared in lock(&self.channels).iter() {
+            let mut watched = lock(&shared.watched);
+            if watched.get(conversation_id).is_some_and(|current| current.same_channel(sink)) {
+                watched.remove(conversation_id);
+            }
         }
     }
 }

@@ -67,6 +67,15 @@ impl GenesysProvider {
                 return Err(Error::config(NAME, format!("[genesys] `{key}` must not be empty")));
             }
         }
+        if !(1..=333).contains(&config.conversations_per_channel) {
+            return Err(Error::config(
+                NAME,
+                format!(
+                    "[genesys] `conversations_per_channel` is {}; it must be 1 to 333 (a notification channel holds 1000 topics, three per conversation)",
+                    config.conversations_per_channel
+                ),
+            ));
+        }
         if config.webhook_secret.expose_secret().is_empty() {
             return Err(Error::config(NAME, "[genesys] `webhook_secret` must not be empty: webhooks are verified"));
         }
@@ -79,7 +88,10 @@ impl GenesysProvider {
             RetryPolicy::default(),
         ));
         let client = Arc::new(Client::new(http, api, config.integration_id.clone(), RetryPolicy::default()));
-        let detector: Arc<dyn EndDetector> = Arc::new(NotificationsDetector::new(client.clone(), tokens.clone(), ws));
+        let detector: Arc<dyn EndDetector> = Arc::new(
+            NotificationsDetector::new(client.clone(), tokens.clone(), ws)
+                .with_conversations_per_channel(config.conversations_per_channel),
+        );
         Ok(Self {
             info: ProviderInfo::new(NAME, "Genesys Cloud Open Messaging", capabilities()),
             config: Arc::new(config),
