@@ -7,11 +7,57 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
-use handover_core::{Error, Event, EventStream, Result};
+use handover_core::{EndedBy, Error, Event, EventStream, Result};
 use tokio::sync::mpsc;
 
 /// The default channel capacity.
 pub const DEFAULT_CAPACITY: usize = 64;
+
+/// Whether a session has ended, and whether the bot side asked for it: one terminal event
+/// per session, and an end the contact center reports after our own close reads as the
+/// user's. Serializes as the two fields `ended` and `closed_by_us`, to flatten into a
+/// provider's snapshot state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct EndState {
+    ended: bool,
+    closed_by_us: bool,
+}
+
+impl EndState {
+    /// Whether the session has ended.
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Marks the session ended; `true` the first time (send the terminal event), `false`
+    /// after.
+    pub fn mark_ended(&mut self) -> bool {
+        !std::mem::replace(&mut self.ended, true)
+    }
+
+    /// The bot side is closing the session (`SessionHandle::end`): `false` when it has
+    /// already ended and there is nothing to close.
+    pub fn begin_close(&mut self) -> bool {
+        if self.ended {
+            return false;
+        }
+        self.closed_by_us = true;
+        true
+    }
+
+    /// Who ended the session when the contact center reports its end: the user when the
+    /// bot side closed it, else `otherwise`.
+    pub fn ended_by(&self, otherwise: EndedBy) -> EndedBy {
+        if self.closed_by_us { EndedBy::User } else { otherwise }
+    }
+
+    /// The state of a resumed session: not ended (a snapshot is taken of a live session),
+    /// whoever closed before.
+    pub fn resumed(self) -> Self {
+        Self { ended: false, ..self }
+    }
+}
 
 /// The sending half, held by the task that reads the provider.
 #[derive(Clone, Debug)]
@@ -24,6 +70,18 @@ impl EventSender {
     /// gone (the task should stop).
     pub async fn send(&self, event: Event) -> bool {
         self.tx.send(Ok(event)).await.is_ok()
+    }
+
+    /// Sends `event`, a terminal one only once: `mark_ended` marks the session ended and
+    /// says whether it was not already (see [`EndState::mark_ended`]). `false` when the
+    /// session is over: the event was terminal, a terminal one went before, or nobody
+    /// listens any more.
+    pub async fn emit(&self, event: Event, mark_ended: impl FnOnce() -> bool) -> bool {
+        let terminal = event.is_terminal();
+        if terminal && !mark_ended() {
+            return false;
+        }
+        self.send(event).await && !terminal
     }
 
     /// Sends a terminal error. `false` when the consumer is gone.
@@ -60,10 +118,26 @@ pub fn channel(capacity: usize) -> (EventSender, EventStream) {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn the_end_state_ends_once_and_remembers_who_closed() {
+        let mut state = EndState::default();
+        assert_eq!(state.ended_by(EndedBy::Agent), EndedBy::Agent);
+        assert!(state.begin_close());
+        assert_eq!(state.ended_by(EndedBy::Agent), EndedBy::User);
+        assert!(state.mark_ended());
+        assert!(!state.mark_ended());
+        assert!(state.is_ended());
+        assert!(!state.begin_close(), "nothing to close after the end");
+        assert!(!state.resumed().is_ended());
+        let json = serde_json::to_value(state).unwrap();
+        assert_eq!(json, serde_json::json!({ "ended": true, "closed_by_us": true }));
+        assert_eq!(serde_json::from_value::<EndState>(serde_json::json!({})).unwrap(), EndState::default());
+    }
+
     use futures_util::FutureExt;
     use handover_core::EndedBy;
-
-    use super::*;
 
     #[tokio::test]
     async fn a_full_channel_makes_the_sender_wait() {

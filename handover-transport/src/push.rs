@@ -161,15 +161,9 @@ impl<T> Link<T> {
         &self.events
     }
 
-    /// Sends `event`. A terminal event is sent once: `first_end` marks the session ended
-    /// and says whether it was not already. Returns `false` when the session is over (the
-    /// event was terminal, or nobody listens any more).
-    pub async fn emit(&self, event: Event, first_end: impl FnOnce() -> bool) -> bool {
-        let terminal = event.is_terminal();
-        if terminal && !first_end() {
-            return false;
-        }
-        self.events.send(event).await && !terminal
+    /// Sends `event` ([`EventSender::emit`]: a terminal event once).
+    pub async fn emit(&self, event: Event, mark_ended: impl FnOnce() -> bool) -> bool {
+        self.events.emit(event, mark_ended).await
     }
 
     /// Leaves the router: after an end late deliveries are acknowledged

@@ -9,7 +9,7 @@ use handover_core::{
     Agent, Capabilities, EndReason, EndedBy, Error, Event, HandoverRequest, Provider, ProviderInfo, Result, Session,
     SessionHandle, SessionSnapshot, Speaker, UserInput, WebhookReply, WebhookRequest, transcript,
 };
-use handover_transport::events;
+use handover_transport::events::{self, EndState};
 use handover_transport::push::{Link, PushRouter};
 use handover_transport::retry::RetryPolicy;
 use serde::{Deserialize, Serialize};
@@ -230,8 +230,8 @@ struct State {
     agent: Option<Agent>,
     /// A `TRANSFER` came: the next agent leave is not the end.
     transfer_pending: bool,
-    ended: bool,
-    closed_by_us: bool,
+    #[serde(flatten)]
+    end: EndState,
     /// Recent event ids, oldest first.
     seen: VecDeque<String>,
 }
@@ -247,7 +247,7 @@ impl SessionHandle for Inner {
     }
 
     async fn send(&self, input: UserInput) -> Result<()> {
-        if lock(&self.state).ended {
+        if lock(&self.state).end.is_ended() {
             return Err(Error::session_ended(NAME, "send"));
         }
         match input {
@@ -268,12 +268,8 @@ impl SessionHandle for Inner {
 
     /// Removes the user, which ends the interaction (§3 step 7).
     async fn end(&self, reason: EndReason) -> Result<()> {
-        {
-            let mut state = lock(&self.state);
-            if state.ended {
-                return Ok(());
-            }
-            state.closed_by_us = true;
+        if !lock(&self.state).end.begin_close() {
+            return Ok(());
         }
         self.client.remove_user(&self.conversation).await?;
         let commands = lock(&self.commands).clone();
@@ -340,11 +336,11 @@ impl Task {
     }
 
     fn finish(&self) {
-        self.link.finish(lock(&self.inner.state).ended);
+        self.link.finish(lock(&self.inner.state).end.is_ended());
     }
 
     async fn emit(&self, event: Event) -> Flow {
-        let first_end = || !std::mem::replace(&mut lock(&self.inner.state).ended, true);
+        let first_end = || lock(&self.inner.state).end.mark_ended();
         if self.link.emit(event, first_end).await { Flow::Continue } else { Flow::Stop }
     }
 
@@ -404,7 +400,7 @@ impl Task {
                 {
                     return Flow::Stop;
                 }
-                let by = if lock(&self.inner.state).closed_by_us { EndedBy::User } else { EndedBy::System };
+                let by = lock(&self.inner.state).end.ended_by(EndedBy::System);
                 self.emit(Event::Ended { by, reason: Some("the user was removed from the conversation".to_owned()) })
                     .await
             }
@@ -535,7 +531,7 @@ impl Provider for EightByEightProvider {
             client: self.client.clone(),
             session_id: snapshot.session_id().to_owned(),
             conversation: saved.conversation,
-            state: Mutex::new(State { ended: false, ..saved.state }),
+            state: Mutex::new(State { end: saved.state.end.resumed(), ..saved.state }),
             commands: Mutex::new(None),
         });
         Ok(self.open(inner, true))

@@ -10,7 +10,7 @@ use handover_core::{
     Agent, Capabilities, EndReason, EndedBy, Error, ErrorKind, Event, HandoverRequest, Provider, ProviderInfo, Result,
     Session, SessionHandle, SessionSnapshot, UserInput, WebhookReply, WebhookRequest, transcript,
 };
-use handover_transport::events::{self, EventSender};
+use handover_transport::events::{self, EndState, EventSender};
 use handover_transport::http::{self, HttpConfig};
 use handover_transport::push::{PushRouter, Routed};
 use handover_transport::retry::RetryPolicy;
@@ -228,8 +228,7 @@ struct State {
     conversation_id: Option<String>,
     agents: HashSet<String>,
     seen: Vec<String>,
-    ended: bool,
-    closed_by_us: bool,
+    end: EndState,
 }
 
 enum Command {
@@ -274,7 +273,7 @@ impl SessionHandle for Inner {
 
     async fn send(&self, input: UserInput) -> Result<()> {
         let _order = self.send_lock.lock().await;
-        if lock(&self.state).ended {
+        if lock(&self.state).end.is_ended() {
             return Err(Error::session_ended(NAME, "send"));
         }
         match input {
@@ -293,12 +292,8 @@ impl SessionHandle for Inner {
 
     /// §7.3: a final inbound message, then the customer participant is disconnected.
     async fn end(&self, reason: EndReason) -> Result<()> {
-        {
-            let mut state = lock(&self.state);
-            if state.ended {
-                return Ok(());
-            }
-            state.closed_by_us = true;
+        if !lock(&self.state).end.begin_close() {
+            return Ok(());
         }
         self.send_text(&self.config.customer_left_message, None).await?;
         if let Some(conversation_id) = self.conversation_id() {
@@ -425,7 +420,7 @@ impl Task {
     async fn finish(self) {
         // A resumed session may have taken the route over: that one is left alone. After the
         // end, late deliveries are acknowledged instead of refused for redelivery.
-        if lock(&self.inner.state).ended {
+        if lock(&self.inner.state).end.is_ended() {
             self.router.close(&self.inner.customer.id, &self.own_route);
         } else {
             self.router.unregister(&self.inner.customer.id, &self.own_route);
@@ -446,15 +441,11 @@ impl Task {
     }
 
     async fn emit(&self, event: Event) -> Flow {
-        let terminal = event.is_terminal();
-        if terminal {
-            let mut state = lock(&self.inner.state);
-            if state.ended {
-                return Flow::Stop;
-            }
-            state.ended = true;
+        if self.sender.emit(event, || lock(&self.inner.state).end.mark_ended()).await {
+            Flow::Continue
+        } else {
+            Flow::Stop
         }
-        if !self.sender.send(event).await || terminal { Flow::Stop } else { Flow::Continue }
     }
 
     async fn on_delivery(&mut self, delivery: Outbound) -> Flow {
@@ -534,7 +525,7 @@ impl Task {
                 Flow::Continue
             }
             ParticipantEvent::CustomerEnded { .. } => {
-                let by = if lock(&self.inner.state).closed_by_us { EndedBy::User } else { EndedBy::Agent };
+                let by = lock(&self.inner.state).end.ended_by(EndedBy::Agent);
                 if by == EndedBy::User {
                     return self.emit(Event::Ended { by, reason: Some("the conversation ended".to_owned()) }).await;
                 }
@@ -659,8 +650,7 @@ impl Provider for GenesysProvider {
                 conversation_id: state.conversation_id,
                 agents: state.agents.into_iter().collect(),
                 seen: state.seen,
-                ended: false,
-                closed_by_us: false,
+                end: EndState::default(),
             }),
             send_lock: tokio::sync::Mutex::new(()),
             commands: Mutex::new(None),

@@ -8,7 +8,7 @@ use handover_core::{
     Agent, Capabilities, EndReason, EndedBy, Error, Event, HandoverRequest, Priority, Provider, ProviderInfo, Result,
     Session, SessionHandle, SessionSnapshot, UserInput, WebhookReply, WebhookRequest, transcript,
 };
-use handover_transport::events;
+use handover_transport::events::{self, EndState};
 use handover_transport::push::{Link, PushRouter};
 use handover_transport::retry::RetryPolicy;
 use serde::{Deserialize, Serialize};
@@ -146,8 +146,8 @@ struct State {
     /// An agent wrote or is assigned: queue reports stop.
     served: bool,
     own_messages: Vec<u64>,
-    ended: bool,
-    closed_by_us: bool,
+    #[serde(flatten)]
+    end: EndState,
 }
 
 enum Command {
@@ -175,7 +175,7 @@ impl SessionHandle for Inner {
 
     async fn send(&self, input: UserInput) -> Result<()> {
         // §8.4: a message to a resolved conversation would silently reopen it.
-        if lock(&self.state).ended {
+        if lock(&self.state).end.is_ended() {
             return Err(Error::session_ended(NAME, "send"));
         }
         match input {
@@ -193,12 +193,8 @@ impl SessionHandle for Inner {
 
     /// Resolves the conversation from the bot side.
     async fn end(&self, reason: EndReason) -> Result<()> {
-        {
-            let mut state = lock(&self.state);
-            if state.ended {
-                return Ok(());
-            }
-            state.closed_by_us = true;
+        if !lock(&self.state).end.begin_close() {
+            return Ok(());
         }
         self.client.set_status(self.conversation, "resolved").await?;
         let commands = lock(&self.commands).clone();
@@ -283,11 +279,11 @@ impl Task {
     }
 
     fn finish(&self) {
-        self.link.finish(lock(&self.inner.state).ended);
+        self.link.finish(lock(&self.inner.state).end.is_ended());
     }
 
     async fn emit(&self, event: Event) -> Flow {
-        let first_end = || !std::mem::replace(&mut lock(&self.inner.state).ended, true);
+        let first_end = || lock(&self.inner.state).end.mark_ended();
         if self.link.emit(event, first_end).await { Flow::Continue } else { Flow::Stop }
     }
 
@@ -364,7 +360,7 @@ impl Task {
                 }
             }
             Delivery::Resolved { status } => {
-                let by = if lock(&self.inner.state).closed_by_us { EndedBy::User } else { EndedBy::Agent };
+                let by = lock(&self.inner.state).end.ended_by(EndedBy::Agent);
                 self.emit(Event::Ended { by, reason: Some(status) }).await
             }
             Delivery::Typing(on) => self.emit(Event::AgentTyping(on)).await,
@@ -468,7 +464,7 @@ impl Provider for LiveAgentProvider {
             session_id: snapshot.session_id().to_owned(),
             conversation: saved.conversation,
             contact: Contact { id: saved.contact_id, source_id: saved.source_id },
-            state: Mutex::new(State { ended: false, ..saved.state }),
+            state: Mutex::new(State { end: saved.state.end.resumed(), ..saved.state }),
             commands: Mutex::new(None),
         });
         Ok(self.open(inner, true))

@@ -11,7 +11,7 @@ use handover_core::{
     Session, SessionHandle, SessionSnapshot, UserInput, transcript,
 };
 use handover_transport::dedup::DedupSet;
-use handover_transport::events::{self, EventSender};
+use handover_transport::events::{self, EndState, EventSender};
 use handover_transport::reqwest::RequestBuilder;
 use handover_transport::retry::RetryPolicy;
 use handover_transport::sse::{SseConfig, SseConnect, SseItem, SseStream};
@@ -156,8 +156,7 @@ struct State {
     last_event_id: Option<String>,
     watermark_ms: u64,
     seen: DedupSet,
-    ended: bool,
-    closed_by_us: bool,
+    end: EndState,
 }
 
 enum Command {
@@ -253,7 +252,7 @@ impl SessionHandle for Inner {
 
     async fn send(&self, input: UserInput) -> Result<()> {
         let _order = self.send_lock.lock().await;
-        if lock(&self.state).ended {
+        if lock(&self.state).end.is_ended() {
             return Err(Error::session_ended(NAME, "send"));
         }
         match input {
@@ -270,12 +269,8 @@ impl SessionHandle for Inner {
     }
 
     async fn end(&self, reason: EndReason) -> Result<()> {
-        {
-            let mut state = lock(&self.state);
-            if state.ended {
-                return Ok(());
-            }
-            state.closed_by_us = true;
+        if !lock(&self.state).end.begin_close() {
+            return Ok(());
         }
         let client = &self.client;
         let conversation = &self.conversation_id;
@@ -399,15 +394,7 @@ enum Flow {
 }
 
 async fn emit(inner: &Inner, sender: &EventSender, event: Event) -> Flow {
-    let terminal = event.is_terminal();
-    if terminal {
-        let mut state = lock(&inner.state);
-        if state.ended {
-            return Flow::Stop;
-        }
-        state.ended = true;
-    }
-    if !sender.send(event).await || terminal { Flow::Stop } else { Flow::Continue }
+    if sender.emit(event, || lock(&inner.state).end.mark_ended()).await { Flow::Continue } else { Flow::Stop }
 }
 
 async fn on_sse_event(inner: &Inner, sender: &EventSender, name: &str, data: &str) -> Flow {
@@ -454,11 +441,11 @@ async fn on_entry(inner: &Inner, sender: &EventSender, entry: &WireEntry, event:
                     .await
             }
             Action::SessionEnded => {
-                let by = if lock(&inner.state).closed_by_us { EndedBy::User } else { EndedBy::Agent };
+                let by = lock(&inner.state).end.ended_by(EndedBy::Agent);
                 emit(inner, sender, Event::Ended { by, reason: Some("session ended".to_owned()) }).await
             }
             Action::RoutingFailed(reason) => {
-                lock(&inner.state).ended = true;
+                lock(&inner.state).end.mark_ended();
                 sender
                     .fail(Error::protocol(
                         NAME,
@@ -576,8 +563,7 @@ impl Provider for MiawProvider {
                 last_event_id: last_event_id.clone(),
                 watermark_ms: 0,
                 seen: DedupSet::new(SEEN_IDS),
-                ended: false,
-                closed_by_us: false,
+                end: EndState::default(),
             }),
             send_lock: tokio::sync::Mutex::new(()),
             commands: Mutex::new(None),
@@ -627,8 +613,7 @@ impl Provider for MiawProvider {
                 last_event_id: state.last_event_id.clone(),
                 watermark_ms: state.watermark_ms,
                 seen,
-                ended: false,
-                closed_by_us: false,
+                end: EndState::default(),
             }),
             send_lock: tokio::sync::Mutex::new(()),
             commands: Mutex::new(None),

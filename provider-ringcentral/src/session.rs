@@ -10,7 +10,7 @@ use handover_core::{
     Session, SessionHandle, SessionSnapshot, Speaker, TranscriptEntry, UserInput, WebhookReply, WebhookRequest,
     transcript,
 };
-use handover_transport::events;
+use handover_transport::events::{self, EndState};
 use handover_transport::push::{Link, PushRouter, Routed};
 use handover_transport::retry::RetryPolicy;
 use handover_transport::signature;
@@ -343,8 +343,8 @@ struct State {
     intervention: Option<String>,
     /// An agent replied: the intervention can be closed, not canceled (§9.7).
     agent_replied: bool,
-    ended: bool,
-    closed_by_us: bool,
+    #[serde(flatten)]
+    end: EndState,
 }
 
 enum Command {
@@ -393,7 +393,7 @@ impl SessionHandle for Inner {
     }
 
     async fn send(&self, input: UserInput) -> Result<()> {
-        if lock(&self.state).ended {
+        if lock(&self.state).end.is_ended() {
             return Err(Error::session_ended(NAME, "send"));
         }
         match input {
@@ -421,10 +421,9 @@ impl SessionHandle for Inner {
     async fn end(&self, reason: EndReason) -> Result<()> {
         let (replied, engage) = {
             let mut state = lock(&self.state);
-            if state.ended {
+            if !state.end.begin_close() {
                 return Ok(());
             }
-            state.closed_by_us = true;
             (state.agent_replied, state.engage_thread.clone())
         };
         match self.open_intervention().await? {
@@ -509,11 +508,11 @@ impl Task {
     }
 
     fn finish(&self) {
-        self.link.finish(lock(&self.inner.state).ended);
+        self.link.finish(lock(&self.inner.state).end.is_ended());
     }
 
     async fn emit(&self, event: Event) -> Flow {
-        let first_end = || !std::mem::replace(&mut lock(&self.inner.state).ended, true);
+        let first_end = || lock(&self.inner.state).end.mark_ended();
         if self.link.emit(event, first_end).await { Flow::Continue } else { Flow::Stop }
     }
 
@@ -546,7 +545,7 @@ impl Task {
                 Flow::Continue
             }
             Delivery::InterventionCanceled => {
-                let by = if lock(&self.inner.state).closed_by_us { EndedBy::User } else { EndedBy::System };
+                let by = lock(&self.inner.state).end.ended_by(EndedBy::System);
                 self.emit(Event::Ended { by, reason: Some("the intervention was canceled".to_owned()) }).await
             }
         }
@@ -658,7 +657,7 @@ impl Provider for RingCentralProvider {
             session_id: snapshot.session_id().to_owned(),
             thread: saved.thread,
             user: saved.user,
-            state: Mutex::new(State { ended: false, ..saved.state }),
+            state: Mutex::new(State { end: saved.state.end.resumed(), ..saved.state }),
             commands: Mutex::new(None),
         });
         Ok(self.open(inner, true))

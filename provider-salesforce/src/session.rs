@@ -12,7 +12,7 @@ use handover_core::{
     Session, SessionHandle, SessionSnapshot, UserInput, transcript,
 };
 use handover_transport::CancellationToken;
-use handover_transport::events::{self, EventSender};
+use handover_transport::events::{self, EndState, EventSender};
 use handover_transport::longpoll::{LongPoll, LongPollConfig, PollOutcome};
 use handover_transport::retry::RetryPolicy;
 use secrecy::{ExposeSecret, SecretString};
@@ -143,8 +143,8 @@ struct State {
     queued: VecDeque<String>,
     agent: Option<String>,
     batches: u64,
-    ended: bool,
-    closed_by_us: bool,
+    #[serde(flatten)]
+    end: EndState,
 }
 
 impl Inner {
@@ -219,7 +219,7 @@ impl SessionHandle for Inner {
     }
 
     async fn send(&self, input: UserInput) -> Result<()> {
-        if lock(&self.state).ended {
+        if lock(&self.state).end.is_ended() {
             return Err(Error::session_ended(NAME, "send"));
         }
         match input {
@@ -242,12 +242,8 @@ impl SessionHandle for Inner {
 
     /// §9: `ChatEnd` with reason `client`, then the session is deleted.
     async fn end(&self, _reason: EndReason) -> Result<()> {
-        {
-            let mut state = lock(&self.state);
-            if state.ended {
-                return Ok(());
-            }
-            state.closed_by_us = true;
+        if !lock(&self.state).end.begin_close() {
+            return Ok(());
         }
         let ended = self.post("end chat", "ChatEnd", &json!({ "reason": "client" })).await?;
         let affinity = lock(&self.state).affinity.clone();
@@ -274,19 +270,11 @@ enum Flow {
 }
 
 async fn emit(inner: &Inner, sender: &EventSender, event: Event) -> Flow {
-    let terminal = event.is_terminal();
-    if terminal {
-        let mut state = lock(&inner.state);
-        if state.ended {
-            return Flow::Stop;
-        }
-        state.ended = true;
-    }
-    if !sender.send(event).await || terminal { Flow::Stop } else { Flow::Continue }
+    if sender.emit(event, || lock(&inner.state).end.mark_ended()).await { Flow::Continue } else { Flow::Stop }
 }
 
 async fn fail(inner: &Inner, sender: &EventSender, error: Error) -> Flow {
-    lock(&inner.state).ended = true;
+    lock(&inner.state).end.mark_ended();
     sender.fail(error).await;
     Flow::Stop
 }
@@ -338,7 +326,7 @@ async fn run(inner: Arc<Inner>, mut poll: LongPoll, sender: EventSender) {
                 reconnect(&inner, &sender).await
             }
             Some(Ok(Polled::Gone)) => {
-                let by = if lock(&inner.state).closed_by_us { EndedBy::User } else { EndedBy::System };
+                let by = lock(&inner.state).end.ended_by(EndedBy::System);
                 emit(
                     &inner,
                     &sender,
@@ -422,7 +410,7 @@ async fn on_batch(inner: &Inner, sender: &EventSender, body: &[u8]) -> Flow {
                 fail(inner, sender, error).await
             }
             Action::Ended => {
-                let by = if lock(&inner.state).closed_by_us { EndedBy::User } else { EndedBy::Agent };
+                let by = lock(&inner.state).end.ended_by(EndedBy::Agent);
                 emit(inner, sender, Event::Ended { by, reason: Some("the chat ended".to_owned()) }).await
             }
             Action::SessionData => {
@@ -504,8 +492,7 @@ impl Provider for SalesforceProvider {
                 queued: VecDeque::new(),
                 agent: None,
                 batches: 0,
-                ended: false,
-                closed_by_us: false,
+                end: EndState::default(),
             }),
             post_lock: tokio::sync::Mutex::new(()),
             failover: AtomicBool::new(false),
@@ -559,7 +546,7 @@ impl Provider for SalesforceProvider {
             client: self.client.clone(),
             session_id: snapshot.session_id().to_owned(),
             key,
-            state: Mutex::new(State { ended: false, ..state }),
+            state: Mutex::new(State { end: state.end.resumed(), ..state }),
             post_lock: tokio::sync::Mutex::new(()),
             failover: AtomicBool::new(false),
             cancel: CancellationToken::new(),
