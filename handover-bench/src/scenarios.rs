@@ -335,7 +335,7 @@ async fn relay_library(n: usize) -> Result<(Vec<f64>, Vec<f64>), String> {
     let lib_agent = std::mem::take(&mut *lock(&latencies));
     let _ = remote.stats().await?;
     for (i, input) in inputs.iter().enumerate() {
-        let _ = input.send(NodeInput::Message { text: format!("user-msg @{}", now_us()) }).await;
+        let _ = input.send(NodeInput::Message { text: format!("user-msg @{}", now_us()), id: None }).await;
         pace(i).await;
     }
     let lib_user = customer_latencies(&remote, n).await?;

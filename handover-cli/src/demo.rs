@@ -111,7 +111,7 @@ pub(crate) async fn run(registry: &Registry, provider: &str, interactive: bool, 
             && let Some(line) = USER_LINES.get(said)
         {
             said += 1;
-            let _ = user.try_send(NodeInput::Message { text: (*line).to_owned() });
+            let _ = user.try_send(NodeInput::Message { text: (*line).to_owned(), id: None });
             let mut printer = Printer::new(json);
             if !json {
                 printer.print(&NodeOutput::Say { text: format!("(you) {line}"), quick_replies: Vec::new() });
@@ -138,13 +138,21 @@ pub(crate) async fn emulate(provider: &str, listen: SocketAddr, manual: bool, we
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    eprintln!("emulating {provider} at {} (control API under /_emulator/); Ctrl-C stops", emulator.url());
+    eprintln!("emulating {provider} at {} (control API under /_emulator/); Ctrl-C or SIGTERM stops", emulator.url());
     let mut table = toml::map::Map::new();
     if let Ok(config) = toml::Value::try_from(emulator.provider_config()) {
         table.insert(provider.to_owned(), config);
     }
     println!("provider = \"{provider}\"\n\n{}", toml::to_string(&table).unwrap_or_default());
-    let _ = tokio::signal::ctrl_c().await;
+    match crate::signals::Signals::new() {
+        Ok(mut signals) => {
+            let name = signals.recv().await;
+            eprintln!("{name}: stopping the emulator");
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
     drop(emulator);
     ExitCode::SUCCESS
 }

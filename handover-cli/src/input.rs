@@ -1,7 +1,8 @@
 //! stdin lines → node inputs.
 
-use handover::node::NodeInput;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use std::io::{BufRead, Write};
+
+use handover::node::{NodeInput, NodeOutput};
 use tokio::sync::mpsc;
 
 /// Parses one line: JSON in `--json` mode, else text with `/command` escapes.
@@ -27,34 +28,64 @@ pub(crate) fn parse(line: &str, json: bool) -> Result<Option<NodeInput>, String>
     } else if line == "/disconnected" {
         NodeInput::Disconnected
     } else {
-        NodeInput::Message { text: line.to_owned() }
+        NodeInput::Message { text: line.to_owned(), id: None }
     };
     Ok(Some(input))
 }
 
-/// Reads stdin into `tx` until end of input (then drops `tx`: no more user input).
+/// Reads stdin into `tx` on a plain thread until end of input (then drops `tx`: no more
+/// user input).
+///
+/// A thread of its own, not the runtime's blocking pool: a read from a pipe the bot keeps
+/// open cannot be cancelled, and the runtime waits for its blocking tasks on shutdown, so
+/// `handover chat` would never exit after its final status. Nothing waits for this thread.
+/// A line that is not an input (bad JSON, invalid UTF-8) is refused with an
+/// `input_rejected` line in `--json` mode, a warning otherwise, and reading goes on.
 pub(crate) fn spawn_stdin(tx: mpsc::Sender<NodeInput>, json: bool) {
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let spawned = std::thread::Builder::new().name("stdin".to_owned()).spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        let mut buffer = Vec::new();
         loop {
-            match lines.next_line().await {
-                Ok(Some(line)) => match parse(&line, json) {
-                    Ok(Some(input)) => {
-                        if tx.send(input).await.is_err() {
-                            return;
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(message) => eprintln!("warning: {message}"),
-                },
-                Ok(None) => return,
+            buffer.clear();
+            match stdin.read_until(b'\n', &mut buffer) {
+                Ok(0) => return,
+                Ok(_) => {}
                 Err(error) => {
                     eprintln!("warning: stdin could not be read ({error}); no more user input");
                     return;
                 }
             }
+            let parsed = match std::str::from_utf8(&buffer) {
+                Ok(line) => parse(line, json),
+                Err(_) => Err("ignoring a stdin line that is not UTF-8".to_owned()),
+            };
+            match parsed {
+                Ok(Some(input)) => {
+                    if tx.blocking_send(input).is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => {}
+                Err(message) => refuse(&message, json),
+            }
         }
     });
+    if let Err(error) = spawned {
+        eprintln!("warning: stdin cannot be read ({error}); no user input");
+    }
+}
+
+/// Tells the bot a line was not taken: an `input_rejected` line with `--json`.
+fn refuse(message: &str, json: bool) {
+    if json {
+        let line = NodeOutput::InputRejected { reason: message.to_owned(), id: None };
+        if let Ok(text) = serde_json::to_string(&line) {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{text}");
+            let _ = out.flush();
+        }
+    }
+    eprintln!("warning: {message}");
 }
 
 #[cfg(test)]
@@ -63,7 +94,7 @@ mod tests {
 
     #[test]
     fn plain_lines_are_messages_and_slash_commands_the_rest() {
-        assert_eq!(parse("Hello", false), Ok(Some(NodeInput::Message { text: "Hello".into() })));
+        assert_eq!(parse("Hello", false), Ok(Some(NodeInput::Message { text: "Hello".into(), id: None })));
         assert_eq!(
             parse("/intent cancel_handover", false),
             Ok(Some(NodeInput::Intent { name: "cancel_handover".into() }))

@@ -6,6 +6,7 @@ mod demo;
 mod input;
 mod output;
 mod run;
+mod signals;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -14,21 +14,42 @@ pub(crate) struct Printer {
     waiting: Option<String>,
     frame: usize,
     spinner_shown: bool,
+    /// A write failed: nobody reads stdout any more.
+    closed: bool,
 }
 
 impl Printer {
     pub(crate) fn new(json: bool) -> Self {
-        Self { json, tty: std::io::stdout().is_terminal(), waiting: None, frame: 0, spinner_shown: false }
+        Self {
+            json,
+            tty: std::io::stdout().is_terminal(),
+            waiting: None,
+            frame: 0,
+            spinner_shown: false,
+            closed: false,
+        }
+    }
+
+    /// Whether stdout is gone (a write failed, or the pipe's reader closed it).
+    pub(crate) fn is_closed(&mut self) -> bool {
+        if !self.closed && reader_gone() {
+            self.closed = true;
+        }
+        self.closed
     }
 
     fn line(&mut self, text: &str) {
+        if self.closed {
+            return;
+        }
         let mut out = std::io::stdout().lock();
         if self.spinner_shown {
             let _ = write!(out, "\r\x1b[2K");
             self.spinner_shown = false;
         }
-        let _ = writeln!(out, "{text}");
-        let _ = out.flush();
+        if writeln!(out, "{text}").and_then(|()| out.flush()).is_err() {
+            self.closed = true;
+        }
     }
 
     /// Redraws the queue spinner (human view on a terminal only).
@@ -102,6 +123,7 @@ impl Printer {
                 self.line(&format!("      · {agent} left{how}"));
             }
             NodeOutput::Connection { state } => self.line(&format!("      · connection {state}")),
+            NodeOutput::InputRejected { reason, .. } => self.line(&format!("      · not delivered: {reason}")),
             NodeOutput::Status { status } => {
                 self.waiting = None;
                 let text = match status {
@@ -120,6 +142,25 @@ impl Printer {
             _ => {}
         }
     }
+}
+
+/// Whether stdout is a pipe whose reader went away (poll reports an error or hang-up on
+/// the write end), so a silent handover notices the bot left without writing to it.
+#[cfg(unix)]
+fn reader_gone() -> bool {
+    use rustix::event::{PollFd, PollFlags, poll};
+    let stdout = std::io::stdout();
+    let mut fds = [PollFd::new(&stdout, PollFlags::empty())];
+    let zero = rustix::time::Timespec { tv_sec: 0, tv_nsec: 0 };
+    match poll(&mut fds, Some(&zero)) {
+        Ok(n) if n > 0 => fds[0].revents().intersects(PollFlags::ERR | PollFlags::HUP),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn reader_gone() -> bool {
+    false
 }
 
 fn human_wait(ms: u64) -> String {

@@ -87,8 +87,17 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// How long the provider has to end the handover after a signal, before the process
+/// gives up on it and exits with an error status.
+const SIGNAL_GRACE: Duration = Duration::from_secs(15);
+
 /// Runs the node, printing outputs; `observe` sees each output too (the demo's scripted
-/// user). Ctrl-C ends the provider session cleanly.
+/// user).
+///
+/// SIGINT, SIGTERM and SIGHUP end the handover the same way: the provider session is
+/// ended at the contact center (bounded by [`SIGNAL_GRACE`]), the final status (`error`)
+/// is printed, and the exit code is 1. When stdout is closed (the bot went away) the
+/// handover is ended the same way and the exit code is 1.
 pub(crate) async fn drive(
     provider: Arc<dyn Provider>,
     node: NodeConfig,
@@ -100,33 +109,89 @@ pub(crate) async fn drive(
     let (outputs, mut output_rx) = mpsc::channel(64);
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
-    let run =
+    // Listening before the handover starts: a signal at any moment ends it cleanly.
+    let mut signals = match crate::signals::Signals::new() {
+        Ok(signals) => Some(signals),
+        Err(error) => {
+            eprintln!("warning: signals cannot be handled ({error}); Ctrl-C will not end the handover cleanly");
+            None
+        }
+    };
+    let mut run =
         tokio::spawn(async move { Node::new(node).run(provider.as_ref(), request, inputs, outputs, token).await });
     let mut ticker = tokio::time::interval(Duration::from_millis(100));
-    let mut interrupted = false;
+    let mut deadline: Option<tokio::time::Instant> = None;
+    let mut stdout_gone = false;
+    let mut status: Option<HandoverStatus> = None;
     loop {
         tokio::select! {
             output = output_rx.recv() => match output {
                 Some(output) => {
                     printer.print(&output);
+                    if let NodeOutput::Status { status: last } = &output {
+                        status = Some(last.clone());
+                    }
                     observe(&output);
                 }
                 None => break,
             },
-            _ = ticker.tick() => printer.tick(),
-            _ = tokio::signal::ctrl_c(), if !interrupted => {
-                interrupted = true;
-                eprintln!("interrupted: ending the handover");
+            _ = ticker.tick() => {
+                printer.tick();
+                if !stdout_gone && printer.is_closed() {
+                    stdout_gone = true;
+                    eprintln!("stdout was closed (the bot went away): ending the handover");
+                    shutdown.cancel();
+                    deadline.get_or_insert(tokio::time::Instant::now() + SIGNAL_GRACE);
+                }
+            },
+            name = next_signal(&mut signals), if deadline.is_none() => {
+                eprintln!("{name}: ending the handover");
                 shutdown.cancel();
+                deadline = Some(tokio::time::Instant::now() + SIGNAL_GRACE);
+            }
+            () = sleep_until(deadline) => {
+                eprintln!("the provider did not end the handover within {}s; exiting", SIGNAL_GRACE.as_secs());
+                run.abort();
+                let status = HandoverStatus::Error {
+                    reason: handover::ErrorReason::Error,
+                    message: format!(
+                        "the handover was interrupted and the provider did not end it within {}s",
+                        SIGNAL_GRACE.as_secs()
+                    ),
+                };
+                printer.print(&NodeOutput::Status { status: status.clone() });
+                return status;
             }
         }
     }
-    match run.await {
+    let status = match (&mut run).await {
         Ok(outcome) => outcome.status,
-        Err(error) => HandoverStatus::Error {
+        Err(error) => status.unwrap_or_else(|| HandoverStatus::Error {
             reason: handover::ErrorReason::Error,
             message: format!("the handover task failed: {error}"),
-        },
+        }),
+    };
+    if stdout_gone {
+        // Whatever the status, nobody saw it: the bot went away mid-handover.
+        return HandoverStatus::Error {
+            reason: handover::ErrorReason::Error,
+            message: "stdout was closed before the handover ended".to_owned(),
+        };
+    }
+    status
+}
+
+async fn next_signal(signals: &mut Option<crate::signals::Signals>) -> &'static str {
+    match signals {
+        Some(signals) => signals.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -111,3 +111,11 @@ fn forged_webhooks_are_refused_and_the_handover_continues() {
 fn the_demo_runs_against_the_8x8_emulator() {
     common::assert_demo_completes("8x8");
 }
+
+#[test]
+fn sigterm_ends_the_handover_at_the_contact_center() {
+    let (rt, emulator, config) = setup("8x8-sigterm", None);
+    let proc = chat(&config);
+    let conversation = wait(&rt, emulator.hub().conversation(0));
+    common::assert_signal_ends_the_handover(&rt, proc, &conversation, "TERM");
+}

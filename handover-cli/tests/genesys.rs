@@ -92,3 +92,11 @@ fn a_dropped_notifications_socket_is_rebuilt_without_losing_the_end() {
 fn the_demo_runs_against_the_genesys_emulator() {
     common::assert_demo_completes("genesys");
 }
+
+#[test]
+fn sigterm_ends_the_handover_at_the_contact_center() {
+    let (rt, emulator, config) = setup("g-sigterm", None);
+    let proc = chat(&config);
+    let conversation = wait(&rt, emulator.hub().conversation(0));
+    common::assert_signal_ends_the_handover(&rt, proc, &conversation, "TERM");
+}

@@ -82,3 +82,11 @@ fn a_duplicate_webhook_shows_one_message_and_resolve_completes() {
 fn the_demo_runs_against_the_live_agent_emulator() {
     common::assert_demo_completes("liveagent");
 }
+
+#[test]
+fn sigterm_ends_the_handover_at_the_contact_center() {
+    let (rt, emulator, config) = setup("la-sigterm", "");
+    let proc = chat(&config);
+    let conversation = wait(&rt, emulator.hub().conversation(0));
+    common::assert_signal_ends_the_handover(&rt, proc, &conversation, "TERM");
+}

@@ -91,3 +91,11 @@ fn a_callback_with_a_bad_signature_is_rejected_and_changes_nothing() {
 fn the_demo_runs_against_the_engage_emulator() {
     common::assert_demo_completes("ringcentral");
 }
+
+#[test]
+fn sigterm_ends_the_handover_at_the_contact_center() {
+    let (rt, emulator, config) = setup("rc-sigterm");
+    let proc = chat(&config);
+    let conversation = wait(&rt, emulator.hub().conversation(0));
+    common::assert_signal_ends_the_handover(&rt, proc, &conversation, "TERM");
+}

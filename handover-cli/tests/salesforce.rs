@@ -108,3 +108,11 @@ fn a_batch_holding_the_last_message_and_the_end_shows_the_message_first() {
 fn the_demo_runs_against_the_salesforce_emulator() {
     common::assert_demo_completes("salesforce");
 }
+
+#[test]
+fn sigterm_ends_the_handover_at_the_contact_center() {
+    let (rt, emulator, config) = setup("sf-sigterm");
+    let proc = chat(&config);
+    let conversation = wait(&rt, emulator.hub().conversation(0));
+    common::assert_signal_ends_the_handover(&rt, proc, &conversation, "TERM");
+}

@@ -82,8 +82,11 @@ pub enum Event {
         /// Who wrote it.
         agent: Agent,
     },
-    /// The agent started (`true`) or stopped (`false`) typing.
-    AgentTyping(bool),
+    /// The agent started (`on: true`) or stopped (`on: false`) typing.
+    AgentTyping {
+        /// Whether the agent is typing now.
+        on: bool,
+    },
     /// An agent left. With `transfer: true` the conversation moves to another agent or
     /// queue and the handover goes on.
     AgentLeft {
@@ -116,7 +119,7 @@ impl Event {
             Event::Queued { .. } => "queued",
             Event::AgentJoined { .. } => "agent_joined",
             Event::AgentMessage { .. } => "agent_message",
-            Event::AgentTyping(_) => "agent_typing",
+            Event::AgentTyping { .. } => "agent_typing",
             Event::AgentLeft { .. } => "agent_left",
             Event::Reconnecting => "reconnecting",
             Event::Resumed { .. } => "resumed",

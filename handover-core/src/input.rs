@@ -15,8 +15,11 @@ pub enum UserInput {
         /// The text.
         text: String,
     },
-    /// The end user started (`true`) or stopped (`false`) typing.
-    Typing(bool),
+    /// The end user started (`on: true`) or stopped (`on: false`) typing.
+    Typing {
+        /// Whether the user is typing now.
+        on: bool,
+    },
     /// The end user came back (returned to the tab). Relayed as information, not a cancel.
     Connected,
     /// The end user left (closed the tab). Relayed as information, not a cancel.
@@ -40,7 +43,7 @@ impl UserInput {
     pub fn kind(&self) -> &'static str {
         match self {
             UserInput::Message { .. } => "message",
-            UserInput::Typing(_) => "typing",
+            UserInput::Typing { .. } => "typing",
             UserInput::Connected => "user connected",
             UserInput::Disconnected => "user disconnected",
         }

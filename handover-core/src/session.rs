@@ -1,8 +1,9 @@
 //! One live handover.
 
+use std::collections::HashSet;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
@@ -28,17 +29,47 @@ pub trait SessionHandle: Send + Sync + 'static {
     fn snapshot(&self) -> Result<SessionSnapshot>;
 }
 
+/// The ids of the messages a session has delivered (or is delivering), oldest first.
+#[derive(Default)]
+struct SentInputs {
+    order: Vec<String>,
+    ids: HashSet<String>,
+}
+
+impl SentInputs {
+    /// Claims `id` for a send: `false` when it was sent (or is being sent) already.
+    fn claim(&mut self, id: &str) -> bool {
+        if !self.ids.insert(id.to_owned()) {
+            return false;
+        }
+        self.order.push(id.to_owned());
+        true
+    }
+
+    /// Gives `id` back after a failed send, so a retry goes out.
+    fn release(&mut self, id: &str) {
+        if self.ids.remove(id) {
+            self.order.retain(|x| x != id);
+        }
+    }
+}
+
 /// A cloneable handle to send input to, end, or snapshot a session.
 #[derive(Clone)]
 pub struct SessionControl {
     handle: Arc<dyn SessionHandle>,
     ended: Arc<AtomicBool>,
+    sent: Arc<Mutex<SentInputs>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl SessionControl {
     /// Wraps a provider's session handle.
     pub fn new(handle: Arc<dyn SessionHandle>) -> Self {
-        Self { handle, ended: Arc::new(AtomicBool::new(false)) }
+        Self { handle, ended: Arc::new(AtomicBool::new(false)), sent: Arc::default() }
     }
 
     /// Static facts about the provider serving this session.
@@ -54,9 +85,26 @@ impl SessionControl {
     /// the provider's `max_message_chars` (split it with
     /// [`transcript::split`](crate::transcript::split)), and with
     /// [`ErrorKind::SessionEnded`](crate::ErrorKind) after [`end`](Self::end).
+    ///
+    /// A message is delivered once per id: sending a message whose id this session (or the
+    /// session it was resumed from, see [`Session::resumed_from`]) already delivered
+    /// answers `Ok` and sends nothing. A failed send forgets the id, so a retry goes out.
     pub async fn send(&self, input: UserInput) -> Result<()> {
         self.check(&input)?;
-        self.handle.send(input).await
+        let id = match &input {
+            UserInput::Message { id, .. } => Some(id.clone()),
+            _ => None,
+        };
+        if let Some(id) = &id
+            && !lock(&self.sent).claim(id)
+        {
+            return Ok(());
+        }
+        let result = self.handle.send(input).await;
+        if let (Some(id), Err(_)) = (&id, &result) {
+            lock(&self.sent).release(id);
+        }
+        result
     }
 
     fn check(&self, input: &UserInput) -> Result<()> {
@@ -65,7 +113,7 @@ impl SessionControl {
             return Err(Error::session_ended(info.name, "send"));
         }
         match input {
-            UserInput::Typing(_) if !info.capabilities.typing() => Err(Error::unsupported(info.name, "typing")),
+            UserInput::Typing { .. } if !info.capabilities.typing() => Err(Error::unsupported(info.name, "typing")),
             UserInput::Message { text, .. } => {
                 if text.trim().is_empty() {
                     return Err(Error::invalid_input(info.name, "send message", "the message is empty"));
@@ -100,9 +148,18 @@ impl SessionControl {
         result
     }
 
-    /// A snapshot to resume the session elsewhere.
+    /// A snapshot to resume the session elsewhere, with the ids of the messages delivered
+    /// so far.
     pub fn snapshot(&self) -> Result<SessionSnapshot> {
-        self.handle.snapshot()
+        let snapshot = self.handle.snapshot()?;
+        Ok(snapshot.with_sent_inputs(lock(&self.sent).order.iter().cloned()))
+    }
+
+    fn remember_sent(&self, ids: &[String]) {
+        let mut sent = lock(&self.sent);
+        for id in ids {
+            sent.claim(id);
+        }
     }
 }
 
@@ -130,6 +187,15 @@ impl Session {
     /// Assembles a session from a provider's handle and event stream.
     pub fn new(handle: Arc<dyn SessionHandle>, events: EventStream) -> Self {
         Self { control: SessionControl::new(handle), events }
+    }
+
+    /// Carries over what `snapshot` says was already delivered, so a message resent with
+    /// the same id is not delivered twice. Providers call it on the session they build in
+    /// [`Provider::resume`](crate::Provider::resume).
+    #[must_use]
+    pub fn resumed_from(self, snapshot: &SessionSnapshot) -> Self {
+        self.control.remember_sent(snapshot.sent_inputs());
+        self
     }
 
     /// Sends input to the agent side; see [`SessionControl::send`].

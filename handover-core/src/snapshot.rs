@@ -27,6 +27,11 @@ pub struct SessionSnapshot {
     state: Value,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     secrets: BTreeMap<String, String>,
+    /// Ids of the bot inputs already delivered to the agent side (kept by
+    /// [`SessionControl`](crate::SessionControl)), so an input resent with the same id after
+    /// a resume is not delivered twice.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    sent_inputs: Vec<String>,
 }
 
 impl SessionSnapshot {
@@ -42,7 +47,22 @@ impl SessionSnapshot {
             session_id: session_id.to_owned(),
             state,
             secrets: BTreeMap::new(),
+            sent_inputs: Vec::new(),
         })
+    }
+
+    /// Records the ids of inputs already delivered (see [`sent_inputs`](Self::sent_inputs)).
+    #[must_use]
+    pub fn with_sent_inputs(mut self, ids: impl IntoIterator<Item = String>) -> Self {
+        self.sent_inputs = ids.into_iter().collect();
+        self
+    }
+
+    /// The ids of the bot inputs the session had delivered when the snapshot was taken,
+    /// oldest first. [`Session::resumed_from`](crate::Session::resumed_from) hands them to
+    /// the resumed session.
+    pub fn sent_inputs(&self) -> &[String] {
+        &self.sent_inputs
     }
 
     /// Adds a secret (an access token, a session key).
@@ -118,6 +138,7 @@ impl fmt::Debug for SessionSnapshot {
             .field("session_id", &self.session_id)
             .field("state", &self.state)
             .field("secrets", &Redacted(&self.secrets))
+            .field("sent_inputs", &self.sent_inputs.len())
             .finish()
     }
 }

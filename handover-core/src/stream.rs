@@ -110,9 +110,9 @@ mod tests {
 
     #[tokio::test]
     async fn stream_ends_right_after_ended_even_if_the_provider_sends_more() {
-        let events = vec![Ok(Event::AgentTyping(true)), Ok(ended()), Ok(Event::AgentTyping(false))];
+        let events = vec![Ok(Event::AgentTyping { on: true }), Ok(ended()), Ok(Event::AgentTyping { on: false })];
         let mut stream = EventStream::new(stream::iter(events));
-        assert_eq!(stream.recv().await.unwrap().unwrap(), Event::AgentTyping(true));
+        assert_eq!(stream.recv().await.unwrap().unwrap(), Event::AgentTyping { on: true });
         assert_eq!(stream.recv().await.unwrap().unwrap(), ended());
         assert!(stream.recv().await.is_none());
         assert!(stream.recv().await.is_none());
@@ -121,7 +121,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_error_is_terminal() {
-        let events = vec![Err(Error::transport("fake", "stream", "dropped")), Ok(Event::AgentTyping(true))];
+        let events = vec![Err(Error::transport("fake", "stream", "dropped")), Ok(Event::AgentTyping { on: true })];
         let mut stream = EventStream::new(stream::iter(events));
         assert!(stream.recv().await.unwrap().is_err());
         assert!(stream.recv().await.is_none());

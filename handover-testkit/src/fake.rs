@@ -112,7 +112,7 @@ impl FakeConversation {
 
     /// The agent types.
     pub fn typing(&self, on: bool) {
-        self.push(Event::AgentTyping(on));
+        self.push(Event::AgentTyping { on });
     }
 
     /// The agent leaves; `transfer` keeps the handover going.

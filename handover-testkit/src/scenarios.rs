@@ -160,7 +160,7 @@ pub async fn typing_is_relayed_or_refused<H: Harness>() {
     let mut session = start(&harness).await;
     join(&harness, &mut session, "Ann").await;
     let caps = harness.provider().info().capabilities;
-    let sent = session.send(UserInput::Typing(true)).await;
+    let sent = session.send(UserInput::Typing { on: true }).await;
     if caps.typing() {
         sent.expect("typing is supported");
     } else {
@@ -169,7 +169,7 @@ pub async fn typing_is_relayed_or_refused<H: Harness>() {
     if harness.agent_typing(true).await {
         harness.agent_says("Ann", "typed").await;
         let events = events_until(session.events(), is_message("typed")).await;
-        assert!(events.contains(&Event::AgentTyping(true)), "{events:?}");
+        assert!(events.contains(&Event::AgentTyping { on: true }), "{events:?}");
     } else {
         eprintln!("{}: the API does not report agent typing", harness.provider().info().name);
     }
@@ -357,7 +357,7 @@ pub async fn secrets_stay_out_of_trace_logs<H: Harness>() {
     events_until(session.events(), is_message("logged")).await;
     session.send(UserInput::message("u-1", "hello")).await.expect("send");
     if caps.typing() {
-        session.send(UserInput::Typing(true)).await.expect("typing");
+        session.send(UserInput::Typing { on: true }).await.expect("typing");
     }
     let _ = session.snapshot();
     session.end(EndReason::Closed).await.expect("end");

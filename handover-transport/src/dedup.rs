@@ -1,8 +1,14 @@
-//! A bounded set of recently seen ids, to drop redelivered webhooks and repeated events.
+//! A set of seen ids, to drop redelivered webhooks and repeated events.
 
 use std::collections::{HashSet, VecDeque};
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
 /// Remembers the last `capacity` ids; older ones are forgotten first.
+///
+/// It serializes as the list of ids, oldest first, and deserializes into an
+/// [`unbounded`](Self::unbounded) set: a session keeps what it saw in its snapshot, for as
+/// long as it lives.
 #[derive(Clone, Debug)]
 pub struct DedupSet {
     capacity: usize,
@@ -15,6 +21,11 @@ impl DedupSet {
     /// a provider holds one set per session, and most sessions see a few dozen ids.
     pub fn new(capacity: usize) -> Self {
         Self { capacity: capacity.max(1), order: VecDeque::new(), seen: HashSet::new() }
+    }
+
+    /// A set that forgets nothing (a session's ids, which live as long as the session).
+    pub fn unbounded() -> Self {
+        Self::new(usize::MAX)
     }
 
     /// Records `id`; `true` if it was new, `false` if it is a repeat.
@@ -70,6 +81,27 @@ impl Default for DedupSet {
     }
 }
 
+impl PartialEq for DedupSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.order == other.order
+    }
+}
+
+impl Serialize for DedupSet {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(&self.order)
+    }
+}
+
+impl<'de> Deserialize<'de> for DedupSet {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let ids = Vec::<String>::deserialize(deserializer)?;
+        let mut set = Self::unbounded();
+        set.extend(ids);
+        Ok(set)
+    }
+}
+
 impl<S: AsRef<str>> Extend<S> for DedupSet {
     fn extend<I: IntoIterator<Item = S>>(&mut self, iter: I) {
         for id in iter {
@@ -96,5 +128,17 @@ mod tests {
         assert!(!set.contains("c"));
         assert!(set.insert("c"), "a forgotten id is new again");
         assert!(!set.remove("zzz"));
+    }
+
+    #[test]
+    fn it_serializes_as_its_ids_and_comes_back_unbounded() {
+        let mut set = DedupSet::new(2);
+        set.extend(["a", "b"]);
+        let json = serde_json::to_string(&set).unwrap();
+        assert_eq!(json, r#"["a","b"]"#);
+        let mut back: DedupSet = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, set);
+        back.extend(["c", "d", "e"]);
+        assert!(back.contains("a"), "a deserialized set forgets nothing");
     }
 }

@@ -142,12 +142,12 @@ mod tests {
     #[tokio::test]
     async fn a_full_channel_makes_the_sender_wait() {
         let (tx, mut stream) = channel(1);
-        assert!(tx.send(Event::AgentTyping(true)).await);
-        let blocked = tx.send(Event::AgentTyping(false)).now_or_never();
+        assert!(tx.send(Event::AgentTyping { on: true }).await);
+        let blocked = tx.send(Event::AgentTyping { on: false }).now_or_never();
         assert!(blocked.is_none(), "the second send must wait for the consumer");
-        assert_eq!(stream.recv().await.unwrap().unwrap(), Event::AgentTyping(true));
-        assert!(tx.send(Event::AgentTyping(false)).await);
-        assert_eq!(stream.recv().await.unwrap().unwrap(), Event::AgentTyping(false));
+        assert_eq!(stream.recv().await.unwrap().unwrap(), Event::AgentTyping { on: true });
+        assert!(tx.send(Event::AgentTyping { on: false }).await);
+        assert_eq!(stream.recv().await.unwrap().unwrap(), Event::AgentTyping { on: false });
     }
 
     #[tokio::test]

@@ -5,6 +5,8 @@
 pub mod dedup;
 pub mod events;
 pub mod http;
+pub mod ids;
+pub mod log;
 pub mod longpoll;
 pub mod push;
 pub mod retry;

@@ -93,7 +93,7 @@ fn say(text: &str, quick_replies: &[&str]) -> NodeOutput {
 }
 
 fn message(text: &str) -> NodeInput {
-    NodeInput::Message { text: text.into() }
+    NodeInput::Message { text: text.into(), id: None }
 }
 
 fn agent_message(text: &str) -> NodeOutput {
@@ -401,9 +401,9 @@ async fn user_connect_and_disconnect_messages_are_not_relayed_when_disabled() {
     let before = conversation.received().len();
     rig.send(NodeInput::Disconnected).await;
     rig.send(NodeInput::Connected).await;
-    rig.send(message("marker")).await;
+    rig.send(NodeInput::Message { text: "marker".into(), id: Some("m-1".into()) }).await;
     let received = received_inputs(&conversation, before + 1).await;
-    assert_eq!(received[before..], [UserInput::message("node-1", "marker")]);
+    assert_eq!(received[before..], [UserInput::message("m-1", "marker")]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -482,6 +482,44 @@ async fn a_message_that_cannot_reach_the_provider_ends_with_an_error_status() {
     };
     assert!(message.contains("HTTP 503"), "{message}");
     assert_eq!(conversation.closed_by_customer(), Some(EndReason::Shutdown), "the session is ended cleanly");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_input_is_reported_to_the_bot_and_the_handover_goes_on() {
+    let mut rig = Rig::start(NodeConfig::default());
+    let conversation = rig.conversation().await;
+    conversation.fail_next_send(handover::Error::invalid_input("fake", "send message", "the desk refused it"));
+    rig.send(NodeInput::Message { text: "hello".into(), id: Some("m-1".into()) }).await;
+    let output = rig.next_flow().await;
+    let NodeOutput::InputRejected { reason, id } = output else { panic!("expected input_rejected, got {output:?}") };
+    assert!(reason.contains("the desk refused it"), "{reason}");
+    assert_eq!(id.as_deref(), Some("m-1"));
+    rig.send(message("still here")).await;
+    let texts = received(&conversation, 2).await;
+    assert_eq!(texts.last().map(String::as_str), Some("still here"), "the handover goes on: {texts:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_message_carries_the_bots_id_and_a_resend_with_it_is_delivered_once() {
+    let rig = Rig::start(NodeConfig::default());
+    let conversation = rig.conversation().await;
+    rig.send(NodeInput::Message { text: "once".into(), id: Some("bot-7".into()) }).await;
+    rig.send(NodeInput::Message { text: "once".into(), id: Some("bot-7".into()) }).await;
+    rig.send(message("without an id")).await;
+    rig.send(message("sentinel")).await;
+    // The transcript, "once" (once), "without an id", "sentinel".
+    let inputs = received_inputs(&conversation, 4).await;
+    assert!(matches!(inputs.last(), Some(UserInput::Message { text, .. }) if text == "sentinel"), "{inputs:?}");
+    let ids: Vec<&str> = inputs
+        .iter()
+        .filter_map(|input| match input {
+            UserInput::Message { id, text } if text != "sentinel" && !id.starts_with("transcript") => Some(id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ids.len(), 2, "{inputs:?}");
+    assert_eq!(ids[0], "bot-7");
+    assert!(!ids[1].is_empty() && ids[1] != "bot-7", "the runtime makes an id when the bot gave none");
 }
 
 #[tokio::test(start_paused = true)]

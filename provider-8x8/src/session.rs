@@ -1,6 +1,5 @@
 //! The provider, its webhook handler and its sessions.
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -9,8 +8,9 @@ use handover_core::{
     Agent, Capabilities, EndReason, EndedBy, Error, Event, HandoverRequest, Provider, ProviderInfo, Result, Session,
     SessionHandle, SessionSnapshot, Speaker, UserInput, WebhookReply, WebhookRequest, transcript,
 };
+use handover_transport::dedup::DedupSet;
 use handover_transport::events::{self, EndState};
-use handover_transport::push::{Link, PushRouter};
+use handover_transport::push::{Link, PendingLimits, PushRouter};
 use handover_transport::retry::RetryPolicy;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -30,8 +30,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// §5.1: at most 200 history messages and 30 additional properties.
 const MAX_HISTORY: usize = 200;
 const MAX_PROPERTIES: usize = 30;
-/// Event ids kept in a snapshot, so a resumed session drops redeliveries.
-const SEEN_IN_SNAPSHOT: usize = 128;
 
 /// The languages the Gateway routes on (§5.1).
 const LANGUAGES: [&str; 21] = [
@@ -85,17 +83,33 @@ impl EightByEightProvider {
         self
     }
 
+    /// Bounds the webhook deliveries kept for conversations whose `start` has not returned
+    /// yet (DESIGN.md §7.2). Call before any session.
+    #[must_use]
+    pub fn with_pending_limits(mut self, limits: PendingLimits) -> Self {
+        self.router = Arc::new(PushRouter::with_limits(4096, limits));
+        self
+    }
+
     /// The create-conversation body (§5.1) for `request`.
     pub fn create_body(&self, request: &HandoverRequest) -> Value {
         create_body(&self.config, request)
     }
 
-    fn open(&self, inner: Arc<Inner>, catch_up: bool) -> Session {
+    /// Registers the conversation for webhooks: call it as soon as its id is known.
+    fn link(&self, conversation: &str) -> (Link<Item>, handover_core::EventStream) {
+        Link::open(&self.router, conversation, self.capacity)
+    }
+
+    fn open(
+        &self,
+        inner: Arc<Inner>,
+        (link, stream): (Link<Item>, handover_core::EventStream),
+        catch_up: bool,
+    ) -> Session {
         let (commands_tx, commands) = mpsc::channel(4);
-        self.router.remember(lock(&inner.state).seen.iter().map(String::as_str));
-        let (link, deliveries, stream) = Link::open(&self.router, inner.conversation.clone(), self.capacity);
         *lock(&inner.commands) = Some(commands_tx);
-        let task = Task { inner: inner.clone(), link, deliveries, commands, pending_leave: None };
+        let task = Task { inner: inner.clone(), link, commands, pending_leave: None };
         tokio::spawn(task.run(catch_up));
         Session::new(inner, stream)
     }
@@ -225,15 +239,23 @@ struct Inner {
     commands: Mutex<Option<mpsc::Sender<Command>>>,
 }
 
-#[derive(Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct State {
     agent: Option<Agent>,
     /// A `TRANSFER` came: the next agent leave is not the end.
     transfer_pending: bool,
     #[serde(flatten)]
     end: EndState,
-    /// Recent event ids, oldest first.
-    seen: VecDeque<String>,
+    /// The event ids of every delivery handled (the signature covers them), oldest first:
+    /// a replay is dropped for as long as the session lives.
+    #[serde(default)]
+    seen: DedupSet,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self { agent: None, transfer_pending: false, end: EndState::default(), seen: DedupSet::unbounded() }
+    }
 }
 
 enum Command {
@@ -252,9 +274,9 @@ impl SessionHandle for Inner {
         }
         match input {
             UserInput::Message { text, .. } => self.client.send_message(&self.conversation, "user", &text).await,
-            UserInput::Typing(true) => self.client.typing(&self.conversation).await,
+            UserInput::Typing { on: true } => self.client.typing(&self.conversation).await,
             // The Gateway has no "stopped typing": the agent's indicator times out.
-            UserInput::Typing(false) => Ok(()),
+            UserInput::Typing { on: false } => Ok(()),
             // Shown to the agent as bot lines (the user's side of a Chat API channel is us).
             UserInput::Connected => {
                 self.client.send_message(&self.conversation, "bot", UserInput::CONNECTED_TEXT).await
@@ -294,7 +316,6 @@ struct Snapshot {
 struct Task {
     inner: Arc<Inner>,
     link: Link<Item>,
-    deliveries: mpsc::Receiver<Item>,
     commands: mpsc::Receiver<Command>,
     /// An agent left without a `TRANSFER`: the end, unless a transfer or the next agent
     /// shows up before the deadline (deliveries may arrive out of order).
@@ -312,18 +333,19 @@ impl Task {
         if catch_up && self.resync().await == Flow::Stop {
             return self.finish();
         }
+        let events = self.link.events().clone();
         loop {
             let deadline = self.pending_leave.as_ref().map(|(_, at)| *at);
             let flow = tokio::select! {
                 biased;
-                () = self.link.events().closed() => Flow::Stop,
+                () = events.closed() => Flow::Stop,
                 command = self.commands.recv() => match command {
                     Some(Command::Closed(reason)) => {
                         self.emit(Event::Ended { by: EndedBy::User, reason: Some(reason.as_str().to_owned()) }).await
                     }
                     None => Flow::Continue,
                 },
-                item = self.deliveries.recv() => match item {
+                item = self.link.recv() => match item {
                     Some(item) => self.on_delivery(item).await,
                     None => Flow::Stop,
                 },
@@ -335,8 +357,9 @@ impl Task {
         }
     }
 
-    fn finish(&self) {
-        self.link.finish(lock(&self.inner.state).end.is_ended());
+    fn finish(&mut self) {
+        let ended = lock(&self.inner.state).end.is_ended();
+        self.link.finish(ended);
     }
 
     async fn emit(&self, event: Event) -> Flow {
@@ -355,12 +378,9 @@ impl Task {
     }
 
     async fn on_delivery(&mut self, item: Item) -> Flow {
-        {
-            let mut state = lock(&self.inner.state);
-            state.seen.push_back(item.event_id.clone());
-            while state.seen.len() > SEEN_IN_SNAPSHOT {
-                state.seen.pop_front();
-            }
+        if !item.event_id.is_empty() && !lock(&self.inner.state).seen.insert(&item.event_id) {
+            tracing::debug!("dropping a replayed delivery");
+            return Flow::Continue;
         }
         match item.delivery {
             Delivery::Queued { queue } => {
@@ -393,7 +413,7 @@ impl Task {
                 };
                 self.emit(Event::AgentMessage { id: item.event_id, text, agent }).await
             }
-            Delivery::Typing(on) => self.emit(Event::AgentTyping(on)).await,
+            Delivery::Typing(on) => self.emit(Event::AgentTyping { on }).await,
             Delivery::UserLeft => {
                 if let Some((agent, _)) = self.pending_leave.take()
                     && self.emit(Event::AgentLeft { agent, transfer: false }).await == Flow::Stop
@@ -510,6 +530,7 @@ impl Provider for EightByEightProvider {
     async fn start(&self, request: HandoverRequest) -> Result<Session> {
         let body = self.create_body(&request);
         let conversation = self.client.create_conversation(&body).await?;
+        let link = self.link(&conversation);
         tracing::info!(%conversation, "conversation created");
         let inner = Arc::new(Inner {
             info: self.info.clone(),
@@ -520,7 +541,7 @@ impl Provider for EightByEightProvider {
             state: Mutex::default(),
             commands: Mutex::new(None),
         });
-        Ok(self.open(inner, false))
+        Ok(self.open(inner, link, false))
     }
 
     async fn resume(&self, snapshot: SessionSnapshot) -> Result<Session> {
@@ -534,7 +555,8 @@ impl Provider for EightByEightProvider {
             state: Mutex::new(State { end: saved.state.end.resumed(), ..saved.state }),
             commands: Mutex::new(None),
         });
-        Ok(self.open(inner, true))
+        let link = self.link(&inner.conversation);
+        Ok(self.open(inner, link, true).resumed_from(&snapshot))
     }
 
     /// Reads the configured channel: proves the key, the tenant and the channel id.
@@ -542,8 +564,10 @@ impl Provider for EightByEightProvider {
         self.client.channel(&self.config.channel_id).await.map(drop)
     }
 
-    /// §6: verify the signature, parse, deduplicate on `x-8x8-event-id`, route; `503` when
-    /// no live session owns the conversation (8x8 retries).
+    /// §6: verify the signature, parse, deduplicate on `x-8x8-event-id` (which the
+    /// signature covers), route. A verified delivery for a conversation no session has
+    /// registered yet is kept for it; deliveries naming no conversation, and unknown
+    /// events, are acknowledged and dropped.
     async fn webhook(&self, request: WebhookRequest) -> WebhookReply {
         if request.method != "POST" {
             return WebhookReply::text(405, "POST only");
@@ -560,6 +584,7 @@ impl Provider for EightByEightProvider {
             }
         };
         let (Some(conversation), event_id) = (parsed.conversation, request.header("x-8x8-event-id")) else {
+            tracing::trace!("a delivery naming no conversation; nothing to do");
             return WebhookReply::ok();
         };
         if let Delivery::Ignore(why) = parsed.delivery {
@@ -569,7 +594,7 @@ impl Provider for EightByEightProvider {
         // The signature covers the event id, so it is present here.
         let event_id = event_id.unwrap_or_default().to_owned();
         let item = Item { event_id: event_id.clone(), delivery: parsed.delivery };
-        let routed = self.router.deliver(&conversation, &event_id, item).await;
+        let routed = self.router.deliver(&conversation, &event_id, item, request.body.len()).await;
         WebhookReply::status(routed.status())
     }
 }

@@ -68,10 +68,10 @@ pub fn parse(body: &[u8]) -> Result<Parsed> {
     if event == "WEB_HOOK_VERIFY" || event == "VERIFY_WEBHOOK" {
         return Ok(Parsed { conversation: None, timestamp: None, delivery: Delivery::Verify });
     }
-    let conversation = json["conversationId"]
-        .as_str()
-        .filter(|c| !c.is_empty())
-        .ok_or_else(|| Error::protocol(NAME, "read webhook", format!("a `{event}` event names no conversationId")))?;
+    let Some(conversation) = json["conversationId"].as_str().filter(|c| !c.is_empty()) else {
+        // Nothing a session waits for: acknowledged and dropped.
+        return Ok(Parsed { conversation: None, timestamp: None, delivery: Delivery::Ignore("no conversationId") });
+    };
     let data = &json["data"];
     let delivery = match event {
         "MESSAGE" => message(data),

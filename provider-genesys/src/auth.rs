@@ -65,10 +65,6 @@ impl TokenCache {
         }
     }
 
-    pub(crate) fn set_retry(&mut self, retry: RetryPolicy) {
-        self.retry = retry;
-    }
-
     /// Token requests made so far (one per renewal).
     pub(crate) fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)

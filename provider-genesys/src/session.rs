@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use handover_core::{
-    Agent, Capabilities, EndReason, EndedBy, Error, ErrorKind, Event, HandoverRequest, Provider, ProviderInfo, Result,
-    Session, SessionHandle, SessionSnapshot, UserInput, WebhookReply, WebhookRequest, transcript,
+    Agent, Capabilities, EndReason, EndedBy, Error, ErrorKind, Event, EventStream, HandoverRequest, Provider,
+    ProviderInfo, Result, Session, SessionHandle, SessionSnapshot, UserInput, WebhookReply, WebhookRequest, transcript,
 };
-use handover_transport::events::{self, EndState, EventSender};
+use handover_transport::dedup::DedupSet;
+use handover_transport::events::{self, EndState};
 use handover_transport::http::{self, HttpConfig};
-use handover_transport::push::{PushRouter, Routed};
+use handover_transport::push::{Link, PendingLimits, PushRouter};
 use handover_transport::retry::RetryPolicy;
 use handover_transport::ws::WsConfig;
 use secrecy::{ExposeSecret, SecretString};
@@ -39,9 +40,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct GenesysProvider {
     info: ProviderInfo,
     config: Arc<GenesysConfig>,
+    http: handover_transport::reqwest::Client,
+    login: url::Url,
+    api: url::Url,
+    ws: WsConfig,
     client: Arc<Client>,
     tokens: Arc<TokenCache>,
     detector: Arc<dyn EndDetector>,
+    /// Whether `detector` was given by the caller (kept when the retry policy changes).
+    custom_detector: bool,
     router: Arc<PushRouter<Outbound>>,
     capacity: usize,
 }
@@ -49,6 +56,30 @@ pub struct GenesysProvider {
 /// What Genesys Open Messaging supports.
 pub fn capabilities() -> Capabilities {
     Capabilities::none().with_typing(true).with_participant_change(true).with_resume(true)
+}
+
+/// The API client, the token cache and the notifications detector, all with `retry`.
+fn clients(
+    config: &GenesysConfig,
+    http: &handover_transport::reqwest::Client,
+    login: &url::Url,
+    api: &url::Url,
+    ws: &WsConfig,
+    retry: RetryPolicy,
+) -> (Arc<Client>, Arc<TokenCache>, Arc<dyn EndDetector>) {
+    let tokens = Arc::new(TokenCache::new(
+        http.clone(),
+        login,
+        config.client_id.clone(),
+        config.client_secret.clone(),
+        retry.clone(),
+    ));
+    let client = Arc::new(Client::new(http.clone(), api.clone(), config.integration_id.clone(), retry));
+    let detector: Arc<dyn EndDetector> = Arc::new(
+        NotificationsDetector::new(client.clone(), tokens.clone(), ws.clone())
+            .with_conversations_per_channel(config.conversations_per_channel),
+    );
+    (client, tokens, detector)
 }
 
 impl GenesysProvider {
@@ -80,24 +111,19 @@ impl GenesysProvider {
             return Err(Error::config(NAME, "[genesys] `webhook_secret` must not be empty: webhooks are verified"));
         }
         let http = http::client(NAME, &HttpConfig::default())?;
-        let tokens = Arc::new(TokenCache::new(
-            http.clone(),
-            &login,
-            config.client_id.clone(),
-            config.client_secret.clone(),
-            RetryPolicy::default(),
-        ));
-        let client = Arc::new(Client::new(http, api, config.integration_id.clone(), RetryPolicy::default()));
-        let detector: Arc<dyn EndDetector> = Arc::new(
-            NotificationsDetector::new(client.clone(), tokens.clone(), ws)
-                .with_conversations_per_channel(config.conversations_per_channel),
-        );
+        let config = Arc::new(config);
+        let (client, tokens, detector) = clients(&config, &http, &login, &api, &ws, RetryPolicy::default());
         Ok(Self {
             info: ProviderInfo::new(NAME, "Genesys Cloud Open Messaging", capabilities()),
-            config: Arc::new(config),
+            config,
+            http,
+            login,
+            api,
+            ws,
             client,
             tokens,
             detector,
+            custom_detector: false,
             router: Arc::default(),
             capacity: events::DEFAULT_CAPACITY,
         })
@@ -107,18 +133,28 @@ impl GenesysProvider {
     #[must_use]
     pub fn with_end_detector(mut self, detector: Arc<dyn EndDetector>) -> Self {
         self.detector = detector;
+        self.custom_detector = true;
         self
     }
 
-    /// Sets the retry policy of API calls (tests shorten it). Call before any session.
+    /// Sets the retry policy of every call the provider makes: the API, the token
+    /// requests and the notification channel (tests shorten it). Call before any session.
     #[must_use]
     pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
-        if let Some(client) = Arc::get_mut(&mut self.client) {
-            client.retry = policy.clone();
+        let (client, tokens, detector) = clients(&self.config, &self.http, &self.login, &self.api, &self.ws, policy);
+        self.client = client;
+        self.tokens = tokens;
+        if !self.custom_detector {
+            self.detector = detector;
         }
-        if let Some(tokens) = Arc::get_mut(&mut self.tokens) {
-            tokens.set_retry(policy);
-        }
+        self
+    }
+
+    /// Bounds the webhook deliveries kept for customers whose `start` has not returned yet
+    /// (DESIGN.md §7.2). Call before any session.
+    #[must_use]
+    pub fn with_pending_limits(mut self, limits: PendingLimits) -> Self {
+        self.router = Arc::new(PushRouter::with_limits(4096, limits));
         self
     }
 
@@ -169,21 +205,27 @@ impl GenesysProvider {
         attributes
     }
 
+    /// Registers the customer for webhooks: before anything is sent as the customer, so a
+    /// reply Genesys posts at once finds its session.
+    fn link(&self, customer_id: &str) -> (Link<Outbound>, EventStream) {
+        Link::open(&self.router, customer_id, self.capacity)
+    }
+
     /// Routes webhooks and participant changes to a new session task. Returns once the
-    /// conversation (when its id is known) is watched.
-    async fn open(&self, inner: Arc<Inner>, catch_up: bool) -> Result<Session> {
-        let (sender, stream) = events::channel(self.capacity);
-        let (deliveries_tx, deliveries) = mpsc::channel(self.capacity);
+    /// conversation (when its id is known) is watched; on an error the link is dropped,
+    /// which unregisters it.
+    async fn open(
+        &self,
+        inner: Arc<Inner>,
+        (link, stream): (Link<Outbound>, EventStream),
+        catch_up: bool,
+    ) -> Result<Session> {
         let (participants_tx, participants) = mpsc::channel(self.capacity);
         let (commands_tx, commands) = mpsc::channel(4);
-        self.router.register(inner.customer.id.clone(), deliveries_tx.clone(), sender.clone());
         *lock(&inner.commands) = Some(commands_tx);
         let watching = match inner.conversation_id() {
             Some(conversation) => {
-                if let Err(error) = self.detector.watch(&conversation, participants_tx.clone()).await {
-                    self.router.unregister(&inner.customer.id, &deliveries_tx);
-                    return Err(error);
-                }
+                self.detector.watch(&conversation, participants_tx.clone()).await?;
                 true
             }
             None => {
@@ -196,10 +238,7 @@ impl GenesysProvider {
         let task = Task {
             inner: inner.clone(),
             detector: self.detector.clone(),
-            router: self.router.clone(),
-            sender,
-            own_route: deliveries_tx,
-            deliveries,
+            link,
             participants,
             participants_tx,
             commands,
@@ -223,12 +262,19 @@ struct Inner {
     commands: Mutex<Option<mpsc::Sender<Command>>>,
 }
 
-#[derive(Default)]
 struct State {
     conversation_id: Option<String>,
     agents: HashSet<String>,
-    seen: Vec<String>,
+    /// The (id, time) keys of every delivery handled: the signature covers them, so a
+    /// replay is dropped for as long as the session lives.
+    seen: DedupSet,
     end: EndState,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self { conversation_id: None, agents: HashSet::new(), seen: DedupSet::unbounded(), end: EndState::default() }
+    }
 }
 
 enum Command {
@@ -248,8 +294,11 @@ impl Inner {
         }
     }
 
-    async fn send_text(&self, text: &str, attributes: Option<&Map<String, Value>>) -> Result<()> {
-        let id = uuid::Uuid::new_v4().to_string();
+    /// Sends `text` as the customer, with `channel.messageId` derived from `input_id`: the
+    /// same input always carries the same message id (genesys.md §5.1; whether Genesys
+    /// deduplicates on it is not documented).
+    async fn send_text(&self, input_id: &str, text: &str, attributes: Option<&Map<String, Value>>) -> Result<()> {
+        let id = handover_transport::ids::client_uuid(&self.customer.id, input_id);
         let (client, customer, id) = (&self.client, &self.customer, id.as_str());
         let accepted = self
             .authorized(|token| async move { client.send_message(&token, customer, id, text, attributes).await })
@@ -277,15 +326,15 @@ impl SessionHandle for Inner {
             return Err(Error::session_ended(NAME, "send"));
         }
         match input {
-            UserInput::Message { text, .. } => self.send_text(&text, None).await,
-            UserInput::Typing(true) => {
+            UserInput::Message { id, text } => self.send_text(&id, &text, None).await,
+            UserInput::Typing { on: true } => {
                 let (client, customer) = (&self.client, &self.customer);
                 self.authorized(|token| async move { client.send_typing(&token, customer).await }).await
             }
             // Open Messaging has only "typing started" (§5.2): stopping needs no call.
-            UserInput::Typing(false) => Ok(()),
-            UserInput::Connected => self.send_text(UserInput::CONNECTED_TEXT, None).await,
-            UserInput::Disconnected => self.send_text(UserInput::DISCONNECTED_TEXT, None).await,
+            UserInput::Typing { on: false } => Ok(()),
+            UserInput::Connected => self.send_text(&random_id(), UserInput::CONNECTED_TEXT, None).await,
+            UserInput::Disconnected => self.send_text(&random_id(), UserInput::DISCONNECTED_TEXT, None).await,
             other => Err(Error::unsupported(NAME, other.kind())),
         }
     }
@@ -295,7 +344,7 @@ impl SessionHandle for Inner {
         if !lock(&self.state).end.begin_close() {
             return Ok(());
         }
-        self.send_text(&self.config.customer_left_message, None).await?;
+        self.send_text("handover-end", &self.config.customer_left_message, None).await?;
         if let Some(conversation_id) = self.conversation_id() {
             let client = &self.client;
             let conversation = conversation_id.as_str();
@@ -335,20 +384,19 @@ struct Snapshot {
     email: Option<String>,
     conversation_id: Option<String>,
     agents: Vec<String>,
-    seen: Vec<String>,
+    #[serde(default)]
+    seen: DedupSet,
 }
 
-/// Deduplication keys remembered per session (for snapshots).
-const SESSION_SEEN: usize = 128;
+/// A fresh id for an input that has none of its own (presence notes).
+fn random_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
 
 struct Task {
     inner: Arc<Inner>,
     detector: Arc<dyn EndDetector>,
-    router: Arc<PushRouter<Outbound>>,
-    sender: EventSender,
-    /// This session's sender in the route table.
-    own_route: mpsc::Sender<Outbound>,
-    deliveries: mpsc::Receiver<Outbound>,
+    link: Link<Outbound>,
     participants: mpsc::Receiver<ParticipantEvent>,
     participants_tx: mpsc::Sender<ParticipantEvent>,
     commands: mpsc::Receiver<Command>,
@@ -379,17 +427,18 @@ impl Task {
         if watching.is_some() && catch_up && self.resync().await == Flow::Stop {
             return self.finish().await;
         }
+        let events = self.link.events().clone();
         loop {
             let flow = tokio::select! {
                 biased;
-                () = self.sender.closed() => Flow::Stop,
+                () = events.closed() => Flow::Stop,
                 command = self.commands.recv() => match command {
                     Some(Command::Closed(reason)) => {
                         self.emit(Event::Ended { by: EndedBy::User, reason: Some(reason.as_str().to_owned()) }).await
                     }
                     None => Flow::Continue,
                 },
-                delivery = self.deliveries.recv() => match delivery {
+                delivery = self.link.recv() => match delivery {
                     Some(delivery) => {
                         if watching.is_none()
                             && let Some(conversation) = delivery.conversation_id.clone()
@@ -417,14 +466,11 @@ impl Task {
         }
     }
 
-    async fn finish(self) {
+    async fn finish(mut self) {
         // A resumed session may have taken the route over: that one is left alone. After the
-        // end, late deliveries are acknowledged instead of refused for redelivery.
-        if lock(&self.inner.state).end.is_ended() {
-            self.router.close(&self.inner.customer.id, &self.own_route);
-        } else {
-            self.router.unregister(&self.inner.customer.id, &self.own_route);
-        }
+        // end, late deliveries are acknowledged and dropped.
+        let ended = lock(&self.inner.state).end.is_ended();
+        self.link.finish(ended);
         if let Some(conversation) = self.inner.conversation_id() {
             self.detector.unwatch(&conversation, &self.participants_tx);
         }
@@ -434,14 +480,14 @@ impl Task {
         match self.detector.watch(conversation, self.participants_tx.clone()).await {
             Ok(()) => Some(()),
             Err(error) => {
-                self.sender.fail(error.in_op("watch participants")).await;
+                self.link.events().fail(error.in_op("watch participants")).await;
                 None
             }
         }
     }
 
     async fn emit(&self, event: Event) -> Flow {
-        if self.sender.emit(event, || lock(&self.inner.state).end.mark_ended()).await {
+        if self.link.emit(event, || lock(&self.inner.state).end.mark_ended()).await {
             Flow::Continue
         } else {
             Flow::Stop
@@ -449,11 +495,9 @@ impl Task {
     }
 
     async fn on_delivery(&mut self, delivery: Outbound) -> Flow {
-        {
-            let mut state = lock(&self.inner.state);
-            state.seen.push(delivery.dedup_key());
-            let excess = state.seen.len().saturating_sub(SESSION_SEEN);
-            state.seen.drain(..excess);
+        if !lock(&self.inner.state).seen.insert(&delivery.dedup_key()) {
+            tracing::debug!("dropping a replayed delivery");
+            return Flow::Continue;
         }
         match delivery.interpret() {
             Delivery::Message { text, from_bot } => {
@@ -464,7 +508,7 @@ impl Task {
                 let agent = if from_bot { Agent::named("Bot") } else { self.current_agent() };
                 self.emit(Event::AgentMessage { id: delivery.id, text, agent }).await
             }
-            Delivery::Typing => self.emit(Event::AgentTyping(true)).await,
+            Delivery::Typing => self.emit(Event::AgentTyping { on: true }).await,
             Delivery::Receipt { status } => {
                 if status == "Failed" {
                     tracing::warn!(reasons = ?delivery.reasons, "Genesys could not deliver a customer message");
@@ -537,7 +581,8 @@ impl Task {
             }
             ParticipantEvent::Resync => self.resync().await,
             ParticipantEvent::Lost(reason) => {
-                self.sender
+                self.link
+                    .events()
                     .fail(Error::transport(
                         NAME,
                         "watch participants",
@@ -613,6 +658,7 @@ impl Provider for GenesysProvider {
             commands: Mutex::new(None),
         });
         // Route webhooks for this customer before Genesys can send any.
+        let link = self.link(&inner.customer.id);
         let attributes = self.custom_attributes(&request);
         let rendered = transcript::render(&request.transcript);
         let mut texts: Vec<String> = if self.config.send_transcript && !rendered.is_empty() {
@@ -627,18 +673,17 @@ impl Provider for GenesysProvider {
         if texts.is_empty() {
             texts.push(self.config.handover_message.clone());
         }
-        let mut texts = texts.into_iter();
-        let first = texts.next().unwrap_or_default();
-        inner.send_text(&first, Some(&attributes)).await.map_err(|e| e.in_op("start conversation"))?;
-        for text in texts {
-            inner.send_text(&text, None).await.map_err(|e| e.in_op("send transcript"))?;
+        let mut texts = texts.into_iter().enumerate();
+        let (_, first) = texts.next().unwrap_or_default();
+        inner.send_text("transcript-0", &first, Some(&attributes)).await.map_err(|e| e.in_op("start conversation"))?;
+        for (n, text) in texts {
+            inner.send_text(&format!("transcript-{n}"), &text, None).await.map_err(|e| e.in_op("send transcript"))?;
         }
-        self.open(inner, false).await
+        self.open(inner, link, false).await
     }
 
     async fn resume(&self, snapshot: SessionSnapshot) -> Result<Session> {
         let state: Snapshot = snapshot.state_for(NAME)?;
-        self.router.remember(state.seen.iter().map(String::as_str));
         let inner = Arc::new(Inner {
             info: self.info.clone(),
             config: self.config.clone(),
@@ -655,14 +700,18 @@ impl Provider for GenesysProvider {
             send_lock: tokio::sync::Mutex::new(()),
             commands: Mutex::new(None),
         });
-        self.open(inner, true).await
+        let link = self.link(&inner.customer.id);
+        Ok(self.open(inner, link, true).await?.resumed_from(&snapshot))
     }
 
     async fn check(&self) -> Result<()> {
         self.tokens.token().await.map(drop)
     }
 
-    /// §6: verify, deduplicate, route, answer 200 at once.
+    /// §6: verify, deduplicate, route, answer 200 at once. A verified delivery for a
+    /// customer no session has registered yet is kept for it (Genesys does retry 5xx, §6.1,
+    /// but nothing here depends on it); deliveries of unknown types are acknowledged and
+    /// dropped.
     async fn webhook(&self, request: WebhookRequest) -> WebhookReply {
         if request.method != "POST" {
             return WebhookReply::text(405, "POST only");
@@ -681,15 +730,13 @@ impl Provider for GenesysProvider {
                 return WebhookReply::text(400, error.message().to_owned());
             }
         };
+        if let Delivery::Ignore(why) = delivery.interpret() {
+            tracing::trace!(why, "webhook needs no session");
+            return WebhookReply::ok();
+        }
         let key = delivery.dedup_key();
         let to = delivery.channel.to.id.clone();
-        match self.router.deliver(&to, &key, delivery).await {
-            Routed::Delivered | Routed::Duplicate | Routed::Closed => return WebhookReply::ok(),
-            Routed::NoSession => {}
-        }
-        // No live session took it: refuse, so Genesys redelivers (§6.1: 5 retries, 5 s apart)
-        // and a session resumed meanwhile receives it.
-        tracing::debug!(%to, "a webhook for no live session; asking Genesys to redeliver");
-        WebhookReply::text(503, "no live session for this customer; redeliver later")
+        let routed = self.router.deliver(&to, &key, delivery, request.body.len()).await;
+        WebhookReply::status(routed.status())
     }
 }

@@ -8,8 +8,9 @@ use handover_core::{
     Agent, Capabilities, EndReason, EndedBy, Error, Event, HandoverRequest, Priority, Provider, ProviderInfo, Result,
     Session, SessionHandle, SessionSnapshot, UserInput, WebhookReply, WebhookRequest, transcript,
 };
+use handover_transport::dedup::DedupSet;
 use handover_transport::events::{self, EndState};
-use handover_transport::push::{Link, PushRouter};
+use handover_transport::push::{Link, PendingLimits, PushRouter};
 use handover_transport::retry::RetryPolicy;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -33,8 +34,16 @@ pub struct LiveAgentProvider {
     config: Arc<LiveAgentConfig>,
     client: Arc<Client>,
     auth: Auth,
-    router: Arc<PushRouter<Delivery>>,
+    router: Arc<PushRouter<Item>>,
     capacity: usize,
+}
+
+/// A verified delivery on its way to a session: the key its signature covers (to drop
+/// replays) and what it means.
+#[derive(Clone, Debug)]
+struct Item {
+    key: String,
+    delivery: Delivery,
 }
 
 /// What Live Agent supports. Queue position is computed from the inbox's unassigned
@@ -84,6 +93,14 @@ impl LiveAgentProvider {
         })
     }
 
+    /// Bounds the webhook deliveries kept for conversations whose `start` has not returned
+    /// yet (DESIGN.md §7.2). Call before any session.
+    #[must_use]
+    pub fn with_pending_limits(mut self, limits: PendingLimits) -> Self {
+        self.router = Arc::new(PushRouter::with_limits(4096, limits));
+        self
+    }
+
     /// Sets the retry policy of API calls (tests shorten it).
     #[must_use]
     pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
@@ -119,11 +136,20 @@ impl LiveAgentProvider {
         attributes
     }
 
-    fn open(&self, inner: Arc<Inner>, catch_up: bool) -> Session {
+    /// Registers the conversation for webhooks: call it as soon as its id is known.
+    fn link(&self, conversation: u64) -> (Link<Item>, handover_core::EventStream) {
+        Link::open(&self.router, conversation.to_string(), self.capacity)
+    }
+
+    fn open(
+        &self,
+        inner: Arc<Inner>,
+        (link, stream): (Link<Item>, handover_core::EventStream),
+        catch_up: bool,
+    ) -> Session {
         let (commands_tx, commands) = mpsc::channel(4);
-        let (link, deliveries, stream) = Link::open(&self.router, inner.conversation.to_string(), self.capacity);
         *lock(&inner.commands) = Some(commands_tx);
-        let task = Task { inner: inner.clone(), link, deliveries, commands };
+        let task = Task { inner: inner.clone(), link, commands };
         tokio::spawn(task.run(catch_up));
         Session::new(inner, stream)
     }
@@ -140,14 +166,30 @@ struct Inner {
     commands: Mutex<Option<mpsc::Sender<Command>>>,
 }
 
-#[derive(Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct State {
     agent: Option<Agent>,
     /// An agent wrote or is assigned: queue reports stop.
     served: bool,
     own_messages: Vec<u64>,
+    /// The keys of every delivery this session handled (signed message ids or body
+    /// digests), so a replay is dropped for as long as the session lives.
+    #[serde(default)]
+    seen: DedupSet,
     #[serde(flatten)]
     end: EndState,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            agent: None,
+            served: false,
+            own_messages: Vec::new(),
+            seen: DedupSet::unbounded(),
+            end: EndState::default(),
+        }
+    }
 }
 
 enum Command {
@@ -156,14 +198,15 @@ enum Command {
 
 impl Inner {
     async fn note(&self, text: &str) -> Result<()> {
-        let id = self.client.post_message(self.conversation, text, "outgoing", true, &uuid_like()).await?;
+        let id = self.client.post_message(self.conversation, text, "outgoing", true, &random_echo_id()).await?;
         lock(&self.state).own_messages.extend(id);
         Ok(())
     }
 }
 
-/// An `echo_id` for a message we post (the desk returns it in realtime events).
-fn uuid_like() -> String {
+/// An `echo_id` for a note (the desk echoes it in realtime events only; it deduplicates
+/// nothing: chatwoot issue #15743).
+fn random_echo_id() -> String {
     format!("handover-{}", uuid::Uuid::new_v4())
 }
 
@@ -179,8 +222,10 @@ impl SessionHandle for Inner {
             return Err(Error::session_ended(NAME, "send"));
         }
         match input {
-            UserInput::Message { text, .. } => {
-                let id = self.client.post_message(self.conversation, &text, "incoming", false, &uuid_like()).await?;
+            UserInput::Message { id, text } => {
+                // Derived from the input's id: a resend carries the same echo id.
+                let echo_id = handover_transport::ids::client_uuid(&self.conversation.to_string(), &id);
+                let id = self.client.post_message(self.conversation, &text, "incoming", false, &echo_id).await?;
                 lock(&self.state).own_messages.extend(id);
                 Ok(())
             }
@@ -225,8 +270,7 @@ struct Snapshot {
 
 struct Task {
     inner: Arc<Inner>,
-    link: Link<Delivery>,
-    deliveries: mpsc::Receiver<Delivery>,
+    link: Link<Item>,
     commands: mpsc::Receiver<Command>,
 }
 
@@ -252,19 +296,27 @@ impl Task {
         }
         let interval = self.queue_interval();
         let mut next_check = interval.map(|_| tokio::time::Instant::now());
+        let events = self.link.events().clone();
         loop {
             let served = lock(&self.inner.state).served;
             let flow = tokio::select! {
                 biased;
-                () = self.link.events().closed() => Flow::Stop,
+                () = events.closed() => Flow::Stop,
                 command = self.commands.recv() => match command {
                     Some(Command::Closed(reason)) => {
                         self.emit(Event::Ended { by: EndedBy::User, reason: Some(reason.as_str().to_owned()) }).await
                     }
                     None => Flow::Continue,
                 },
-                delivery = self.deliveries.recv() => match delivery {
-                    Some(delivery) => self.on_delivery(delivery).await,
+                item = self.link.recv() => match item {
+                    Some(Item { key, delivery }) => {
+                        if lock(&self.inner.state).seen.insert(&key) {
+                            self.on_delivery(delivery).await
+                        } else {
+                            tracing::debug!("dropping a replayed delivery");
+                            Flow::Continue
+                        }
+                    }
                     None => Flow::Stop,
                 },
                 () = sleep_until(next_check.filter(|_| !served)) => {
@@ -278,8 +330,9 @@ impl Task {
         }
     }
 
-    fn finish(&self) {
-        self.link.finish(lock(&self.inner.state).end.is_ended());
+    fn finish(&mut self) {
+        let ended = lock(&self.inner.state).end.is_ended();
+        self.link.finish(ended);
     }
 
     async fn emit(&self, event: Event) -> Flow {
@@ -363,7 +416,7 @@ impl Task {
                 let by = lock(&self.inner.state).end.ended_by(EndedBy::Agent);
                 self.emit(Event::Ended { by, reason: Some(status) }).await
             }
-            Delivery::Typing(on) => self.emit(Event::AgentTyping(on)).await,
+            Delivery::Typing(on) => self.emit(Event::AgentTyping { on }).await,
             Delivery::Ignore(why) => {
                 tracing::trace!(why, "ignoring a delivery");
                 Flow::Continue
@@ -423,6 +476,9 @@ impl Provider for LiveAgentProvider {
             self.client.contact(&user.id, user.name.as_deref(), user.email.as_deref(), user.phone.as_deref()).await?;
         let (conversation, status) =
             self.client.create_conversation(&contact, &self.custom_attributes(&request)).await?;
+        // Deliveries for the conversation reach this session from now on, even while the
+        // calls below are still in flight (the desk may greet at once and never retries).
+        let link = self.link(conversation);
         // §8.5: an inbox locked to one conversation may hand back a resolved one.
         if status != "open" {
             self.client.set_status(conversation, "open").await?;
@@ -452,7 +508,7 @@ impl Provider for LiveAgentProvider {
             }
         }
         tracing::info!(conversation, "conversation created");
-        Ok(self.open(inner, false))
+        Ok(self.open(inner, link, false))
     }
 
     async fn resume(&self, snapshot: SessionSnapshot) -> Result<Session> {
@@ -467,7 +523,8 @@ impl Provider for LiveAgentProvider {
             state: Mutex::new(State { end: saved.state.end.resumed(), ..saved.state }),
             commands: Mutex::new(None),
         });
-        Ok(self.open(inner, true))
+        let link = self.link(saved.conversation);
+        Ok(self.open(inner, link, true).resumed_from(&snapshot))
     }
 
     /// Reads the inbox's queue: proves the token, account and inbox.
@@ -475,7 +532,9 @@ impl Provider for LiveAgentProvider {
         self.client.unassigned(1).await.map(drop)
     }
 
-    /// §5: verify, parse, deduplicate, route; 503 when no live session owns the conversation.
+    /// §5: verify, parse, deduplicate, route. A verified delivery is acknowledged once a
+    /// session has it or it is kept for one (the desk never retries: §5.4); unknown events
+    /// and deliveries naming no conversation are acknowledged and dropped.
     async fn webhook(&self, request: WebhookRequest) -> WebhookReply {
         if request.method != "POST" {
             return WebhookReply::text(405, "POST only");
@@ -484,18 +543,23 @@ impl Provider for LiveAgentProvider {
             tracing::warn!(%error, "rejected a webhook");
             return WebhookReply::text(401, format!("webhook authentication failed: {error}"));
         }
-        let parsed = match webhook::parse(&request.body, request.header("x-chatwoot-delivery")) {
+        let parsed = match webhook::parse(&request.body) {
             Ok(parsed) => parsed,
             Err(error) => {
                 tracing::warn!(%error, "rejected a malformed webhook");
                 return WebhookReply::text(400, error.message().to_owned());
             }
         };
+        let Some(conversation) = parsed.conversation else {
+            tracing::trace!("a delivery naming no conversation; nothing to do");
+            return WebhookReply::ok();
+        };
         if let Delivery::Ignore(why) = parsed.delivery {
             tracing::trace!(why, "webhook needs no session");
             return WebhookReply::ok();
         }
-        let routed = self.router.deliver(&parsed.conversation.to_string(), &parsed.dedup_key, parsed.delivery).await;
+        let item = Item { key: parsed.dedup_key.clone(), delivery: parsed.delivery };
+        let routed = self.router.deliver(&conversation.to_string(), &parsed.dedup_key, item, request.body.len()).await;
         WebhookReply::status(routed.status())
     }
 }

@@ -89,9 +89,12 @@ pub enum Delivery {
 /// A parsed delivery: the conversation it concerns, a dedup key and its meaning.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Parsed {
-    /// The conversation id (the display id used in API paths).
-    pub conversation: u64,
-    /// Key to drop redeliveries on: `X-Chatwoot-Delivery`, else event, id and update time.
+    /// The conversation id (the display id used in API paths); `None` when the delivery
+    /// names no conversation (nothing a session waits for).
+    pub conversation: Option<u64>,
+    /// Key to drop repeats on, from what the signature covers: `message:<id>` for a message,
+    /// else a digest of the body. Never the `X-Chatwoot-Delivery` header, which is not
+    /// signed: a replay with a new header must not pass as new.
     pub dedup_key: String,
     /// What it means.
     pub delivery: Delivery,
@@ -104,23 +107,17 @@ fn agent_of(user: &Value) -> Agent {
     agent
 }
 
-/// Reads a delivery's body; `delivery_id` is the `X-Chatwoot-Delivery` header.
-pub fn parse(body: &[u8], delivery_id: Option<&str>) -> Result<Parsed> {
+/// Reads a delivery's body.
+pub fn parse(body: &[u8]) -> Result<Parsed> {
     let json: Value = serde_json::from_slice(body)
         .map_err(|e| Error::protocol(NAME, "read webhook", format!("the body is not a webhook payload: {e}")))?;
+    if !json.is_object() {
+        return Err(Error::protocol(NAME, "read webhook", "the body is not a JSON object"));
+    }
     let event = json["event"].as_str().unwrap_or_default();
     let conversation = json["conversation"]["id"]
         .as_u64()
-        .or_else(|| if event.starts_with("conversation_") { json["id"].as_u64() } else { None })
-        .ok_or_else(|| Error::protocol(NAME, "read webhook", format!("a `{event}` delivery names no conversation")))?;
-    let dedup_key = match delivery_id {
-        Some(id) if !id.is_empty() => id.to_owned(),
-        _ => format!(
-            "{event}:{}:{}",
-            json["id"],
-            json["updated_at"].as_str().map_or_else(|| json["updated_at"].to_string(), str::to_owned)
-        ),
-    };
+        .or_else(|| if event.starts_with("conversation_") { json["id"].as_u64() } else { None });
     let delivery = match event {
         "message_created" => message(&json),
         "conversation_status_changed" => status(json["status"].as_str()),
@@ -134,6 +131,10 @@ pub fn parse(body: &[u8], delivery_id: Option<&str>) -> Result<Parsed> {
         }
         "conversation_resolved" => status(Some("resolved")),
         _ => Delivery::Ignore("event not used by the handover"),
+    };
+    let dedup_key = match &delivery {
+        Delivery::AgentMessage { id, .. } => format!("message:{id}"),
+        _ => format!("body:{}", handover_transport::ids::content_key(body)),
     };
     Ok(Parsed { conversation, dedup_key, delivery })
 }

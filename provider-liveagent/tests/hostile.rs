@@ -29,7 +29,7 @@ fn signed(body: Vec<u8>, at: SystemTime) -> WebhookRequest {
 }
 
 fn decode(body: &[u8]) {
-    if let Err(error) = parse(body, None) {
+    if let Err(error) = parse(body) {
         assert_eq!(error.kind(), ErrorKind::Protocol, "{error}");
     }
 }

@@ -152,7 +152,7 @@ pub fn interpret(entry: &WireEntry, event: Option<&str>) -> Result<Vec<Action>> 
             if entry.role() == Role::EndUser {
                 vec![Action::Ignore("own typing echo")]
             } else {
-                vec![Action::Emit(Event::AgentTyping(entry.entry_type == "TypingStartedIndicator"))]
+                vec![Action::Emit(Event::AgentTyping { on: entry.entry_type == "TypingStartedIndicator" })]
             }
         }
         "ParticipantChanged" => participants(&entry.payload()?),

@@ -205,8 +205,11 @@ impl Inner {
         }
     }
 
-    async fn send_text(&self, text: &str) -> Result<()> {
-        let id = uuid::Uuid::new_v4().to_string();
+    /// Sends `text` with `message.id` derived from `input_id`: the same input always
+    /// carries the same id (a correlation id; salesforce-miaw.md notes no documented
+    /// deduplication on it), also when a 417 makes us send it again.
+    async fn send_text(&self, input_id: &str, text: &str) -> Result<()> {
+        let id = handover_transport::ids::client_uuid(&self.conversation_id, input_id);
         let id = id.as_str();
         let client = &self.client;
         let conversation = &self.conversation_id;
@@ -256,14 +259,16 @@ impl SessionHandle for Inner {
             return Err(Error::session_ended(NAME, "send"));
         }
         match input {
-            UserInput::Message { text, .. } => self.send_text(&text).await,
-            UserInput::Typing(on) => {
+            UserInput::Message { id, text } => self.send_text(&id, &text).await,
+            UserInput::Typing { on } => {
                 let client = &self.client;
                 let conversation = &self.conversation_id;
                 self.authorized(|token| async move { client.send_typing(&token, conversation, on).await }).await
             }
-            UserInput::Connected => self.send_text(UserInput::CONNECTED_TEXT).await,
-            UserInput::Disconnected => self.send_text(UserInput::DISCONNECTED_TEXT).await,
+            UserInput::Connected => self.send_text(&uuid::Uuid::new_v4().to_string(), UserInput::CONNECTED_TEXT).await,
+            UserInput::Disconnected => {
+                self.send_text(&uuid::Uuid::new_v4().to_string(), UserInput::DISCONNECTED_TEXT).await
+            }
             other => Err(Error::unsupported(NAME, other.kind())),
         }
     }
@@ -584,8 +589,8 @@ impl Provider for MiawProvider {
             let text = transcript::render(&request.transcript);
             let chunks = transcript::split(&text, TRANSCRIPT_CHUNK_CHARS)
                 .map_err(|e| Error::invalid_input(NAME, "send transcript", e.to_string()))?;
-            for chunk in chunks {
-                if let Err(error) = inner.send_text(chunk).await {
+            for (n, chunk) in chunks.into_iter().enumerate() {
+                if let Err(error) = inner.send_text(&format!("transcript-{n}"), chunk).await {
                     let _ = session.end(EndReason::Closed).await;
                     return Err(error.in_op("send transcript"));
                 }
@@ -621,7 +626,7 @@ impl Provider for MiawProvider {
         if token.expires_at.is_some_and(|exp| exp <= crate::auth::unix_now()) {
             inner.refresh().await?;
         }
-        self.open(inner, state.last_event_id, true).await
+        Ok(self.open(inner, state.last_event_id, true).await?.resumed_from(&snapshot))
     }
 
     async fn check(&self) -> Result<()> {

@@ -10,8 +10,9 @@ use handover_core::{
     Session, SessionHandle, SessionSnapshot, Speaker, TranscriptEntry, UserInput, WebhookReply, WebhookRequest,
     transcript,
 };
+use handover_transport::dedup::DedupSet;
 use handover_transport::events::{self, EndState};
-use handover_transport::push::{Link, PushRouter, Routed};
+use handover_transport::push::{Link, PendingLimits, PushRouter, Routed};
 use handover_transport::retry::RetryPolicy;
 use handover_transport::signature;
 use secrecy::ExposeSecret;
@@ -37,7 +38,7 @@ pub struct RingCentralProvider {
     info: ProviderInfo,
     config: Arc<RingCentralConfig>,
     client: Arc<Client>,
-    router: Arc<PushRouter<Delivery>>,
+    router: Arc<PushRouter<Item>>,
     /// Engage thread id → our thread id, for webhook events (which carry Engage's id).
     threads: Arc<Mutex<HashMap<String, String>>>,
     capacity: usize,
@@ -53,6 +54,14 @@ pub fn capabilities() -> Capabilities {
         .with_estimated_wait(true)
         .with_resume(true)
         .with_max_message_chars(Some(MAX_BODY))
+}
+
+/// A verified delivery on its way to a session: the key it is deduplicated on (the
+/// content id, the signed body's digest, the event id) and what it means.
+#[derive(Clone, Debug)]
+struct Item {
+    key: String,
+    delivery: Delivery,
 }
 
 /// Something Engage told a session.
@@ -89,6 +98,14 @@ impl RingCentralProvider {
         })
     }
 
+    /// Bounds the deliveries kept for threads whose `start` has not returned yet
+    /// (DESIGN.md §7.2). Call before any session.
+    #[must_use]
+    pub fn with_pending_limits(mut self, limits: PendingLimits) -> Self {
+        self.router = Arc::new(PushRouter::with_limits(4096, limits));
+        self
+    }
+
     /// Sets the retry policy of API calls (tests shorten it).
     #[must_use]
     pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
@@ -102,14 +119,23 @@ impl RingCentralProvider {
         self.config.source_token.expose_secret().as_bytes()
     }
 
-    fn open(&self, inner: Arc<Inner>, catch_up: bool) -> Session {
+    /// Registers our thread id for deliveries: before anything is sent on the thread.
+    fn link(&self, thread: &str) -> (Link<Item>, handover_core::EventStream) {
+        Link::open(&self.router, thread, self.capacity)
+    }
+
+    fn open(
+        &self,
+        inner: Arc<Inner>,
+        (link, stream): (Link<Item>, handover_core::EventStream),
+        catch_up: bool,
+    ) -> Session {
         let (commands_tx, commands) = mpsc::channel(4);
         if let Some(engage) = lock(&inner.state).engage_thread.clone() {
             lock(&self.threads).insert(engage, inner.thread.clone());
         }
-        let (link, deliveries, stream) = Link::open(&self.router, inner.thread.clone(), self.capacity);
         *lock(&inner.commands) = Some(commands_tx);
-        let task = Task { inner: inner.clone(), link, deliveries, commands, closing: None };
+        let task = Task { inner: inner.clone(), link, commands, closing: None };
         tokio::spawn(task.run(catch_up));
         Session::new(inner, stream)
     }
@@ -174,9 +200,10 @@ impl RingCentralProvider {
                         &json!({ "error": { "fatal": true, "message": "no thread" } }),
                     );
                 };
-                let delivery = Delivery::AgentReply { content_id: content_id.clone(), text, agent };
-                match self.router.deliver(&thread, &format!("sdk:{content_id}"), delivery).await {
-                    Routed::NoSession => signed_reply(self.key(), 503, &json!({ "error": "no live session" })),
+                let key = format!("sdk:{content_id}");
+                let item = Item { key: key.clone(), delivery: Delivery::AgentReply { content_id, text, agent } };
+                match self.router.deliver(&thread, &key, item, request.body.len()).await {
+                    Routed::Full => signed_reply(self.key(), 503, &json!({ "error": "busy; retry" })),
                     _ => signed_reply(self.key(), 200, &json!({ "id": id })),
                 }
             }
@@ -184,17 +211,18 @@ impl RingCentralProvider {
                 let Some(thread) = thread_of(thread_id, in_reply_to_id) else {
                     return signed_reply(self.key(), 200, &json!({}));
                 };
-                // Each update has its own `time`, so its signature tells a resend from news.
-                let key = format!("queue:{}", webhook::sign(self.key(), &request.body));
-                match self.router.deliver(&thread, &key, Delivery::Queued { position, wait }).await {
-                    // The session may not be registered yet (the update raced the handover).
-                    Routed::NoSession => signed_reply(self.key(), 503, &json!({ "error": "no live session" })),
+                // Each update has its own `time`, so its signed body tells a resend from news.
+                let key = format!("queue:{}", handover_transport::ids::content_key(&request.body));
+                let item = Item { key: key.clone(), delivery: Delivery::Queued { position, wait } };
+                match self.router.deliver(&thread, &key, item, request.body.len()).await {
+                    Routed::Full => signed_reply(self.key(), 503, &json!({ "error": "busy; retry" })),
                     _ => signed_reply(self.key(), 200, &json!({})),
                 }
             }
             Callback::Unknown(action) => {
-                tracing::debug!(action, "an action we do not implement");
-                signed_reply(self.key(), 422, &json!({ "error": "Invalid action" }))
+                // Verified, but nothing we advertised: a refusal would only be retried.
+                tracing::trace!(action = %handover_transport::log::Untrusted(&action), "an action we do not implement");
+                signed_reply(self.key(), 200, &json!({}))
             }
         }
     }
@@ -260,7 +288,9 @@ impl RingCentralProvider {
                     }
                 },
             };
-            if self.router.deliver(&thread, &format!("event:{}", event.id), delivery).await == Routed::NoSession {
+            let key = format!("event:{}", event.id);
+            let item = Item { key: key.clone(), delivery };
+            if self.router.deliver(&thread, &key, item, request.body.len()).await == Routed::Full {
                 redeliver = true;
             }
         }
@@ -337,14 +367,30 @@ struct Inner {
     commands: Mutex<Option<mpsc::Sender<Command>>>,
 }
 
-#[derive(Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct State {
     engage_thread: Option<String>,
     intervention: Option<String>,
     /// An agent replied: the intervention can be closed, not canceled (§9.7).
     agent_replied: bool,
+    /// The keys of every delivery handled, so a replay is dropped for as long as the
+    /// session lives.
+    #[serde(default)]
+    seen: DedupSet,
     #[serde(flatten)]
     end: EndState,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            engage_thread: None,
+            intervention: None,
+            agent_replied: false,
+            seen: DedupSet::unbounded(),
+            end: EndState::default(),
+        }
+    }
 }
 
 enum Command {
@@ -352,9 +398,11 @@ enum Command {
 }
 
 impl Inner {
-    async fn post(&self, op: &'static str, author: Value, body: &str) -> Result<()> {
+    /// Posts a message on our thread with our id `<thread>:m:<message id>` (Engage keeps it
+    /// as `foreign_id`; whether it deduplicates on it is not documented).
+    async fn post(&self, op: &'static str, author: Value, message_id: &str, body: &str) -> Result<()> {
         let params = json!({
-            "id": format!("{}:m:{}", self.thread, uuid::Uuid::new_v4()),
+            "id": format!("{}:m:{message_id}", self.thread),
             "author": author,
             "body": body,
             "format": "text",
@@ -368,7 +416,7 @@ impl Inner {
         if text.trim().is_empty() {
             return Ok(());
         }
-        self.post("send presence", bot_object(&self.config), text).await
+        self.post("send presence", bot_object(&self.config), &uuid::Uuid::new_v4().to_string(), text).await
     }
 
     /// The open intervention: known from events, else listed.
@@ -397,8 +445,11 @@ impl SessionHandle for Inner {
             return Err(Error::session_ended(NAME, "send"));
         }
         match input {
-            UserInput::Message { text, .. } => self.post("send message", self.user.clone(), &text).await,
-            UserInput::Typing(on) => {
+            UserInput::Message { id, text } => {
+                let id = handover_transport::ids::client_uuid(&self.thread, &id);
+                self.post("send message", self.user.clone(), &id, &text).await
+            }
+            UserInput::Typing { on } => {
                 let (action, params) = if on {
                     ("typing.start", json!({ "thread_id": self.thread, "preview": "…" }))
                 } else {
@@ -461,8 +512,7 @@ struct Snapshot {
 
 struct Task {
     inner: Arc<Inner>,
-    link: Link<Delivery>,
-    deliveries: mpsc::Receiver<Delivery>,
+    link: Link<Item>,
     commands: mpsc::Receiver<Command>,
     /// The intervention closed: the end once replies still on their way had time to come.
     closing: Option<Instant>,
@@ -479,18 +529,26 @@ impl Task {
         if catch_up && self.resync().await == Flow::Stop {
             return self.finish();
         }
+        let events = self.link.events().clone();
         loop {
             let flow = tokio::select! {
                 biased;
-                () = self.link.events().closed() => Flow::Stop,
+                () = events.closed() => Flow::Stop,
                 command = self.commands.recv() => match command {
                     Some(Command::Closed(reason)) => {
                         self.emit(Event::Ended { by: EndedBy::User, reason: Some(reason.as_str().to_owned()) }).await
                     }
                     None => Flow::Continue,
                 },
-                delivery = self.deliveries.recv() => match delivery {
-                    Some(delivery) => self.on_delivery(delivery).await,
+                item = self.link.recv() => match item {
+                    Some(Item { key, delivery }) => {
+                        if lock(&self.inner.state).seen.insert(&key) {
+                            self.on_delivery(delivery).await
+                        } else {
+                            tracing::debug!("dropping a replayed delivery");
+                            Flow::Continue
+                        }
+                    }
                     None => Flow::Stop,
                 },
                 () = sleep_until(self.closing) => {
@@ -507,8 +565,9 @@ impl Task {
         }
     }
 
-    fn finish(&self) {
-        self.link.finish(lock(&self.inner.state).end.is_ended());
+    fn finish(&mut self) {
+        let ended = lock(&self.inner.state).end.is_ended();
+        self.link.finish(ended);
     }
 
     async fn emit(&self, event: Event) -> Flow {
@@ -594,6 +653,8 @@ impl Provider for RingCentralProvider {
 
     async fn start(&self, request: HandoverRequest) -> Result<Session> {
         let thread = format!("h-{}", uuid::Uuid::new_v4());
+        // Replies and queue updates for the thread reach this session from now on.
+        let link = self.link(&thread);
         let user = user_object(&request);
         let name = request.user.name.clone().unwrap_or_else(|| request.user.id.clone());
         let intro = format!("{name} asked for an agent.");
@@ -645,7 +706,7 @@ impl Provider for RingCentralProvider {
             state: Mutex::new(State { engage_thread: Some(engage), ..State::default() }),
             commands: Mutex::new(None),
         });
-        Ok(self.open(inner, false))
+        Ok(self.open(inner, link, false))
     }
 
     async fn resume(&self, snapshot: SessionSnapshot) -> Result<Session> {
@@ -660,7 +721,8 @@ impl Provider for RingCentralProvider {
             state: Mutex::new(State { end: saved.state.end.resumed(), ..saved.state }),
             commands: Mutex::new(None),
         });
-        Ok(self.open(inner, true))
+        let link = self.link(&inner.thread);
+        Ok(self.open(inner, link, true).resumed_from(&snapshot))
     }
 
     /// Reads the configured categories: proves the API token and the category ids.

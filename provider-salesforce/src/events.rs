@@ -95,8 +95,8 @@ impl Message {
                 }
                 _ => Action::Ignore,
             },
-            "AgentTyping" => Action::Emit(Event::AgentTyping(true)),
-            "AgentNotTyping" => Action::Emit(Event::AgentTyping(false)),
+            "AgentTyping" => Action::Emit(Event::AgentTyping { on: true }),
+            "AgentNotTyping" => Action::Emit(Event::AgentTyping { on: false }),
             // §7: the agent lost the connection; the chat stays active for another agent.
             "AgentDisconnect" => Action::Emit(Event::AgentLeft { agent: Agent::unknown(), transfer: true }),
             "ChatEnded" => Action::Ended,

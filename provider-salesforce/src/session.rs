@@ -127,6 +127,8 @@ struct Inner {
     /// a poll and opening another would make the server end the chat with 409).
     failover: AtomicBool,
     cancel: CancellationToken,
+    /// Why the bot side ended the chat (reported in the final event).
+    end_reason: Mutex<Option<EndReason>>,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -224,7 +226,7 @@ impl SessionHandle for Inner {
         }
         match input {
             UserInput::Message { text, .. } => self.send_text(text).await,
-            UserInput::Typing(on) => {
+            UserInput::Typing { on } => {
                 if !lock(&self.state).established {
                     return Ok(());
                 }
@@ -240,11 +242,13 @@ impl SessionHandle for Inner {
         }
     }
 
-    /// §9: `ChatEnd` with reason `client`, then the session is deleted.
-    async fn end(&self, _reason: EndReason) -> Result<()> {
+    /// §9: `ChatEnd` with reason `client` (the one value the API documents for a visitor's
+    /// end), then the session is deleted. The final event carries `reason`.
+    async fn end(&self, reason: EndReason) -> Result<()> {
         if !lock(&self.state).end.begin_close() {
             return Ok(());
         }
+        *lock(&self.end_reason) = Some(reason);
         let ended = self.post("end chat", "ChatEnd", &json!({ "reason": "client" })).await?;
         let affinity = lock(&self.state).affinity.clone();
         if let Err(error) = self.client.delete_session(&Keys { affinity: &affinity, key: &self.key }).await {
@@ -314,7 +318,7 @@ async fn run(inner: Arc<Inner>, mut poll: LongPoll, sender: EventSender) {
         let flow = match polled {
             // Cancelled: the bot side ended the chat.
             None => {
-                let reason = Some(EndReason::Cancelled.as_str().to_owned());
+                let reason = lock(&inner.end_reason).map(|reason| reason.as_str().to_owned());
                 emit(&inner, &sender, Event::Ended { by: EndedBy::User, reason }).await;
                 Flow::Stop
             }
@@ -497,6 +501,7 @@ impl Provider for SalesforceProvider {
             post_lock: tokio::sync::Mutex::new(()),
             failover: AtomicBool::new(false),
             cancel: CancellationToken::new(),
+            end_reason: Mutex::new(None),
         });
         let language = self.config.language.clone().or_else(|| request.user.language.clone()).unwrap_or_default();
         let body = json!({
@@ -550,8 +555,9 @@ impl Provider for SalesforceProvider {
             post_lock: tokio::sync::Mutex::new(()),
             failover: AtomicBool::new(false),
             cancel: CancellationToken::new(),
+            end_reason: Mutex::new(None),
         });
-        Ok(self.open(inner, true))
+        Ok(self.open(inner, true).resumed_from(&snapshot))
     }
 
     /// There are no credentials: a new session proves the endpoint and version answer.

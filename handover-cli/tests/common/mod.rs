@@ -60,6 +60,13 @@ impl Proc {
         stdin.flush().expect("flush stdin");
     }
 
+    /// Writes raw bytes to stdin (lines that are not JSON, or not UTF-8).
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(bytes).expect("write stdin");
+        stdin.flush().expect("flush stdin");
+    }
+
     pub fn close_stdin(&mut self) {
         self.stdin = None;
     }
@@ -88,15 +95,45 @@ impl Proc {
 
     pub fn wait(mut self) -> i32 {
         self.stdin = None;
-        let deadline = std::time::Instant::now() + GUARD;
+        self.exit_code_within(GUARD)
+    }
+
+    /// The exit code, with stdin still open (as a bot that keeps its pipe open), within
+    /// `limit`: the process must exit on its own after its final status.
+    pub fn exit_code_within(&mut self, limit: Duration) -> i32 {
+        let deadline = std::time::Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 return status.code().unwrap_or(-1);
             }
-            assert!(std::time::Instant::now() < deadline, "the process did not exit");
+            assert!(std::time::Instant::now() < deadline, "the process did not exit within {limit:?}");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+
+    /// Sends signal `name` (`TERM`, `HUP`, `INT`) with kill(1).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status().unwrap();
+        assert!(status.success(), "kill -{name} failed");
+    }
+}
+
+/// After a signal: the last line is an `error` status, the exit code 1, and the
+/// conversation is closed at the contact center. Stdin stays open throughout.
+pub fn assert_signal_ends_the_handover(
+    rt: &tokio::runtime::Runtime,
+    mut proc: Proc,
+    conversation: &handover_emulator::Conversation,
+    signal: &str,
+) {
+    proc.signal(signal);
+    let lines = proc.until(is_status);
+    let status = lines.last().unwrap();
+    assert_eq!(status["status"], "error", "{signal}: {lines:?}");
+    assert!(status["error"]["message"].as_str().unwrap_or_default().contains("interrupted"), "{status}");
+    assert_eq!(proc.exit_code_within(Duration::from_secs(10)), 1, "{signal}: the documented exit code");
+    let closed = wait(rt, conversation.wait_for(|v| v.closed_by_customer));
+    assert!(closed.closed_by_customer, "{signal}: the conversation is closed at the contact center");
 }
 
 impl Drop for Proc {

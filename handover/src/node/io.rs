@@ -13,6 +13,11 @@ pub enum NodeInput {
     Message {
         /// The text.
         text: String,
+        /// The bot's id of this input, unique within the handover. Providers derive their
+        /// client message ids from it, so a message resent with the same id (after a restart
+        /// or a retried call) is not delivered twice. The runtime makes one when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
     },
     /// The NLU recognized an intent in the user's input.
     Intent {
@@ -110,6 +115,15 @@ pub enum NodeOutput {
         /// `reconnecting` or `resumed`.
         state: String,
     },
+    /// An input was not delivered to the agent: too long for the provider, not supported
+    /// by it, or refused by the contact center. The handover goes on.
+    InputRejected {
+        /// What was wrong, for the person reading it.
+        reason: String,
+        /// The rejected input's id, when it had one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
     /// The final status. Always the last output.
     Status {
         /// The status, serialized as the flow sees it.
@@ -127,6 +141,7 @@ impl NodeOutput {
                 | NodeOutput::AgentMessage { .. }
                 | NodeOutput::QueueUpdate { .. }
                 | NodeOutput::Event { .. }
+                | NodeOutput::InputRejected { .. }
                 | NodeOutput::Status { .. }
         )
     }
@@ -183,7 +198,11 @@ mod tests {
     #[test]
     fn inputs_read_the_documented_json_lines() {
         let cases = [
-            (json!({"type":"message","text":"hi"}), NodeInput::Message { text: "hi".into() }),
+            (json!({"type":"message","text":"hi"}), NodeInput::Message { text: "hi".into(), id: None }),
+            (
+                json!({"type":"message","text":"hi","id":"m-1"}),
+                NodeInput::Message { text: "hi".into(), id: Some("m-1".into()) },
+            ),
             (json!({"type":"intent","name":"cancel_handover"}), NodeInput::Intent { name: "cancel_handover".into() }),
             (json!({"type":"button","text":"Cancel"}), NodeInput::Button { text: "Cancel".into() }),
             (json!({"type":"connected"}), NodeInput::Connected),

@@ -17,7 +17,7 @@
 //! let run = tokio::spawn(async move {
 //!     node.run(provider.as_ref(), request, inputs, outputs, Default::default()).await
 //! });
-//! input_tx.send(NodeInput::Message { text: "Hello".into() }).await.ok();
+//! input_tx.send(NodeInput::Message { text: "Hello".into(), id: None }).await.ok();
 //! while let Some(output) = output_rx.recv().await {
 //!     println!("{}", serde_json::to_string(&output).unwrap());
 //! }
@@ -86,12 +86,23 @@ impl Node {
         let mut run = Run::new(&self.config, outputs);
         let provider_name = provider.info().name;
         tracing::info!(provider = provider_name, session = %request.session_id, "handover requested");
+        let start = provider.start(request);
+        tokio::pin!(start);
         let started = tokio::select! {
             biased;
             () = shutdown.cancelled() => {
+                // The conversation may exist at the contact center already: let the start
+                // finish (bounded) and end what it started, so nothing is left open there.
+                if let Ok(Ok(session)) = tokio::time::timeout(END_TIMEOUT, &mut start).await
+                    && let Err(error) = tokio::time::timeout(END_TIMEOUT, session.end(EndReason::Shutdown))
+                        .await
+                        .unwrap_or_else(|_| Err(Error::transport(provider_name, "end", "timed out")))
+                {
+                    tracing::warn!(%error, "could not end the session started during the shutdown");
+                }
                 return run.finish(interrupted()).await;
             }
-            started = provider.start(request) => started,
+            started = &mut start => started,
         };
         let session = match started {
             Ok(session) => session,
@@ -106,6 +117,9 @@ impl Node {
         run.drive(&control, events, inputs, &shutdown).await
     }
 }
+
+/// How long ending a session on the way out (shutdown, the bot gone) may take.
+pub const END_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn interrupted() -> HandoverStatus {
     HandoverStatus::Error {
@@ -123,7 +137,6 @@ struct Run<'a> {
     assigned: bool,
     queue_announced: bool,
     queue: QueueReporter,
-    next_message: u64,
     max_chars: Option<usize>,
     presence_unsupported_logged: bool,
 }
@@ -137,7 +150,6 @@ impl<'a> Run<'a> {
             assigned: false,
             queue_announced: false,
             queue: QueueReporter::new(&config.queue),
-            next_message: 0,
             max_chars: None,
             presence_unsupported_logged: false,
         }
@@ -216,10 +228,16 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Ends the provider session on the way out (shutdown, consumer gone, send failure).
+    /// Ends the provider session on the way out (shutdown, consumer gone, send failure),
+    /// waiting at most [`END_TIMEOUT`] for the contact center.
     async fn abandon(&self, control: &SessionControl, status: HandoverStatus) -> HandoverStatus {
-        if let Err(error) = control.end(EndReason::Shutdown).await {
-            tracing::warn!(%error, "could not end the provider session");
+        match tokio::time::timeout(END_TIMEOUT, control.end(EndReason::Shutdown)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "could not end the provider session"),
+            Err(_) => tracing::warn!(
+                timeout_secs = END_TIMEOUT.as_secs(),
+                "the provider did not end the session in time; the conversation may stay open at the contact center"
+            ),
         }
         status
     }
@@ -270,7 +288,7 @@ impl<'a> Run<'a> {
                 }
                 self.emit(NodeOutput::AgentMessage { text, agent: agent.name }).await;
             }
-            Event::AgentTyping(typing) => self.emit(NodeOutput::AgentTyping { typing }).await,
+            Event::AgentTyping { on: typing } => self.emit(NodeOutput::AgentTyping { typing }).await,
             Event::AgentLeft { agent, transfer } => {
                 self.assigned = false;
                 self.emit(NodeOutput::AgentLeft { agent: agent.display_name().to_owned(), transfer }).await;
@@ -311,7 +329,7 @@ impl<'a> Run<'a> {
 
     async fn on_input(&mut self, control: &SessionControl, input: NodeInput) -> Option<HandoverStatus> {
         match input {
-            NodeInput::Message { text } => self.user_message(control, text).await,
+            NodeInput::Message { text, id } => self.user_message(control, text, id).await,
             NodeInput::Intent { name } => {
                 let is_cancel = self.config.cancel_intent.as_deref().is_some_and(|c| c == name);
                 if is_cancel && !self.active {
@@ -327,7 +345,7 @@ impl<'a> Run<'a> {
                 if is_cancel && !self.active {
                     return Some(self.cancel(control).await);
                 }
-                self.user_message(control, text).await
+                self.user_message(control, text, None).await
             }
             NodeInput::Connected if self.config.user_connects_message => {
                 self.presence(control, UserInput::Connected).await
@@ -346,31 +364,47 @@ impl<'a> Run<'a> {
         HandoverStatus::Cancelled
     }
 
-    async fn user_message(&mut self, control: &SessionControl, text: String) -> Option<HandoverStatus> {
+    /// Relays a user message, split to the provider's limit. Each part carries a client id
+    /// derived from the bot's input id (one is made when the bot gave none), so a resend of
+    /// the same input is delivered once.
+    async fn user_message(
+        &mut self,
+        control: &SessionControl,
+        text: String,
+        id: Option<String>,
+    ) -> Option<HandoverStatus> {
         if !self.active && self.config.repeat_accepted_message {
             self.say_accepted().await;
         }
+        let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let chunks: Vec<String> = match self.max_chars {
             Some(max) => match transcript::split(&text, max) {
                 Ok(chunks) => chunks.into_iter().map(str::to_owned).collect(),
                 Err(error) => {
                     tracing::warn!(%error, "a user message could not be split to the provider's limit");
+                    self.reject(error.to_string(), Some(id)).await;
                     return None;
                 }
             },
             None => vec![text],
         };
-        for chunk in chunks {
+        let parts = chunks.len();
+        for (n, chunk) in chunks.into_iter().enumerate() {
             if chunk.trim().is_empty() {
                 continue;
             }
-            self.next_message += 1;
-            let input = UserInput::message(format!("node-{}", self.next_message), chunk);
-            if let Some(status) = self.forward(control, input).await {
+            let part_id = if parts == 1 { id.clone() } else { format!("{id}#{n}") };
+            let input = UserInput::message(part_id, chunk);
+            if let Some(status) = self.forward(control, input, Some(&id)).await {
                 return Some(status);
             }
         }
         None
+    }
+
+    /// Tells the bot an input was not delivered (the handover goes on).
+    async fn reject(&self, reason: String, id: Option<String>) {
+        self.emit(NodeOutput::InputRejected { reason, id }).await;
     }
 
     async fn presence(&mut self, control: &SessionControl, input: UserInput) -> Option<HandoverStatus> {
@@ -382,22 +416,28 @@ impl<'a> Run<'a> {
                 }
                 None
             }
-            other => self.after_send(control, other).await,
+            other => self.after_send(control, other, None).await,
         }
     }
 
-    async fn forward(&self, control: &SessionControl, input: UserInput) -> Option<HandoverStatus> {
+    async fn forward(&self, control: &SessionControl, input: UserInput, id: Option<&str>) -> Option<HandoverStatus> {
         let result = control.send(input).await;
-        self.after_send(control, result).await
+        self.after_send(control, result, id).await
     }
 
-    async fn after_send(&self, control: &SessionControl, result: Result<(), Error>) -> Option<HandoverStatus> {
+    async fn after_send(
+        &self,
+        control: &SessionControl,
+        result: Result<(), Error>,
+        id: Option<&str>,
+    ) -> Option<HandoverStatus> {
         let error = result.err()?;
         match error.kind() {
             // The event stream reports the end; nothing to decide here.
             ErrorKind::SessionEnded => None,
-            ErrorKind::Unsupported | ErrorKind::InvalidInput => {
+            ErrorKind::Unsupported | ErrorKind::InvalidInput | ErrorKind::Rejected => {
                 tracing::warn!(%error, "user input was not delivered");
+                self.reject(error.to_string(), id.map(str::to_owned)).await;
                 None
             }
             _ => {

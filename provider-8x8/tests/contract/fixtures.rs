@@ -105,8 +105,15 @@ fn state_updates_and_unknown_events_are_acknowledged_not_forwarded() {
 
 #[test]
 fn malformed_payloads_are_typed_errors() {
-    for body in [&b"nope"[..], br#"{"conversationId":"x"}"#, br#"{"eventType":"MESSAGE"}"#, br#"[1,2]"#] {
+    for body in [&b"nope"[..], br#"{"conversationId":"x"}"#, br#"[1,2]"#] {
         let error = parse(body).expect_err("malformed");
         assert_eq!(error.kind(), handover_core::ErrorKind::Protocol, "{}", String::from_utf8_lossy(body));
     }
+}
+
+#[test]
+fn an_event_naming_no_conversation_is_read_as_nothing_to_do() {
+    let parsed = parse(br#"{"eventType":"MESSAGE"}"#).unwrap();
+    assert_eq!(parsed.conversation, None);
+    assert!(matches!(parsed.delivery, Delivery::Ignore(_)));
 }

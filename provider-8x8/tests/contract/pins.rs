@@ -139,8 +139,8 @@ async fn messages_typing_and_presence_lines_are_posted() {
     let server = server().await;
     let (_provider, session) = start(&server).await;
     session.send(UserInput::message("u-1", "Hello — 你好")).await.unwrap();
-    session.send(UserInput::Typing(true)).await.unwrap();
-    session.send(UserInput::Typing(false)).await.unwrap();
+    session.send(UserInput::Typing { on: true }).await.unwrap();
+    session.send(UserInput::Typing { on: false }).await.unwrap();
     session.send(UserInput::Connected).await.unwrap();
     let messages = requests_to(&server, "POST", &format!("{CONV}/ID-0/messages")).await;
     assert_eq!(body_json(&messages[0]), json!({ "authorType": "user", "text": "Hello — 你好" }));
@@ -271,7 +271,7 @@ async fn agent_messages_are_relayed_once_and_echoes_dropped() {
         events,
         [
             Event::AgentMessage { id: "e-2".into(), text: "Hi, I'm Ann".into(), agent: ann() },
-            Event::AgentTyping(true),
+            Event::AgentTyping { on: true },
             Event::AgentMessage { id: "e-5".into(), text: "sentinel".into(), agent: ann() },
         ]
     );
@@ -348,10 +348,14 @@ async fn leave_after_agent_can_be_turned_off_and_a_removed_user_ends_it() {
 }
 
 #[tokio::test]
-async fn deliveries_without_a_live_session_are_refused_for_redelivery() {
+async fn deliveries_without_a_live_session_are_kept_and_strangers_acknowledged() {
     let server = server().await;
     let provider = provider(config(&server));
-    assert_eq!(deliver(&provider, says("agent-ann", "nobody"), "e-1").await, 503);
+    assert_eq!(deliver(&provider, says("agent-ann", "nobody"), "e-1").await, 200, "kept for its session");
+    let unknown = json!({ "eventType": "SOMETHING_NEW", "conversationId": "ID-9" });
+    assert_eq!(deliver(&provider, unknown, "e-5").await, 200, "an unknown event type is acknowledged");
+    let stranger = json!({ "eventType": "MESSAGE", "data": {} });
+    assert_eq!(deliver(&provider, stranger, "e-6").await, 200, "no conversation: acknowledged");
     let verify = json!({ "notificationVersion": "Chat Gateway v1.0", "eventType": "WEB_HOOK_VERIFY" });
     assert_eq!(deliver(&provider, verify, "e-2").await, 200);
     let mut get = signed(&json!({}), "e-3");

@@ -80,9 +80,9 @@ async fn a_valid_signature_is_accepted_and_the_key_fetched_once() {
     let server = server().await;
     let provider = provider(&server);
     assert_eq!(provider.webhook(signed(VERIFY_BODY, &meta())).await.status, 200);
-    // Verified, then refused for redelivery: no session owns the conversation.
+    // Verified, then kept for the session that will own the conversation.
     let second = DeliveryMeta { event_id: "ev-2".into(), ..meta() };
-    assert_eq!(provider.webhook(signed(DOC_BODY, &second)).await.status, 503);
+    assert_eq!(provider.webhook(signed(DOC_BODY, &second)).await.status, 200);
     let fetches = requests_to(&server, "GET", &jwk_path(SigningKey::shared().kid())).await;
     assert_eq!(fetches.len(), 1, "the key is cached by kid");
     assert_eq!(header(&fetches[0], "x-api-key"), "key-8x8");

@@ -212,7 +212,7 @@ async fn user_messages_and_typing_are_inbound_calls() {
         .await;
     let session = start(&rig.provider(|c| c.send_transcript = false)).await;
     session.send(UserInput::message("m1", "Where is my refund?")).await.unwrap();
-    session.send(UserInput::Typing(true)).await.unwrap();
+    session.send(UserInput::Typing { on: true }).await.unwrap();
     let sent = requests_to(&rig.server, "POST", MESSAGE_PATH).await;
     let from = customer_id(&sent);
     let second = body_json(&sent[1]);
@@ -347,7 +347,7 @@ async fn the_webhook_verifies_deduplicates_and_routes_agent_messages() {
     let relevant: Vec<&Event> = events.iter().filter(|e| !matches!(e, Event::Queued { .. })).collect();
     assert_eq!(relevant.len(), 3, "{events:?}");
     assert!(matches!(relevant[0], Event::AgentMessage { id, text, .. } if id == "g-1" && text == "Hello from Ann"));
-    assert_eq!(*relevant[1], Event::AgentTyping(true));
+    assert_eq!(*relevant[1], Event::AgentTyping { on: true });
     assert!(
         matches!(relevant[2], Event::AgentMessage { text, .. } if text == "last"),
         "the bot message was suppressed"
@@ -429,27 +429,124 @@ async fn an_end_while_the_socket_was_down_is_found_by_the_resync() {
 }
 
 #[tokio::test]
-async fn deliveries_no_live_session_takes_are_refused_so_genesys_redelivers_them() {
+async fn deliveries_no_session_owns_yet_are_kept_for_the_one_that_registers() {
     let rig = Rig::new().await;
     let provider = Arc::new(rig.provider(|c| c.send_transcript = false));
     let delivery = outbound("nobody", "g-x", "Text", json!({ "text": "late", "originatingEntity": "Human" }));
-    assert_eq!(provider.webhook(signed(&delivery)).await.status, 503);
-    assert_eq!(provider.webhook(signed(&delivery)).await.status, 503, "not recorded as seen");
+    assert_eq!(provider.webhook(signed(&delivery)).await.status, 200, "kept, not refused");
+    assert_eq!(provider.webhook(signed(&delivery)).await.status, 200);
 
-    // A session whose consumer is gone refuses too; its resumed successor receives the redelivery.
+    // A session whose consumer is gone does not take it; its resumed successor does.
     let session = start(&provider).await;
     let to = customer_id(&requests_to(&rig.server, "POST", MESSAGE_PATH).await);
     let snapshot = session.snapshot().unwrap();
     drop(session);
     let delivery = outbound(&to, "g-y", "Text", json!({ "text": "while away", "originatingEntity": "Human" }));
-    assert_eq!(provider.webhook(signed(&delivery)).await.status, 503, "the dropped session's route refuses");
+    assert_eq!(provider.webhook(signed(&delivery)).await.status, 200, "kept for a resumed session");
     // The resumed session re-reads the conversation.
     Mock::given(method("GET"))
         .and(path("/api/v2/conversations/messages/conv-1"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": "conv-1", "participants": [] })))
+        .named("conversation")
         .mount(&rig.server)
         .await;
     let mut resumed = provider.resume(snapshot).await.unwrap();
-    assert_eq!(provider.webhook(signed(&delivery)).await.status, 200);
     assert!(matches!(next_event(resumed.events()).await, Event::AgentMessage { text, .. } if text == "while away"));
+}
+
+#[tokio::test]
+async fn a_reply_posted_while_start_is_in_flight_reaches_the_session_first() {
+    let rig = Rig::new().await;
+    // The first message goes through at once, the transcript's second part slowly: Genesys
+    // answers the customer before `start` has returned.
+    Mock::given(method("POST"))
+        .and(path(MESSAGE_PATH))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "id": "gid", "type": "Text", "conversationId": "conv-1" })),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .named("first inbound message")
+        .mount(&rig.server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(MESSAGE_PATH))
+        .respond_with(ResponseTemplate::new(200).set_delay(std::time::Duration::from_millis(300)))
+        .with_priority(2)
+        .named("slow inbound message")
+        .mount(&rig.server)
+        .await;
+    let provider = Arc::new(rig.provider(|c| c.send_transcript = true));
+    let mut request = sample_request();
+    request.transcript.push(handover_core::TranscriptEntry::new(handover_core::Speaker::Bot, "x".repeat(5000)));
+    let starting = tokio::spawn({
+        let provider = provider.clone();
+        async move { provider.start(request).await }
+    });
+    let mut first = Vec::new();
+    while first.is_empty() {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        first = requests_to(&rig.server, "POST", MESSAGE_PATH).await;
+    }
+    let to = customer_id(&first);
+    let reply = outbound(&to, "g-early", "Text", json!({ "text": "Hi, I'm on it", "originatingEntity": "Human" }));
+    assert_eq!(provider.webhook(signed(&reply)).await.status, 200);
+    assert!(!starting.is_finished(), "the reply must arrive while start is in flight");
+    let mut session = starting.await.unwrap().expect("start");
+    let event = next_event(session.events()).await;
+    assert!(matches!(&event, Event::AgentMessage { text, .. } if text == "Hi, I'm on it"), "{event:?}");
+}
+
+#[tokio::test]
+async fn a_replay_is_dropped_however_many_deliveries_came_between() {
+    let rig = Rig::new().await;
+    let provider = rig.provider(|c| c.send_transcript = false);
+    let mut session = start(&provider).await;
+    let to = customer_id(&requests_to(&rig.server, "POST", MESSAGE_PATH).await);
+    let original = outbound(&to, "g-once", "Text", json!({ "text": "once", "originatingEntity": "Human" }));
+    assert_eq!(provider.webhook(signed(&original)).await.status, 200);
+    let reader = tokio::spawn(async move {
+        let events =
+            events_until(session.events(), |e| matches!(e, Event::AgentMessage { text, .. } if text == "sentinel"))
+                .await;
+        (session, events)
+    });
+    for n in 0..4_200 {
+        let flood = outbound(
+            &to,
+            &format!("g-flood-{n}"),
+            "Text",
+            json!({ "text": format!("flood {n}"), "originatingEntity": "Human" }),
+        );
+        assert_eq!(provider.webhook(signed(&flood)).await.status, 200);
+    }
+    assert_eq!(provider.webhook(signed(&original)).await.status, 200, "a replay is acknowledged");
+    let sentinel = outbound(&to, "g-sentinel", "Text", json!({ "text": "sentinel", "originatingEntity": "Human" }));
+    provider.webhook(signed(&sentinel)).await;
+    let (_session, events) = reader.await.unwrap();
+    let once = events.iter().filter(|e| matches!(e, Event::AgentMessage { text, .. } if text == "once")).count();
+    assert_eq!(once, 1, "the replayed message was delivered again");
+}
+
+#[tokio::test]
+async fn the_retry_policy_reaches_every_client_the_provider_holds() {
+    // The token cache is shared with the notifications detector: before the policy reached
+    // every client, the detector's copy kept the token cache on the default policy.
+    let rig = Rig::new().await;
+    Mock::given(method("POST"))
+        .and(path("/oauth/token"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .named("token unavailable once")
+        .mount(&rig.server)
+        .await;
+    let provider = GenesysProvider::with_ws_config(rig.config(), WsConfig::default())
+        .unwrap()
+        .with_retry_policy(handover_transport::retry::RetryPolicy::none());
+    let error = provider.check().await.expect_err("no retries: the 503 fails the check");
+    assert_eq!(error.kind(), ErrorKind::Transport, "{error}");
+    assert_eq!(requests_to(&rig.server, "POST", "/oauth/token").await.len(), 1, "not retried");
+    provider.check().await.expect("the next call goes through");
 }

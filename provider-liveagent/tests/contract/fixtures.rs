@@ -9,8 +9,8 @@ fn read(name: &str) -> Vec<u8> {
 }
 
 fn delivery(name: &str) -> Delivery {
-    let parsed = parse(&read(name), None).expect("the fixture parses");
-    assert_eq!(parsed.conversation, 1042, "{name}");
+    let parsed = parse(&read(name)).expect("the fixture parses");
+    assert_eq!(parsed.conversation, Some(1042), "{name}");
     parsed.delivery
 }
 
@@ -61,14 +61,20 @@ fn typing_and_other_events() {
 }
 
 #[test]
-fn dedup_keys_prefer_the_delivery_header() {
-    assert_eq!(parse(&read("message_agent"), Some("d-1")).unwrap().dedup_key, "d-1");
-    let key = parse(&read("message_agent"), None).unwrap().dedup_key;
-    assert!(key.starts_with("message_created:5001:"), "{key}");
+fn dedup_keys_come_from_the_signed_body() {
+    assert_eq!(parse(&read("message_agent")).unwrap().dedup_key, "message:5001");
+    let assigned = parse(&read("assigned")).unwrap().dedup_key;
+    assert!(assigned.starts_with("body:"), "{assigned}");
+    assert_eq!(parse(&read("assigned")).unwrap().dedup_key, assigned, "the same body, the same key");
+    assert_ne!(parse(&read("unassigned")).unwrap().dedup_key, assigned);
 }
 
 #[test]
-fn malformed_payloads_are_typed_errors() {
-    assert!(parse(b"nope", None).is_err());
-    assert!(parse(br#"{"event":"message_created","id":1}"#, None).is_err(), "no conversation");
+fn malformed_payloads_are_typed_errors_and_strangers_name_no_conversation() {
+    assert!(parse(b"nope").is_err());
+    assert!(parse(b"[1,2]").is_err());
+    let stranger = parse(br#"{"event":"message_created","id":1}"#).unwrap();
+    assert_eq!(stranger.conversation, None, "no conversation: nothing for a session");
+    let unknown = parse(br#"{"event":"contact_merged","id":3}"#).unwrap();
+    assert!(matches!(unknown.delivery, Delivery::Ignore(_)));
 }

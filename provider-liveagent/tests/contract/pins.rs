@@ -1,7 +1,8 @@
 //! wiremock pins of every request (`protocols/liveagent-chatwoot.md` §3) and the webhook
 //! handler's verification, filtering, deduplication and routing.
 
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use handover_core::{EndReason, EndedBy, ErrorKind, Event, Provider, Session, UserInput, WebhookRequest};
 use handover_testkit::mock::{body_json, header, requests_to, strict_server};
@@ -199,7 +200,7 @@ async fn user_messages_are_incoming_and_presence_private_notes() {
         (presence["content"].as_str(), presence["private"].as_bool()),
         (Some("User left the conversation"), Some(true))
     );
-    assert_eq!(session.send(UserInput::Typing(true)).await.unwrap_err().kind(), ErrorKind::Unsupported);
+    assert_eq!(session.send(UserInput::Typing { on: true }).await.unwrap_err().kind(), ErrorKind::Unsupported);
 }
 
 #[tokio::test]
@@ -216,7 +217,13 @@ async fn the_webhook_verifies_filters_deduplicates_and_routes() {
     let mut note = agent_message(7004, "private");
     note["private"] = json!(true);
     assert_eq!(provider.webhook(signed(&note)).await.status, 200);
-    assert_eq!(provider.webhook(signed(&json!({ "event": "message_created" }))).await.status, 400);
+    assert_eq!(
+        provider.webhook(signed(&json!({ "event": "message_created" }))).await.status,
+        200,
+        "verified, but for no conversation: acknowledged and dropped"
+    );
+    assert_eq!(provider.webhook(signed(&json!({ "event": "contact_merged", "id": 5 }))).await.status, 200);
+    assert_eq!(provider.webhook(signed(&json!(["not", "an", "object"]))).await.status, 400);
     provider.webhook(signed(&agent_message(7005, "second"))).await;
     let events =
         events_until(session.events(), |e| matches!(e, Event::AgentMessage { text, .. } if text == "second")).await;
@@ -231,12 +238,68 @@ async fn the_webhook_verifies_filters_deduplicates_and_routes() {
 }
 
 #[tokio::test]
-async fn deliveries_for_conversations_without_a_live_session_are_refused() {
+async fn a_delivery_posted_while_start_is_in_flight_reaches_the_session_first() {
+    let server = server().await;
+    // The priority call is slow: the desk's greeting arrives before `start` returns.
+    Mock::given(method("POST"))
+        .and(path(format!("{BASE}/conversations/1042/toggle_priority").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(300)))
+        .with_priority(1)
+        .named("slow priority")
+        .mount(&server)
+        .await;
+    let provider = Arc::new(provider(config(&server)));
+    let starting = tokio::spawn({
+        let provider = provider.clone();
+        async move { provider.start(sample_request()).await }
+    });
+    while requests_to(&server, "POST", &format!("{BASE}/conversations")).await.is_empty() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let greeting = signed(&agent_message(7100, "Hello, I'm Ann"));
+    assert_eq!(provider.webhook(greeting).await.status, 200, "kept for the session being started");
+    assert!(!starting.is_finished(), "the delivery must arrive while start is in flight");
+    let mut session = starting.await.unwrap().expect("start");
+    let event = next_event(session.events()).await;
+    assert!(matches!(&event, Event::AgentMessage { text, .. } if text == "Hello, I'm Ann"), "{event:?}");
+}
+
+#[tokio::test]
+async fn deliveries_for_a_conversation_nobody_started_are_kept_not_refused() {
     let server = server().await;
     let provider = provider(config(&server));
     let mut message = agent_message(7010, "late");
     message["conversation"]["id"] = json!(99);
-    assert_eq!(provider.webhook(signed(&message)).await.status, 503);
+    assert_eq!(provider.webhook(signed(&message)).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_replayed_signed_message_is_dropped_whatever_its_headers_and_however_late() {
+    let server = server().await;
+    let (provider, mut session) = start(&server).await;
+    let original = signed(&agent_message(7200, "once"));
+    assert_eq!(provider.webhook(original.clone()).await.status, 200);
+    let mut new_header = original.clone();
+    new_header.headers.retain(|(name, _)| name != "x-chatwoot-delivery");
+    let without_header = new_header.clone();
+    new_header = new_header.with_header("X-Chatwoot-Delivery", "forged-new-delivery-id");
+    assert_eq!(provider.webhook(new_header).await.status, 200);
+    assert_eq!(provider.webhook(without_header).await.status, 200);
+    // More deliveries than any bounded memory of delivery ids holds.
+    let reader = tokio::spawn(async move {
+        let events =
+            events_until(session.events(), |e| matches!(e, Event::AgentMessage { text, .. } if text == "sentinel"))
+                .await;
+        (session, events)
+    });
+    for n in 0..4_200u64 {
+        assert_eq!(provider.webhook(signed(&agent_message(8000 + n, &format!("flood {n}")))).await.status, 200);
+    }
+    assert_eq!(provider.webhook(original).await.status, 200, "a replay is acknowledged");
+    provider.webhook(signed(&agent_message(7201, "sentinel"))).await;
+    let (_session, events) = reader.await.unwrap();
+    let once = events.iter().filter(|e| matches!(e, Event::AgentMessage { text, .. } if text == "once")).count();
+    assert_eq!(once, 1, "the replayed message was delivered again");
 }
 
 #[tokio::test]
@@ -290,7 +353,7 @@ async fn the_queue_is_computed_from_older_unassigned_conversations_of_the_inbox(
     let mut session = provider(config).start(sample_request()).await.unwrap();
     assert_eq!(
         next_event(session.events()).await,
-        Event::Queued { position: Some(3), estimated_wait: Some(std::time::Duration::from_secs(270)) }
+        Event::Queued { position: Some(3), estimated_wait: Some(Duration::from_secs(270)) }
     );
 }
 

@@ -116,8 +116,8 @@ fn session_status_changes_end_or_queue_the_handover() {
 
 #[test]
 fn agent_typing_is_relayed() {
-    assert_eq!(actions("typing_started"), [Action::Emit(Event::AgentTyping(true))]);
-    assert_eq!(actions("typing_stopped"), [Action::Emit(Event::AgentTyping(false))]);
+    assert_eq!(actions("typing_started"), [Action::Emit(Event::AgentTyping { on: true })]);
+    assert_eq!(actions("typing_stopped"), [Action::Emit(Event::AgentTyping { on: false })]);
 }
 
 #[test]

@@ -248,6 +248,12 @@ async fn start_takes_a_guest_token_opens_the_stream_then_creates_the_conversatio
     let transcript = body_json(&all[3]);
     let id = transcript["message"]["id"].as_str().unwrap().to_owned();
     assert!(is_uuid_v4_lowercase(&id));
+    let conversation_id = body["conversationId"].as_str().unwrap();
+    assert_eq!(
+        id,
+        handover_transport::ids::client_uuid(conversation_id, "transcript-0"),
+        "derived, so a resend matches"
+    );
     assert_eq!(
         transcript,
         json!({
@@ -392,6 +398,11 @@ async fn a_417_resends_with_a_new_messaging_session_and_the_routing_attributes()
     assert_eq!(second["routingAttributes"], json!({ "customerName": "Jane Doe", "issueType": "Invoice" }));
     assert_eq!(second["language"], "en_US");
     assert_eq!(second["message"], first["message"], "the same message, same id");
+    assert_eq!(
+        first["message"]["id"],
+        handover_transport::ids::client_uuid(&rig.conversation(), "u1"),
+        "the id is derived from the input's id"
+    );
 }
 
 #[tokio::test]
@@ -405,8 +416,8 @@ async fn typing_posts_an_entry() {
         .expect(2)
         .mount(&rig.server)
         .await;
-    session.send(UserInput::Typing(true)).await.unwrap();
-    session.send(UserInput::Typing(false)).await.unwrap();
+    session.send(UserInput::Typing { on: true }).await.unwrap();
+    session.send(UserInput::Typing { on: false }).await.unwrap();
     let sent = requests_to(&rig.server, "POST", &at).await;
     assert_eq!(body_json(&sent[0])["entryType"], "TypingStartedIndicator");
     assert_eq!(body_json(&sent[1])["entryType"], "TypingStoppedIndicator");

@@ -42,7 +42,10 @@ fn establishment_messages_and_typing() {
         actions("chat_message").2,
         [Action::Emit(Event::AgentMessage { id: "id-0".into(), text: "Hi, how can I help?".into(), agent: ann() })]
     );
-    assert_eq!(actions("typing").2, [Action::Emit(Event::AgentTyping(true)), Action::Emit(Event::AgentTyping(false))]);
+    assert_eq!(
+        actions("typing").2,
+        [Action::Emit(Event::AgentTyping { on: true }), Action::Emit(Event::AgentTyping { on: false })]
+    );
 }
 
 #[test]

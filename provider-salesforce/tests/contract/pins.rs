@@ -300,9 +300,13 @@ async fn ending_posts_chat_end_with_reason_client_and_deletes_the_session() {
         .mount(&server)
         .await;
     let mut session = start(&server).await;
-    session.end(EndReason::Cancelled).await.unwrap();
+    session.end(EndReason::Closed).await.unwrap();
     let events = events_until(session.events(), Event::is_terminal).await;
-    assert!(matches!(events.last(), Some(Event::Ended { by: EndedBy::User, .. })));
+    assert_eq!(
+        events.last(),
+        Some(&Event::Ended { by: EndedBy::User, reason: Some("closed".into()) }),
+        "the bot's own reason, not always `cancelled`"
+    );
 }
 
 #[tokio::test]
@@ -317,5 +321,5 @@ async fn typing_goes_out_only_once_an_agent_is_in() {
         .await;
     let mut session = start(&server).await;
     events_until(session.events(), |e| matches!(e, Event::AgentJoined { .. })).await;
-    session.send(UserInput::Typing(true)).await.unwrap();
+    session.send(UserInput::Typing { on: true }).await.unwrap();
 }
