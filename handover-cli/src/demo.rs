@@ -85,13 +85,9 @@ pub(crate) async fn run(registry: &Registry, provider: &str, interactive: bool, 
             return ExitCode::FAILURE;
         }
     };
-    let _webhooks = match listener {
-        Some(listener) => {
-            let app = handover::webhook::router([provider_impl.clone()]);
-            Some(run::AbortOnDrop::spawn_server(listener, app))
-        }
-        None => None,
-    };
+    let _webhooks = listener.map(|listener| {
+        run::WebhookServer::spawn(listener, provider_impl.clone(), handover::webhook::ListenerLimits::default())
+    });
     if !json {
         eprintln!("demo: {} against a loopback emulator at {}", provider_impl.info().display_name, emulator.url());
         if interactive {

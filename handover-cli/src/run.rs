@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use handover::config::Config;
 use handover::node::{Node, NodeConfig, NodeInput, NodeOutput};
+use handover::webhook::ListenerLimits;
 use handover::{CancellationToken, HandoverRequest, HandoverStatus, Provider, Registry};
 use tokio::sync::mpsc;
 
@@ -24,11 +25,11 @@ pub(crate) async fn chat(registry: &Registry, config: Config, json: bool) -> Exi
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let _server = match config.webhook_listen {
-        Some(addr) => match serve_webhooks(addr, provider.clone()).await {
+    let _server = match config.webhook {
+        Some(webhook) => match serve_webhooks(webhook.listen, provider.clone(), webhook.listener_limits()).await {
             Ok(server) => Some(server),
             Err(error) => {
-                eprintln!("error: cannot listen for webhooks on {addr}: {error}");
+                eprintln!("error: cannot listen for webhooks on {}: {error}", webhook.listen);
                 return ExitCode::from(EXIT_USAGE);
             }
         },
@@ -57,33 +58,42 @@ pub(crate) fn exit_code(status: &HandoverStatus) -> ExitCode {
     }
 }
 
-/// Serves `POST /webhooks/<provider>` on `addr` until dropped.
-pub(crate) async fn serve_webhooks(addr: SocketAddr, provider: Arc<dyn Provider>) -> std::io::Result<AbortOnDrop> {
+/// Serves `POST /webhooks/<provider>` on `addr` within `limits` until dropped.
+pub(crate) async fn serve_webhooks(
+    addr: SocketAddr,
+    provider: Arc<dyn Provider>,
+    limits: ListenerLimits,
+) -> std::io::Result<WebhookServer> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(local = %listener.local_addr()?, "listening for webhooks");
-    Ok(AbortOnDrop::spawn_server(listener, handover::webhook::router([provider])))
+    Ok(WebhookServer::spawn(listener, provider, limits))
 }
 
-/// A background task that stops when dropped.
-pub(crate) struct AbortOnDrop {
-    task: tokio::task::JoinHandle<()>,
+/// The webhook listener, running in the background until dropped.
+pub(crate) struct WebhookServer {
+    stop: CancellationToken,
 }
 
-impl AbortOnDrop {
-    /// Serves `app` on an already bound listener.
-    pub(crate) fn spawn_server(listener: tokio::net::TcpListener, app: axum::Router) -> Self {
-        let task = tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, app).await {
-                tracing::warn!(%error, "the webhook listener stopped");
-            }
-        });
-        Self { task }
+impl WebhookServer {
+    /// Serves `provider`'s webhooks on an already bound listener.
+    pub(crate) fn spawn(
+        listener: tokio::net::TcpListener,
+        provider: Arc<dyn Provider>,
+        limits: ListenerLimits,
+    ) -> Self {
+        if let Err(error) = handover::webhook::raise_open_file_limit() {
+            tracing::warn!(%error, "the open-file limit could not be raised; the listener may run out of sockets");
+        }
+        let stop = CancellationToken::new();
+        let app = handover::webhook::router([provider]);
+        tokio::spawn(handover::webhook::serve(listener, app, limits, stop.clone()));
+        Self { stop }
     }
 }
 
-impl Drop for AbortOnDrop {
+impl Drop for WebhookServer {
     fn drop(&mut self) {
-        self.task.abort();
+        self.stop.cancel();
     }
 }
 

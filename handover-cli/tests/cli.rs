@@ -260,3 +260,58 @@ fn an_agent_leaving_with_end_on_participant_change_completes_the_handover() {
     assert_eq!(proc.wait(), 0);
     assert!(!conversation.view().customer.contains(&CustomerAction::Closed), "the agent ended it, not us");
 }
+
+/// Writes `provider = "<provider>"`, a user and `table` as the provider's table.
+fn config_with(name: &str, provider: &str, table: &str, extra: &str) -> PathBuf {
+    let path = temp_dir(name).join("handover.toml");
+    std::fs::write(&path, format!("provider = \"{provider}\"\n[user]\nid = \"u\"\n{extra}\n[{provider}]\n{table}\n"))
+        .unwrap();
+    path
+}
+
+#[test]
+fn a_config_that_loads_also_runs_and_errors_name_table_key_and_range() {
+    let liveagent = "base_url = \"https://desk.example/api/v1\"\naccount_id = 1\napi_access_token = \"t\"\n\
+                     inbox_id = 2\nwebhook_secret = \"s\"\n";
+    let ringcentral = "api_url = \"https://x.api.engagement.dimelo.com/1.0\"\nrealtime_url = \"https://x.example/realtime\"\n\
+                       source_id = \"src\"\nsource_token = \"tok\"\naccess_token = \"acc\"\nagent_category_id = \"cat\"\n\
+                       webhook_secret = \"s\"\n";
+    let genesys = "region = \"mypurecloud.de\"\nclient_id = \"c\"\nclient_secret = \"s\"\nintegration_id = \"i\"\n\
+                   webhook_secret = \"w\"\n";
+    let cases = [
+        (
+            "liveagent",
+            format!("{liveagent}get_queue_position = true\nqueue_update_interval = 9223372036854775807\n"),
+            "",
+            "[liveagent] `queue_update_interval` is 9223372036854775807; it must be 1 to 86400",
+        ),
+        (
+            "liveagent",
+            format!("{liveagent}wait_per_position_secs = 9223372036854775807\n"),
+            "",
+            "[liveagent] `wait_per_position_secs` is 9223372036854775807; it must be 0 to 86400",
+        ),
+        (
+            "ringcentral",
+            format!("{ringcentral}thread_lookup_timeout_secs = 9223372036854775807\n"),
+            "",
+            "[ringcentral] `thread_lookup_timeout_secs` is 9223372036854775807; it must be 0 to 3600",
+        ),
+        ("genesys", format!("{genesys}priority = \"high\"\n"), "", "[genesys] `priority`: invalid type: string"),
+        ("genesys", format!("{genesys}transfer_grace_ms = -5\n"), "", "[genesys] `transfer_grace_ms`"),
+        (
+            "liveagent",
+            liveagent.to_owned(),
+            "[webhook]\nlisten = \"127.0.0.1:0\"\nheader_timeout_ms = 0\n",
+            "[webhook] `header_timeout_ms` is 0; it must be 100 to 600000",
+        ),
+        ("liveagent", liveagent.to_owned(), "[webhook]\nlisten = 5\n", "[webhook] `listen`: invalid type"),
+    ];
+    for (n, (provider, table, extra, want)) in cases.iter().enumerate() {
+        let path = config_with(&format!("ranges-{n}"), provider, table, extra);
+        let output = Command::new(BIN).args(["chat", "--config", path.to_str().unwrap()]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{provider}: {stderr}");
+        assert!(stderr.contains(want), "expected {want:?} in {stderr}");
+    }
+}

@@ -90,3 +90,35 @@ fn sigterm_ends_the_handover_at_the_contact_center() {
     let conversation = wait(&rt, emulator.hub().conversation(0));
     common::assert_signal_ends_the_handover(&rt, proc, &conversation, "TERM");
 }
+
+#[test]
+fn idle_connections_to_the_webhook_listener_do_not_stop_a_genuine_delivery() {
+    // More idle sockets than the inherited limit of 1,024 open files allowed before.
+    let (_, hard) = rlimit::Resource::NOFILE.get().unwrap();
+    rlimit::Resource::NOFILE.set(hard, hard).unwrap();
+    let (rt, emulator, config) = setup("la-idle-flood", "");
+    let listen = std::fs::read_to_string(&config).unwrap();
+    let addr = listen.lines().find_map(|l| l.strip_prefix("listen = ")).unwrap().trim_matches('"').to_owned();
+    // Started with the inherited default of 1,024 open files, as under systemd or Docker.
+    let proc = Proc::spawn_with_open_file_limit(
+        &["chat", "--config", config.to_str().unwrap(), "--json"],
+        &[("LIVEAGENT_TEST_TOKEN", handover_emulator::liveagent::TOKEN)],
+        1024,
+    );
+    let hub = emulator.hub().clone();
+    let conversation = wait(&rt, hub.conversation(0));
+    let mut idle = Vec::new();
+    for _ in 0..1_100 {
+        match std::net::TcpStream::connect(&addr) {
+            Ok(stream) => idle.push(stream),
+            Err(error) => panic!("could not open idle connection {}: {error}", idle.len()),
+        }
+    }
+    // The desk posts the agent's message once (Chatwoot never retries): it must land.
+    hub.agent(&conversation, AgentAction::Message { agent: "Ann".into(), text: "Hi, Ann here".into() });
+    proc.until(agent_message("Hi, Ann here"));
+    hub.agent(&conversation, AgentAction::Ended);
+    let lines = proc.until(is_status);
+    assert_eq!(lines.last().unwrap(), &json!({"type":"status","status":"completed"}));
+    drop(idle);
+}

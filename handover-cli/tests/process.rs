@@ -131,10 +131,13 @@ fn the_interactive_demo_exits_after_its_status_while_stdin_stays_open() {
     let mut stdin = child.stdin.take().unwrap();
     let stdout = BufReader::new(child.stdout.take().unwrap());
     let mut lines = stdout.lines();
-    // The scripted agent answers; the user says bye, and the agent ends.
+    // The scripted agent answers; the user says bye once, and the agent ends. The reader
+    // of stdin is then waiting for a line that never comes.
+    let mut said_bye = false;
     loop {
         let line = lines.next().expect("a line before the end").unwrap();
-        if line.contains("\"agent_message\"") {
+        if line.contains("\"agent_message\"") && !said_bye {
+            said_bye = true;
             writeln!(stdin, "{}", json!({"type":"message","text":"bye"})).unwrap();
             stdin.flush().unwrap();
         }

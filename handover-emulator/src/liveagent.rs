@@ -38,6 +38,8 @@ struct Desk {
     next_conversation: u64,
     next_message: u64,
     conversations: HashMap<u64, DeskConversation>,
+    /// Every message of every conversation, oldest first (the message list).
+    messages: HashMap<u64, Vec<Value>>,
 }
 
 #[derive(Clone, Default)]
@@ -64,7 +66,9 @@ impl LiveAgent {
         hub: Arc<Hub>,
         webhook_url: Option<String>,
     ) -> (Arc<dyn ProtocolHandle>, Router, JoinHandle<()>) {
-        let webhook = webhook_url.map(|url| webhooks::spawn(hub.clone(), url, 3, Duration::from_millis(200)));
+        // Account and API-inbox webhooks are sent once and never retried
+        // (protocols/liveagent-chatwoot.md §5.4; chatwoot issue #15920).
+        let webhook = webhook_url.map(|url| webhooks::spawn(hub.clone(), url, 0, Duration::ZERO));
         let desk = Desk { next_contact: 100, next_conversation: 1000, next_message: 50_000, ..Desk::default() };
         let live = Arc::new(Self {
             hub,
@@ -81,11 +85,21 @@ impl LiveAgent {
             .route(&format!("{base}/contacts/{{contact}}/contact_inboxes"), post(create_contact_inbox))
             .route(&format!("{base}/conversations"), post(create_conversation).get(list_conversations))
             .route(&format!("{base}/conversations/{{id}}"), get(show_conversation))
-            .route(&format!("{base}/conversations/{{id}}/messages"), post(create_message))
+            .route(&format!("{base}/conversations/{{id}}/messages"), post(create_message).get(list_messages))
             .route(&format!("{base}/conversations/{{id}}/toggle_status"), post(toggle_status))
             .route(&format!("{base}/conversations/{{id}}/toggle_priority"), post(toggle_priority))
             .with_state(live.clone());
         (live, routes, task)
+    }
+
+    /// Keeps a message for the message list.
+    fn record_message(&self, conversation: u64, message: &Value) {
+        let mut message = message.clone();
+        if let Some(object) = message.as_object_mut() {
+            object.remove("event");
+            object.insert("conversation_id".to_owned(), json!(conversation));
+        }
+        lock(&self.desk).messages.entry(conversation).or_default().push(message);
     }
 
     fn deliver(&self, conversation: &str, body: Value) {
@@ -211,6 +225,7 @@ async fn translate(live: Arc<LiveAgent>) {
                             "conversation": base,
                             "account": { "id": ACCOUNT_ID, "name": "Emulated" },
                         });
+                        live.record_message(id, &body);
                         live.deliver(&conversation.id, body);
                     }
                     AgentAction::Typing { agent, on } => {
@@ -459,10 +474,37 @@ async fn create_message(
             "sender": if message_type == "incoming" { json!({ "id": 1, "type": "contact" }) } else { json!({ "id": 99, "name": "API", "type": "user" }) },
             "conversation": live.conversation_json(id),
         });
+        live.record_message(id, &echo);
         live.deliver(&conversation.id, echo);
     }
     Json(json!({ "id": message_id, "content": content, "message_type": if message_type == "incoming" { 0 } else { 1 }, "private": private, "conversation_id": id }))
         .into_response()
+}
+
+/// The desk's message list: `after` gives the messages with greater ids, oldest first, at
+/// most 100; without it, the latest 20.
+async fn list_messages(
+    State(live): State<Arc<LiveAgent>>,
+    headers: HeaderMap,
+    Path((acc, id)): Path<(u64, u64)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(r) = authorized(&headers).and_then(|()| account(acc)) {
+        return *r;
+    }
+    let desk = lock(&live.desk);
+    if !desk.conversations.contains_key(&id) {
+        return (StatusCode::NOT_FOUND, Json(json!({ "error": "Resource could not be found" }))).into_response();
+    }
+    let all = desk.messages.get(&id).cloned().unwrap_or_default();
+    let listed: Vec<Value> = match query.get("after").and_then(|a| a.parse::<u64>().ok()) {
+        Some(after) => all.into_iter().filter(|m| m["id"].as_u64().is_some_and(|i| i > after)).take(100).collect(),
+        None => {
+            let skip = all.len().saturating_sub(20);
+            all.into_iter().skip(skip).collect()
+        }
+    };
+    Json(json!({ "meta": { "contact_last_seen_at": 0 }, "payload": listed })).into_response()
 }
 
 async fn toggle_status(

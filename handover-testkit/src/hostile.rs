@@ -151,15 +151,35 @@ pub fn fixtures(dir: &str) -> Vec<(String, Vec<u8>)> {
 }
 
 /// Runs `provider.webhook(request)` to completion on a small runtime of its own (proptest
-/// bodies are synchronous) and returns the status, checking that it is acceptable.
+/// bodies are synchronous) and returns the status, checking that it is acceptable and that
+/// nothing from the request reached a log line or the reply raw (see
+/// [`assert_no_raw_control_characters`]).
 pub fn webhook_status(
     runtime: &tokio::runtime::Runtime,
     provider: &dyn handover_core::Provider,
     request: handover_core::WebhookRequest,
 ) -> u16 {
+    let logs = crate::logs::capture();
+    let before = logs.len();
     let reply = runtime.block_on(provider.webhook(request));
     assert!(acceptable_status(reply.status), "status {} for hostile input", reply.status);
+    assert_no_raw_control_characters("the reply body", &String::from_utf8_lossy(&reply.body));
+    assert_no_raw_control_characters("the log", &logs.since(before));
     reply.status
+}
+
+/// Asserts that `text` (log lines, an error body) holds no control character but the line
+/// ends, and that every log line starts with its timestamp: a newline or an escape sequence
+/// from an unauthenticated request could forge a log line or reach the operator's terminal.
+pub fn assert_no_raw_control_characters(what: &str, text: &str) {
+    if let Some(c) = text.chars().find(|c| c.is_control() && *c != '\n') {
+        panic!("{what} holds a raw control character {c:?}: {text:?}");
+    }
+    if what == "the log" {
+        for line in text.lines().filter(|l| !l.is_empty()) {
+            assert!(line.starts_with(|c: char| c.is_ascii_digit()), "a forged log line: {line:?}");
+        }
+    }
 }
 
 /// A current-thread runtime for [`webhook_status`].

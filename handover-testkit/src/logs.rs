@@ -23,6 +23,22 @@ impl Write for Writer {
 }
 
 impl LogCapture {
+    /// How many bytes were logged so far (a mark for [`since`](Self::since)).
+    pub fn len(&self) -> usize {
+        self.buffer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+    }
+
+    /// Whether nothing was logged.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// What was logged after mark `from`.
+    pub fn since(&self, from: usize) -> String {
+        let buffer = self.buffer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        String::from_utf8_lossy(buffer.get(from..).unwrap_or_default()).into_owned()
+    }
+
     /// Everything logged so far.
     pub fn contents(&self) -> String {
         String::from_utf8_lossy(&self.buffer.lock().unwrap_or_else(std::sync::PoisonError::into_inner)).into_owned()

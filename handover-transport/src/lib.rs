@@ -2,6 +2,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
+pub mod config;
 pub mod dedup;
 pub mod events;
 pub mod http;

@@ -51,6 +51,24 @@ pub fn untrusted(value: &str) -> String {
     Untrusted(value).to_string()
 }
 
+/// A message built from untrusted input (a parser's error about a request body), with
+/// control characters escaped and at most 512 characters.
+pub fn sanitize(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(512));
+    for (n, c) in message.chars().enumerate() {
+        if n == 512 {
+            out.push('…');
+            break;
+        }
+        if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}') {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

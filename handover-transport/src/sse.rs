@@ -385,7 +385,11 @@ impl<C: SseConnect> SseStream<C> {
         let mut refreshed = false;
         if self.dropped {
             self.dropped = false;
-            let delay = self.parser.retry().unwrap_or_else(|| self.backoff.next_delay());
+            // A server's `retry:` hint counts, within what the policy would wait at most.
+            let delay = match self.parser.retry() {
+                Some(hint) => hint.min(self.backoff.policy().max_retry_after),
+                None => self.backoff.next_delay(),
+            };
             self.backoff.sleep(delay).await;
         }
         loop {

@@ -1,6 +1,16 @@
-//! UTC timestamps in the ISO-8601 form APIs expect, without a date-time dependency.
+//! UTC timestamps in the ISO-8601 form APIs expect, and deadlines that cannot overflow.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The farthest deadline [`deadline_after`] gives: a year away, later than anything a
+/// session waits for.
+const FAR: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The instant `duration` after `from`, capped a year away: a duration from config or
+/// from the network (an `expires_in`, a `retry:` hint) can never overflow an `Instant`.
+pub fn deadline_after(from: tokio::time::Instant, duration: Duration) -> tokio::time::Instant {
+    from + duration.min(FAR)
+}
 
 /// `2026-01-21T16:47:08.592Z` for `time` (millisecond precision, UTC).
 pub fn iso8601_millis(time: SystemTime) -> String {

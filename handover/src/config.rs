@@ -32,7 +32,9 @@ use serde::Deserialize;
 
 use crate::Registry;
 use crate::node::{Alternative, FlowContinuation, NodeConfig, QueueUpdates};
+use crate::registry::BuildOptions;
 use crate::registry::PROVIDERS;
+use handover_transport::push::PendingLimits;
 
 /// A loaded config file.
 #[derive(Clone, Debug)]
@@ -48,8 +50,8 @@ pub struct Config {
     pub user: EndUser,
     /// The bot transcript (from `[transcript] file`).
     pub transcript: Vec<TranscriptEntry>,
-    /// Where the CLI listens for webhooks.
-    pub webhook_listen: Option<SocketAddr>,
+    /// The `[webhook]` table: where the CLI listens for webhooks, and the limits.
+    pub webhook: Option<WebhookConfig>,
     /// The selected provider's table, with `*_env` keys resolved.
     pub provider_table: toml::Value,
 }
@@ -101,6 +103,108 @@ struct RawTranscript {
 #[serde(deny_unknown_fields)]
 struct RawWebhook {
     listen: SocketAddr,
+    header_timeout_ms: Option<u64>,
+    body_timeout_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
+    max_connections: Option<u64>,
+    max_body_bytes: Option<u64>,
+    max_buffered_bytes: Option<u64>,
+    pending_deliveries: Option<u64>,
+    pending_bytes: Option<u64>,
+    pending_secs: Option<u64>,
+}
+
+/// The `[webhook]` table (DESIGN.md §6): where push providers deliver, the listener's
+/// limits, and what is kept for sessions not started yet.
+///
+/// ```toml
+/// [webhook]
+/// listen = "127.0.0.1:8090"
+/// header_timeout_ms = 10000     # 100 to 600000
+/// body_timeout_ms = 30000       # 100 to 600000
+/// idle_timeout_ms = 60000       # 100 to 3600000
+/// max_connections = 4096        # 1 to 1000000
+/// max_body_bytes = 1048576      # 1024 to 67108864
+/// max_buffered_bytes = 67108864 # max_body_bytes to 17179869184
+/// pending_deliveries = 1000     # 0 to 1000000
+/// pending_bytes = 8388608       # 0 to 4294967296
+/// pending_secs = 120            # 1 to 3600
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WebhookConfig {
+    /// The address the CLI serves `POST /webhooks/<provider>` on.
+    pub listen: SocketAddr,
+    /// How long a client may take to send a request's headers.
+    pub header_timeout: Duration,
+    /// How long a client may take to send a request's body.
+    pub body_timeout: Duration,
+    /// How long a kept-alive connection may stay idle.
+    pub idle_timeout: Duration,
+    /// The most connections open at once (the longest idle is closed for a new one).
+    pub max_connections: usize,
+    /// The largest request body.
+    pub max_body_bytes: usize,
+    /// The most request-body bytes held at once, over all connections.
+    pub max_buffered_bytes: usize,
+    /// What is kept for conversations whose session has not registered yet.
+    pub pending: PendingLimits,
+}
+
+impl WebhookConfig {
+    /// The listener limits of this table.
+    #[cfg(feature = "webhook-router")]
+    pub fn listener_limits(&self) -> crate::webhook::ListenerLimits {
+        crate::webhook::ListenerLimits {
+            header_timeout: self.header_timeout,
+            body_timeout: self.body_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
+            max_body_bytes: self.max_body_bytes,
+            max_buffered_bytes: self.max_buffered_bytes,
+        }
+    }
+
+    fn from_raw(raw: RawWebhook) -> std::result::Result<Self, String> {
+        let defaults = PendingLimits::default();
+        let check = |key: &str, value: Option<u64>, default: u64, min: u64, max: u64| {
+            let value = value.unwrap_or(default);
+            if (min..=max).contains(&value) {
+                Ok(value)
+            } else {
+                Err(format!("[webhook] `{key}` is {value}; it must be {min} to {max}"))
+            }
+        };
+        let ms = |key: &str, value, default, max| check(key, value, default, 100, max).map(Duration::from_millis);
+        let size = |value: u64| usize::try_from(value).unwrap_or(usize::MAX);
+        let max_body_bytes = check("max_body_bytes", raw.max_body_bytes, 1024 * 1024, 1024, 64 * 1024 * 1024)?;
+        Ok(Self {
+            listen: raw.listen,
+            header_timeout: ms("header_timeout_ms", raw.header_timeout_ms, 10_000, 600_000)?,
+            body_timeout: ms("body_timeout_ms", raw.body_timeout_ms, 30_000, 600_000)?,
+            idle_timeout: ms("idle_timeout_ms", raw.idle_timeout_ms, 60_000, 3_600_000)?,
+            max_connections: size(check("max_connections", raw.max_connections, 4096, 1, 1_000_000)?),
+            max_body_bytes: size(max_body_bytes),
+            max_buffered_bytes: size(check(
+                "max_buffered_bytes",
+                raw.max_buffered_bytes,
+                (64 * 1024 * 1024).max(max_body_bytes),
+                max_body_bytes,
+                16 * 1024 * 1024 * 1024,
+            )?),
+            pending: PendingLimits::new(
+                size(check(
+                    "pending_deliveries",
+                    raw.pending_deliveries,
+                    defaults.max_deliveries as u64,
+                    0,
+                    1_000_000,
+                )?),
+                size(check("pending_bytes", raw.pending_bytes, defaults.max_bytes as u64, 0, 4 * 1024 * 1024 * 1024)?),
+                Duration::from_secs(check("pending_secs", raw.pending_secs, defaults.max_age.as_secs(), 1, 3600)?),
+            ),
+        })
+    }
 }
 
 /// The queue keys the node reads from the selected provider's table (Live Agent's node
@@ -190,9 +294,8 @@ impl Config {
                 queue_table.insert(key.to_owned(), value.clone());
             }
         }
-        let queue: RawQueue = toml::Value::Table(queue_table)
-            .try_into()
-            .map_err(|e: toml::de::Error| fail(format!("[{provider}]: {}", e.message().trim())))?;
+        let queue: RawQueue = deserialize_table(&provider, toml::Value::Table(queue_table)).map_err(&fail)?;
+        check_queue(&provider, &queue).map_err(&fail)?;
         let mut provider_table = provider_table;
         if provider != "liveagent" {
             for key in QUEUE_KEYS {
@@ -237,7 +340,7 @@ impl Config {
             node,
             user,
             transcript,
-            webhook_listen: webhook.map(|w| w.listen),
+            webhook: webhook.map(WebhookConfig::from_raw).transpose().map_err(fail)?,
             provider_table: toml::Value::Table(provider_table),
         })
     }
@@ -249,7 +352,11 @@ impl Config {
 
     /// Builds the selected provider.
     pub fn build_provider(&self, registry: &Registry) -> Result<Arc<dyn Provider>> {
-        registry.build(&self.provider, self.provider_table.clone()).map_err(|e| {
+        let mut options = BuildOptions::default();
+        if let Some(webhook) = &self.webhook {
+            options.pending = webhook.pending;
+        }
+        registry.build_with(&self.provider, self.provider_table.clone(), &options).map_err(|e| {
             Error::config(self.provider.clone(), format!("{}: {}", self.path.display(), e.message())).with_source(e)
         })
     }
@@ -260,9 +367,34 @@ fn section<T: serde::de::DeserializeOwned>(
     name: &str,
     fail: &dyn Fn(String) -> Error,
 ) -> Result<Option<T>> {
-    root.remove(name)
-        .map(|value| value.try_into().map_err(|e: toml::de::Error| fail(format!("[{name}]: {}", e.message().trim()))))
-        .transpose()
+    root.remove(name).map(|value| deserialize_table(name, value).map_err(fail)).transpose()
+}
+
+/// Deserializes table `[name]`; the error names the table and the key at fault.
+pub(crate) fn deserialize_table<T: serde::de::DeserializeOwned>(
+    name: &str,
+    value: toml::Value,
+) -> std::result::Result<T, String> {
+    serde_path_to_error::deserialize(value).map_err(|e: serde_path_to_error::Error<toml::de::Error>| {
+        let message = e.inner().message().trim().to_owned();
+        match e.path().to_string().as_str() {
+            "." | "" => format!("[{name}] {message}"),
+            path => format!("[{name}] `{path}`: {message}"),
+        }
+    })
+}
+
+/// The node's queue keys must run as loaded: intervals of 1 s to a day, waits up to a week.
+fn check_queue(provider: &str, raw: &RawQueue) -> std::result::Result<(), String> {
+    let check = |key: &str, value: Option<u64>, min: u64, max: u64| match value {
+        Some(value) if !(min..=max).contains(&value) => {
+            Err(format!("[{provider}] `{key}` is {value}; it must be {min} to {max}"))
+        }
+        _ => Ok(()),
+    };
+    check("queue_update_interval", raw.queue_update_interval, 1, 86_400)?;
+    check("wait_time_update_interval", raw.wait_time_update_interval, 1, 86_400)?;
+    check("max_estimated_wait_time_ms", raw.max_estimated_wait_time_ms, 0, 7 * 24 * 3600 * 1000)
 }
 
 fn queue_updates(raw: RawQueue) -> QueueUpdates {

@@ -13,7 +13,7 @@ pub use handover_core::*;
 /// Cancels a running handover ([`node::Node::run`]'s `shutdown`).
 pub use handover_transport::CancellationToken;
 
-pub use crate::registry::{Builder, PROVIDERS, Registry, provider_config};
+pub use crate::registry::{BuildOptions, Builder, PROVIDERS, Registry, provider_config};
 
 /// 8x8 Contact Center through the Chat Gateway v1 (feature `8x8`).
 #[cfg(feature = "8x8")]

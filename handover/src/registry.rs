@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use handover_core::{Error, Provider, Result};
+use handover_transport::push::PendingLimits;
 
 /// Every provider of the workspace: config name and the `handover` feature that enables it.
 pub const PROVIDERS: [(&str, &str); 6] = [
@@ -16,7 +17,16 @@ pub const PROVIDERS: [(&str, &str); 6] = [
 ];
 
 /// Builds a provider from its (already `*_env`-resolved) config table.
-pub type Builder = fn(toml::Value) -> Result<Arc<dyn Provider>>;
+pub type Builder = fn(toml::Value, &BuildOptions) -> Result<Arc<dyn Provider>>;
+
+/// What a provider is built with besides its own table.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BuildOptions {
+    /// For push providers: the webhook deliveries kept for sessions not registered yet
+    /// (the `[webhook]` table's `pending_*` keys).
+    pub pending: PendingLimits,
+}
 
 /// The providers compiled into this build.
 ///
@@ -39,11 +49,10 @@ impl std::fmt::Debug for Registry {
     }
 }
 
-/// Deserializes a provider's config table, naming the provider in errors.
+/// Deserializes a provider's config table; errors name the table and the key
+/// (`[genesys] \`priority\`: invalid type: string "high", expected i64`).
 pub fn provider_config<T: serde::de::DeserializeOwned>(provider: &'static str, table: toml::Value) -> Result<T> {
-    table
-        .try_into()
-        .map_err(|e: toml::de::Error| Error::config(provider, format!("[{provider}]: {}", e.message().trim())))
+    crate::config::deserialize_table(provider, table).map_err(|message| Error::config(provider, message))
 }
 
 impl Registry {
@@ -52,32 +61,32 @@ impl Registry {
         #[allow(unused_mut)]
         let mut registry = Self::empty();
         #[cfg(feature = "8x8")]
-        registry.register("8x8", |table| {
+        registry.register("8x8", |table, options| {
             let config = provider_config::<provider_8x8::EightByEightConfig>("8x8", table)?;
-            Ok(Arc::new(provider_8x8::EightByEightProvider::new(config)?))
+            Ok(Arc::new(provider_8x8::EightByEightProvider::new(config)?.with_pending_limits(options.pending)))
         });
         #[cfg(feature = "genesys")]
-        registry.register("genesys", |table| {
+        registry.register("genesys", |table, options| {
             let config = provider_config::<provider_genesys::GenesysConfig>("genesys", table)?;
-            Ok(Arc::new(provider_genesys::GenesysProvider::new(config)?))
+            Ok(Arc::new(provider_genesys::GenesysProvider::new(config)?.with_pending_limits(options.pending)))
         });
         #[cfg(feature = "liveagent")]
-        registry.register("liveagent", |table| {
+        registry.register("liveagent", |table, options| {
             let config = provider_config::<provider_liveagent::LiveAgentConfig>("liveagent", table)?;
-            Ok(Arc::new(provider_liveagent::LiveAgentProvider::new(config)?))
+            Ok(Arc::new(provider_liveagent::LiveAgentProvider::new(config)?.with_pending_limits(options.pending)))
         });
         #[cfg(feature = "miaw")]
-        registry.register("miaw", |table| {
+        registry.register("miaw", |table, _| {
             let config = provider_config::<provider_miaw::MiawConfig>("miaw", table)?;
             Ok(Arc::new(provider_miaw::MiawProvider::new(config)?))
         });
         #[cfg(feature = "ringcentral")]
-        registry.register("ringcentral", |table| {
+        registry.register("ringcentral", |table, options| {
             let config = provider_config::<provider_ringcentral::RingCentralConfig>("ringcentral", table)?;
-            Ok(Arc::new(provider_ringcentral::RingCentralProvider::new(config)?))
+            Ok(Arc::new(provider_ringcentral::RingCentralProvider::new(config)?.with_pending_limits(options.pending)))
         });
         #[cfg(feature = "salesforce")]
-        registry.register("salesforce", |table| {
+        registry.register("salesforce", |table, _| {
             let config = provider_config::<provider_salesforce::SalesforceConfig>("salesforce", table)?;
             Ok(Arc::new(provider_salesforce::SalesforceProvider::new(config)?))
         });
@@ -105,10 +114,15 @@ impl Registry {
         self.builders.contains_key(name)
     }
 
-    /// Builds provider `name` from its config table.
+    /// Builds provider `name` from its config table, with default [`BuildOptions`].
     pub fn build(&self, name: &str, table: toml::Value) -> Result<Arc<dyn Provider>> {
+        self.build_with(name, table, &BuildOptions::default())
+    }
+
+    /// Builds provider `name` from its config table with `options`.
+    pub fn build_with(&self, name: &str, table: toml::Value, options: &BuildOptions) -> Result<Arc<dyn Provider>> {
         if let Some(builder) = self.builders.get(name) {
-            return builder(table);
+            return builder(table, options);
         }
         let enabled = self.enabled_providers();
         let enabled = if enabled.is_empty() { "none".to_owned() } else { enabled.join(", ") };

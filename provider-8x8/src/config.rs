@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use handover_transport::config::{MAX_SECS, in_range};
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -53,9 +54,23 @@ pub struct EightByEightConfig {
     /// seconds: older deliveries are replays and refused.
     #[serde(default = "default_replay_window")]
     pub webhook_replay_window_secs: u64,
+    /// The signing key ids (`kid`) 8x8 uses for this tenant. When set, only these keys
+    /// are ever fetched, and a delivery signed with any other is refused without a
+    /// request to 8x8. When empty, a new well-formed key id may be fetched, at most
+    /// `key_fetches_per_minute` times a minute over all deliveries.
+    #[serde(default)]
+    pub webhook_key_ids: Vec<String>,
+    /// Fetches of signing keys not seen before, per minute, when `webhook_key_ids` is
+    /// empty (1 to 600, default 6): forged deliveries cannot make us call 8x8 at their rate.
+    #[serde(default = "default_key_fetches")]
+    pub key_fetches_per_minute: u32,
     /// Allow plain `http://` to a non-loopback host.
     #[serde(default)]
     pub allow_insecure_http: bool,
+}
+
+fn default_key_fetches() -> u32 {
+    6
 }
 
 fn default_base_url() -> String {
@@ -72,6 +87,20 @@ fn default_replay_window() -> u64 {
 }
 
 impl EightByEightConfig {
+    /// Checks every numeric key against its range (values that load must also run).
+    pub(crate) fn validate(&self) -> handover_core::Result<()> {
+        in_range(crate::NAME, "transfer_grace_ms", self.transfer_grace_ms, 0, MAX_SECS * 1000)?;
+        in_range(crate::NAME, "webhook_replay_window_secs", self.webhook_replay_window_secs, 1, MAX_SECS)?;
+        in_range(crate::NAME, "key_fetches_per_minute", u64::from(self.key_fetches_per_minute), 1, 600)?;
+        if let Some(kid) = self.webhook_key_ids.iter().find(|kid| !crate::jws::is_key_id(kid)) {
+            return Err(handover_core::Error::config(
+                crate::NAME,
+                format!("[8x8] `webhook_key_ids` holds `{kid}`, which is not a key id (1 to 64 of A-Z a-z 0-9 _ -)"),
+            ));
+        }
+        Ok(())
+    }
+
     /// A configuration for `channel_id` with `api_key` against the default host.
     pub fn new(api_key: impl Into<String>, channel_id: impl Into<String>) -> Self {
         Self {
@@ -86,6 +115,8 @@ impl EightByEightConfig {
             leave_after_agent: true,
             transfer_grace_ms: default_transfer_grace_ms(),
             webhook_replay_window_secs: default_replay_window(),
+            webhook_key_ids: Vec::new(),
+            key_fetches_per_minute: default_key_fetches(),
             allow_insecure_http: false,
         }
     }

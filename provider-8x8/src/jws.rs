@@ -100,11 +100,12 @@ impl DetachedJws {
             .map_err(|_| JwsError::Malformed("the protected header is not JSON".into()))?;
         let alg = header["alg"].as_str().unwrap_or_default();
         if alg != "RS256" {
-            return Err(JwsError::UnsupportedAlgorithm(alg.to_owned()));
+            // From an unauthenticated request: shown escaped, never raw.
+            return Err(JwsError::UnsupportedAlgorithm(handover_transport::log::untrusted(alg)));
         }
         let kid = header["kid"]
             .as_str()
-            .filter(|k| !k.is_empty() && k.len() <= 256)
+            .filter(|k| is_key_id(k))
             .ok_or_else(|| JwsError::Malformed("the protected header has no usable kid".into()))?;
         let unencoded = header["b64"] == false;
         if unencoded && !header["crit"].as_array().is_some_and(|c| c.iter().any(|x| x == "b64")) {
@@ -132,6 +133,13 @@ impl DetachedJws {
             Err(_) => Err(JwsError::Malformed("the signature is not base64url".into())),
         }
     }
+}
+
+/// Whether `kid` looks like a key id: 1 to 64 characters of `A-Z a-z 0-9 _ -` (the
+/// documented examples are `key1` and 22-character base64url ids). Anything else is
+/// refused before it reaches a log line or a URL.
+pub fn is_key_id(kid: &str) -> bool {
+    (1..=64).contains(&kid.len()) && kid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// The CRC32 (IEEE, as `java.util.zip.CRC32`) of the raw body.
@@ -202,21 +210,67 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Public keys by `kid`, fetched once. Unknown ids are remembered for a minute so forged
-/// deliveries cannot make every request fetch a key.
-#[derive(Default)]
+/// Public keys by `kid`, fetched once, and only for key ids there is reason to expect: the
+/// configured ones, or (with none configured) new ids within a global budget of fetches.
+/// Unknown ids are remembered for a minute. Whatever a forged delivery names, it costs at
+/// most the budget in requests to 8x8, and a refused id costs none.
 pub(crate) struct KeyCache {
     keys: Mutex<HashMap<String, DecodingKey>>,
     unknown: Mutex<HashMap<String, Instant>>,
+    /// The configured key ids; empty: any well-formed id within the budget.
+    expected: Vec<String>,
+    budget: Mutex<Budget>,
+}
+
+/// A token bucket: `per_minute` fetches a minute, at most `per_minute` at once.
+struct Budget {
+    per_minute: u32,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Budget {
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let rate = f64::from(self.per_minute) / 60.0;
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * rate).min(f64::from(self.per_minute));
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 impl KeyCache {
+    /// A cache that fetches only `expected` key ids (any well-formed one when empty), and
+    /// new ones at most `per_minute` times a minute.
+    pub(crate) fn new(expected: Vec<String>, per_minute: u32) -> Self {
+        let per_minute = per_minute.max(1);
+        Self {
+            keys: Mutex::default(),
+            unknown: Mutex::default(),
+            expected,
+            budget: Mutex::new(Budget { per_minute, tokens: f64::from(per_minute), at: Instant::now() }),
+        }
+    }
+
     pub(crate) async fn get(&self, kid: &str, client: &Client) -> Result<DecodingKey, JwsError> {
         if let Some(key) = lock(&self.keys).get(kid) {
             return Ok(key.clone());
         }
+        if !self.expected.is_empty() && !self.expected.iter().any(|k| k == kid) {
+            return Err(JwsError::UnknownKey(kid.to_owned()));
+        }
         if lock(&self.unknown).get(kid).is_some_and(|at| at.elapsed() < UNKNOWN_KEY_TTL) {
             return Err(JwsError::UnknownKey(kid.to_owned()));
+        }
+        if self.expected.is_empty() && !lock(&self.budget).take() {
+            return Err(JwsError::KeyUnavailable(
+                "too many signing keys not seen before; not fetched now (set `webhook_key_ids`)".to_owned(),
+            ));
         }
         let jwk = match client.jwk(kid).await {
             Ok(jwk) => jwk,

@@ -64,11 +64,13 @@ impl EightByEightProvider {
     /// Checks `config` and builds the provider (no I/O).
     pub fn new(config: EightByEightConfig) -> Result<Self> {
         let client = Client::new(&config)?;
+        config.validate()?;
+        let keys = KeyCache::new(config.webhook_key_ids.clone(), config.key_fetches_per_minute);
         Ok(Self {
             info: ProviderInfo::new(NAME, "8x8 Contact Center", capabilities()),
             config: Arc::new(config),
             client: Arc::new(client),
-            keys: KeyCache::default(),
+            keys,
             router: Arc::default(),
             capacity: events::DEFAULT_CAPACITY,
         })

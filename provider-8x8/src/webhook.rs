@@ -60,8 +60,13 @@ fn agent(id: Option<&str>, name: Option<&str>) -> Agent {
 
 /// Reads an event body (already verified).
 pub fn parse(body: &[u8]) -> Result<Parsed> {
-    let json: Value = serde_json::from_slice(body)
-        .map_err(|e| Error::protocol(NAME, "read webhook", format!("the body is not an 8x8 event: {e}")))?;
+    let json: Value = serde_json::from_slice(body).map_err(|e| {
+        Error::protocol(
+            NAME,
+            "read webhook",
+            format!("the body is not an 8x8 event: {}", handover_transport::log::sanitize(&e.to_string())),
+        )
+    })?;
     let Some(event) = json["eventType"].as_str() else {
         return Err(Error::protocol(NAME, "read webhook", "the event has no eventType"));
     };

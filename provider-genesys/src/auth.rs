@@ -126,7 +126,8 @@ impl TokenCache {
         let body: TokenResponse = http::read_json(NAME, op, response).await?;
         let lifetime = Duration::from_secs(body.expires_in.unwrap_or(3600));
         let token = SecretString::from(body.access_token);
-        let cached = Cached { token: token.clone(), expires_at: Instant::now() + lifetime.saturating_sub(MARGIN) };
+        let expires_at = handover_transport::time::deadline_after(Instant::now(), lifetime.saturating_sub(MARGIN));
+        let cached = Cached { token: token.clone(), expires_at };
         *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(cached);
         Ok(token)
     }

@@ -9,6 +9,7 @@ use handover_core::{Error, Result};
 use handover_transport::http;
 
 use crate::NAME;
+use handover_transport::config::in_range;
 
 /// Region keys of the Genesys SDKs and their environment domains (§1.1).
 pub const REGIONS: [(&str, &str); 18] = [
@@ -136,6 +137,14 @@ fn default_end_drain_ms() -> u64 {
 }
 
 impl GenesysConfig {
+    /// Checks every numeric key against its range (values that load must also run).
+    pub(crate) fn validate(&self) -> Result<()> {
+        in_range(NAME, "transfer_grace_ms", self.transfer_grace_ms, 0, 600_000)?;
+        in_range(NAME, "end_drain_ms", self.end_drain_ms, 0, 600_000)?;
+        in_range(NAME, "conversations_per_channel", self.conversations_per_channel as u64, 1, 333)?;
+        Ok(())
+    }
+
     /// A configuration for `region` with the given credentials and integration.
     pub fn new(
         region: impl Into<String>,

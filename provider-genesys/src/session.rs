@@ -98,15 +98,8 @@ impl GenesysProvider {
                 return Err(Error::config(NAME, format!("[genesys] `{key}` must not be empty")));
             }
         }
-        if !(1..=333).contains(&config.conversations_per_channel) {
-            return Err(Error::config(
-                NAME,
-                format!(
-                    "[genesys] `conversations_per_channel` is {}; it must be 1 to 333 (a notification channel holds 1000 topics, three per conversation)",
-                    config.conversations_per_channel
-                ),
-            ));
-        }
+        // A notification channel holds 1000 topics, three per conversation: at most 333.
+        config.validate()?;
         if config.webhook_secret.expose_secret().is_empty() {
             return Err(Error::config(NAME, "[genesys] `webhook_secret` must not be empty: webhooks are verified"));
         }

@@ -145,8 +145,13 @@ impl Outbound {
 
 /// Parses a delivery's body.
 pub fn parse(body: &[u8]) -> Result<Outbound> {
-    serde_json::from_slice(body)
-        .map_err(|e| Error::protocol(NAME, "read webhook", format!("the body is not an outbound open message: {e}")))
+    serde_json::from_slice(body).map_err(|e| {
+        Error::protocol(
+            NAME,
+            "read webhook",
+            format!("the body is not an outbound open message: {}", handover_transport::log::sanitize(&e.to_string())),
+        )
+    })
 }
 
 #[cfg(test)]

@@ -271,6 +271,23 @@ impl Client {
         .await
     }
 
+    /// The conversation's messages with ids above `after`, oldest first, at most 100 (the
+    /// desk's `MessageFinder`: `after` lists `id > after` in creation order).
+    pub(crate) async fn messages_after(&self, conversation: u64, after: u64) -> Result<Vec<Value>> {
+        let query = [("after", after.to_string())];
+        let listed = self
+            .call(
+                "list messages",
+                Idempotency::Idempotent,
+                Method::GET,
+                &format!("/conversations/{conversation}/messages"),
+                None,
+                &query,
+            )
+            .await?;
+        Ok(listed["payload"].as_array().cloned().unwrap_or_default())
+    }
+
     /// Open, unassigned conversations of the inbox (§7.1: the queue is computed from them).
     pub(crate) async fn unassigned(&self, page: u32) -> Result<Vec<Value>> {
         let query = [

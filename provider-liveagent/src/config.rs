@@ -1,5 +1,6 @@
 //! The `[liveagent]` config table (`protocols/liveagent-chatwoot.md` §1, §7).
 
+use handover_transport::config::{MAX_SECS, in_range};
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
@@ -106,6 +107,18 @@ fn id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
 }
 
 impl LiveAgentConfig {
+    /// Checks every numeric key against its range (values that load must also run).
+    pub(crate) fn validate(&self) -> handover_core::Result<()> {
+        in_range(crate::NAME, "queue_update_interval", self.queue_update_interval, 1, 86_400)?;
+        in_range(crate::NAME, "wait_time_update_interval", self.wait_time_update_interval, 1, 86_400)?;
+        in_range(crate::NAME, "wait_per_position_secs", self.wait_per_position_secs, 0, 86_400)?;
+        in_range(crate::NAME, "webhook_replay_window_secs", self.webhook_replay_window_secs, 1, MAX_SECS)?;
+        if let Some(ms) = self.max_estimated_wait_time_ms {
+            in_range(crate::NAME, "max_estimated_wait_time_ms", ms, 0, MAX_SECS * 1000)?;
+        }
+        Ok(())
+    }
+
     /// A configuration for `account_id` / `inbox_id` with the given token.
     pub fn new(
         base_url: impl Into<String>,

@@ -59,6 +59,7 @@ pub fn capabilities() -> Capabilities {
 impl LiveAgentProvider {
     /// Checks `config` and builds the provider (no I/O).
     pub fn new(config: LiveAgentConfig) -> Result<Self> {
+        config.validate()?;
         let client = Client::new(&config)?;
         let auth = match (&config.webhook_secret, &config.webhook_token, config.allow_unsigned_webhooks) {
             (Some(secret), _, _) => Auth::Signature {
@@ -172,6 +173,9 @@ struct State {
     /// An agent wrote or is assigned: queue reports stop.
     served: bool,
     own_messages: Vec<u64>,
+    /// The highest message id handled: a resumed session reads the messages after it.
+    #[serde(default)]
+    last_message: u64,
     /// The keys of every delivery this session handled (signed message ids or body
     /// digests), so a replay is dropped for as long as the session lives.
     #[serde(default)]
@@ -186,6 +190,7 @@ impl Default for State {
             agent: None,
             served: false,
             own_messages: Vec::new(),
+            last_message: 0,
             seen: DedupSet::unbounded(),
             end: EndState::default(),
         }
@@ -309,18 +314,11 @@ impl Task {
                     None => Flow::Continue,
                 },
                 item = self.link.recv() => match item {
-                    Some(Item { key, delivery }) => {
-                        if lock(&self.inner.state).seen.insert(&key) {
-                            self.on_delivery(delivery).await
-                        } else {
-                            tracing::debug!("dropping a replayed delivery");
-                            Flow::Continue
-                        }
-                    }
+                    Some(item) => self.on_item(item).await,
                     None => Flow::Stop,
                 },
                 () = sleep_until(next_check.filter(|_| !served)) => {
-                    next_check = interval.map(|i| tokio::time::Instant::now() + i);
+                    next_check = interval.map(|i| handover_transport::time::deadline_after(tokio::time::Instant::now(), i));
                     self.report_queue().await
                 }
             };
@@ -372,14 +370,27 @@ impl Task {
         let config = &self.inner.config;
         let estimated_wait = config
             .get_estimated_wait_time
-            .then(|| Duration::from_secs(u64::from(position) * config.wait_per_position_secs));
+            .then(|| Duration::from_secs(u64::from(position).saturating_mul(config.wait_per_position_secs)));
         let position = config.get_queue_position.then_some(position);
         self.emit(Event::Queued { position, estimated_wait }).await
+    }
+
+    /// A delivery from the webhook or the message list, once per signed key.
+    async fn on_item(&mut self, Item { key, delivery }: Item) -> Flow {
+        if !lock(&self.inner.state).seen.insert(&key) {
+            tracing::debug!("dropping a replayed delivery");
+            return Flow::Continue;
+        }
+        self.on_delivery(delivery).await
     }
 
     async fn on_delivery(&mut self, delivery: Delivery) -> Flow {
         match delivery {
             Delivery::AgentMessage { id, text, agent } => {
+                {
+                    let mut state = lock(&self.inner.state);
+                    state.last_message = state.last_message.max(id);
+                }
                 if lock(&self.inner.state).own_messages.contains(&id) {
                     return Flow::Continue;
                 }
@@ -424,8 +435,12 @@ impl Task {
         }
     }
 
-    /// After a resume: the conversation may have been resolved or assigned meanwhile.
+    /// After a resume: messages the agent wrote while no session was attached (the desk
+    /// sends each webhook once, §5.4), then the assignment and the status.
     async fn resync(&mut self) -> Flow {
+        if self.backfill().await == Flow::Stop {
+            return Flow::Stop;
+        }
         let conversation = match self.inner.client.conversation(self.inner.conversation).await {
             Ok(conversation) => conversation,
             Err(error) => {
@@ -447,6 +462,43 @@ impl Task {
             }
         }
         Flow::Continue
+    }
+}
+
+impl Task {
+    /// Reads the conversation's messages after the last one handled, page by page, and
+    /// handles the agent's as if delivered (each once: the keys are the webhook's).
+    async fn backfill(&mut self) -> Flow {
+        loop {
+            let after = lock(&self.inner.state).last_message;
+            let messages = match self.inner.client.messages_after(self.inner.conversation, after).await {
+                Ok(messages) => messages,
+                Err(error) => {
+                    tracing::warn!(%error, "could not read the messages written while the session was away");
+                    return Flow::Continue;
+                }
+            };
+            let mut newest = after;
+            for message in &messages {
+                let Some(id) = message["id"].as_u64() else { continue };
+                newest = newest.max(id);
+                let delivery = webhook::message(message);
+                if matches!(delivery, Delivery::Ignore(_)) {
+                    continue;
+                }
+                if self.on_item(Item { key: format!("message:{id}"), delivery }).await == Flow::Stop {
+                    return Flow::Stop;
+                }
+            }
+            {
+                let mut state = lock(&self.inner.state);
+                state.last_message = state.last_message.max(newest);
+            }
+            // A full page may have more behind it; anything else is the end.
+            if messages.len() < 100 || newest == after {
+                return Flow::Continue;
+            }
+        }
     }
 }
 

@@ -109,8 +109,13 @@ fn agent_of(user: &Value) -> Agent {
 
 /// Reads a delivery's body.
 pub fn parse(body: &[u8]) -> Result<Parsed> {
-    let json: Value = serde_json::from_slice(body)
-        .map_err(|e| Error::protocol(NAME, "read webhook", format!("the body is not a webhook payload: {e}")))?;
+    let json: Value = serde_json::from_slice(body).map_err(|e| {
+        Error::protocol(
+            NAME,
+            "read webhook",
+            format!("the body is not a webhook payload: {}", handover_transport::log::sanitize(&e.to_string())),
+        )
+    })?;
     if !json.is_object() {
         return Err(Error::protocol(NAME, "read webhook", "the body is not a JSON object"));
     }
@@ -146,7 +151,8 @@ fn status(status: Option<&str>) -> Delivery {
     }
 }
 
-fn message(json: &Value) -> Delivery {
+/// What a message (from a `message_created` delivery or the message list) means.
+pub(crate) fn message(json: &Value) -> Delivery {
     // §8.1-8.2: only public outgoing messages of human agents reach the user.
     if json["message_type"] != "outgoing" && json["message_type"] != 1 {
         return Delivery::Ignore("not an outgoing message");

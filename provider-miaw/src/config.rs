@@ -1,5 +1,6 @@
 //! The `[miaw]` config table.
 
+use handover_transport::config::{MAX_SECS, in_range};
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -86,6 +87,12 @@ pub enum IdentityAlgorithm {
 }
 
 impl MiawConfig {
+    /// Checks every numeric key against its range (values that load must also run).
+    pub(crate) fn validate(&self) -> handover_core::Result<()> {
+        in_range(crate::NAME, "identity_ttl_secs", self.identity_ttl_secs, 60, MAX_SECS)?;
+        Ok(())
+    }
+
     /// A guest-user configuration.
     pub fn new(scrt_url: impl Into<String>, org_id: impl Into<String>, es_developer_name: impl Into<String>) -> Self {
         Self {

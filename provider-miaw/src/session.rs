@@ -51,6 +51,7 @@ pub struct MiawProvider {
 impl MiawProvider {
     /// Checks `config` and builds the provider (no I/O).
     pub fn new(config: MiawConfig) -> Result<Self> {
+        config.validate()?;
         let identity = Identity::from_config(&config)?;
         let client = Client::new(&config, RetryPolicy::default())?;
         Ok(Self {

@@ -1,5 +1,6 @@
 //! The `[ringcentral]` config table (`protocols/ringcentral-engage.md` §1).
 
+use handover_transport::config::{MAX_SECS, in_range};
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer};
 
@@ -130,6 +131,14 @@ fn default_replay_window() -> u64 {
 }
 
 impl RingCentralConfig {
+    /// Checks every numeric key against its range (values that load must also run).
+    pub(crate) fn validate(&self) -> handover_core::Result<()> {
+        in_range(crate::NAME, "thread_lookup_timeout_secs", self.thread_lookup_timeout_secs, 0, 3600)?;
+        in_range(crate::NAME, "end_drain_ms", self.end_drain_ms, 0, 600_000)?;
+        in_range(crate::NAME, "webhook_replay_window_secs", self.webhook_replay_window_secs, 1, MAX_SECS)?;
+        Ok(())
+    }
+
     /// A configuration for `domain` and `source_id`, with the two tokens and the agent
     /// category.
     pub fn new(

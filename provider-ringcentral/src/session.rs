@@ -77,6 +77,7 @@ enum Delivery {
 impl RingCentralProvider {
     /// Checks `config` and builds the provider (no I/O).
     pub fn new(config: RingCentralConfig) -> Result<Self> {
+        config.validate()?;
         let client = Client::new(&config)?;
         if config.webhook_secret.is_none() && !config.allow_unsigned_webhooks {
             return Err(Error::config(

@@ -109,8 +109,13 @@ pub fn check_time(body: &[u8], window: Duration, now: std::time::SystemTime) -> 
 
 /// Reads a callback body (already verified).
 pub fn parse_callback(body: &[u8]) -> Result<Callback> {
-    let json: Value = serde_json::from_slice(body)
-        .map_err(|e| Error::protocol(NAME, "read callback", format!("the body is not a Source SDK request: {e}")))?;
+    let json: Value = serde_json::from_slice(body).map_err(|e| {
+        Error::protocol(
+            NAME,
+            "read callback",
+            format!("the body is not a Source SDK request: {}", handover_transport::log::sanitize(&e.to_string())),
+        )
+    })?;
     let Some(action) = json["action"].as_str() else {
         return Err(Error::protocol(NAME, "read callback", "the request has no action"));
     };
@@ -188,8 +193,13 @@ pub struct EngageEvent {
 
 /// A REST webhook delivery: `{id, domain_id, events: [...]}`.
 pub fn parse_events(body: &[u8]) -> Result<Vec<EngageEvent>> {
-    let json: Value = serde_json::from_slice(body)
-        .map_err(|e| Error::protocol(NAME, "read webhook", format!("the body is not an Engage webhook: {e}")))?;
+    let json: Value = serde_json::from_slice(body).map_err(|e| {
+        Error::protocol(
+            NAME,
+            "read webhook",
+            format!("the body is not an Engage webhook: {}", handover_transport::log::sanitize(&e.to_string())),
+        )
+    })?;
     let Some(events) = json["events"].as_array() else {
         return Err(Error::protocol(NAME, "read webhook", "the delivery has no events list"));
     };

@@ -33,9 +33,24 @@ impl Proc {
     }
 
     pub fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(BIN)
+        Self::spawn_command(Command::new(BIN).args(args).envs(env.iter().copied()))
+    }
+
+    /// Runs the binary with the soft open-file limit lowered to `limit` (through
+    /// `sh -c 'ulimit -Sn …; exec …'`), as a service manager's default would leave it.
+    pub fn spawn_with_open_file_limit(args: &[&str], env: &[(&str, &str)], limit: u64) -> Self {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -Sn {limit} && exec \"$0\" \"$@\""))
+            .arg(BIN)
             .args(args)
-            .envs(env.iter().copied())
+            .envs(env.iter().copied());
+        Self::spawn_command(&mut command)
+    }
+
+    fn spawn_command(command: &mut Command) -> Self {
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -28,7 +28,7 @@ impl Track {
     /// When the pending value is due; `Some(None)` means at once (nothing sent yet).
     fn due_at(&self) -> Option<Option<Instant>> {
         self.pending?;
-        Some(self.sent_at.map(|at| at + self.interval))
+        Some(self.sent_at.map(|at| handover_transport::time::deadline_after(at, self.interval)))
     }
 
     fn take_if_due(&mut self, now: Instant) -> Option<u64> {

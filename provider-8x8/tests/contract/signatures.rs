@@ -186,3 +186,71 @@ async fn a_replay_outside_the_window_is_refused() {
     assert_eq!(reply.status, 401);
     assert!(String::from_utf8_lossy(&reply.body).contains("a replay"), "{}", String::from_utf8_lossy(&reply.body));
 }
+
+/// A forged signature header naming key `kid` with algorithm `alg`.
+fn forged(kid: &str, alg: &str) -> WebhookRequest {
+    use base64::Engine as _;
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(json!({ "alg": alg, "kid": kid, "b64": false, "crit": ["b64"] }).to_string());
+    let mut request = signed(VERIFY_BODY, &meta());
+    request.headers.retain(|(name, _)| name != jws::SIGNATURE_HEADER);
+    request.with_header(jws::SIGNATURE_HEADER, format!("{header}..c2lnbmF0dXJl"))
+}
+
+#[tokio::test]
+async fn forged_key_ids_cost_at_most_the_fetch_budget_in_requests_to_8x8() {
+    let server = server().await;
+    Mock::given(method("GET"))
+        .and(wiremock::matchers::path_regex("^/chat-gateway/v1/jwk/forged-[0-9]+/public$"))
+        .respond_with(ResponseTemplate::new(404).set_body_json(json!({ "message": "not found" })))
+        .named("forged keys")
+        .mount(&server)
+        .await;
+    let provider = provider(&server);
+    let mut statuses = Vec::new();
+    for n in 0..50 {
+        statuses.push(provider.webhook(forged(&format!("forged-{n}"), "RS256")).await.status);
+    }
+    assert!(statuses.iter().all(|s| *s == 401 || *s == 503), "{statuses:?}");
+    let fetches = server.received_requests().await.unwrap_or_default().len();
+    assert!(fetches <= 6, "{fetches} key fetches for 50 forged key ids; the budget is 6 a minute");
+    // The genuine key still verifies (fetched within the budget or cached).
+    let genuine = provider.webhook(signed(VERIFY_BODY, &meta())).await.status;
+    assert!(genuine == 200 || genuine == 503, "{genuine}");
+}
+
+#[tokio::test]
+async fn with_configured_key_ids_a_forged_one_is_refused_without_any_request() {
+    let server = server().await;
+    let mut config = EightByEightConfig::new("key-8x8", "chan-1").with_base_url(server.uri()).with_tenant("tenant-1");
+    config.webhook_key_ids = vec![SigningKey::shared().kid().to_owned()];
+    let provider = EightByEightProvider::new(config).unwrap().with_retry_policy(fast_retry());
+    for n in 0..20 {
+        assert_eq!(provider.webhook(forged(&format!("forged-{n}"), "RS256")).await.status, 401);
+    }
+    assert!(server.received_requests().await.unwrap_or_default().is_empty(), "no request on behalf of a forgery");
+    assert_eq!(provider.webhook(signed(VERIFY_BODY, &meta())).await.status, 200, "the configured key verifies");
+}
+
+#[tokio::test]
+async fn hostile_key_ids_and_algorithms_never_reach_a_log_line_or_the_reply_raw() {
+    let server = server().await;
+    let provider = provider(&server);
+    let logs = handover_testkit::logs::capture();
+    let before = logs.len();
+    for (kid, alg) in [
+        ("kid\nFAKE LOG LINE", "RS256"),
+        ("kid\u{1b}[2J\u{1b}[31m", "RS256"),
+        ("k", "RS256\nINFO forged"),
+        ("k", "\u{1b}]0;pwned\u{7}"),
+    ] {
+        let reply = provider.webhook(forged(kid, alg)).await;
+        assert_eq!(reply.status, 401);
+        handover_testkit::hostile::assert_no_raw_control_characters(
+            "the reply body",
+            &String::from_utf8_lossy(&reply.body),
+        );
+    }
+    handover_testkit::hostile::assert_no_raw_control_characters("the log", &logs.since(before));
+    assert!(server.received_requests().await.unwrap_or_default().is_empty(), "malformed ids are never fetched");
+}

@@ -369,3 +369,49 @@ fn webhooks_must_be_authenticated_unless_explicitly_allowed() {
     let config = LiveAgentConfig::new("https://desk.example/", 1, "t", 2);
     assert!(LiveAgentProvider::new(config).err().unwrap().to_string().contains("/api/v1"));
 }
+
+#[tokio::test]
+async fn a_resumed_session_reads_the_messages_written_while_it_was_away_once() {
+    let server = server().await;
+    let (provider, mut session) = start(&server).await;
+    provider.webhook(signed(&agent_message(7300, "before"))).await;
+    events_until(session.events(), |e| matches!(e, Event::AgentMessage { text, .. } if text == "before")).await;
+    let snapshot = session.snapshot().unwrap();
+    drop(session);
+    // While no session was attached the agent wrote twice; the desk sent each webhook once,
+    // to nobody. The list holds the message seen before, a private note and the two new ones.
+    let mut note = agent_message(7302, "note to self");
+    note["private"] = json!(true);
+    Mock::given(method("GET"))
+        .and(path(format!("{BASE}/conversations/1042/messages").as_str()))
+        .and(query_param("after", "7300"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "meta": {}, "payload": [
+            agent_message(7301, "while away 1"), note, agent_message(7303, "while away 2"),
+        ] })))
+        .expect(1)
+        .named("messages after the last seen")
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("{BASE}/conversations/1042").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": 1042, "status": "open", "meta": {} })))
+        .expect(1)
+        .named("conversation after a resume")
+        .mount(&server)
+        .await;
+    let provider = self::provider(config(&server));
+    let mut resumed = provider.resume(snapshot).await.unwrap();
+    // The desk did deliver the second one after all: it is not shown twice.
+    provider.webhook(signed(&agent_message(7303, "while away 2"))).await;
+    provider.webhook(signed(&agent_message(7304, "after"))).await;
+    let events =
+        events_until(resumed.events(), |e| matches!(e, Event::AgentMessage { text, .. } if text == "after")).await;
+    let texts: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::AgentMessage { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(texts, ["while away 1", "while away 2", "after"]);
+}
