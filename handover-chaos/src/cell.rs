@@ -74,10 +74,13 @@ pub(crate) enum Fault {
     SlowConsumer,
     KillResume,
     Shutdown,
+    GreetingBeforeStart,
+    UnknownEvents,
+    ResendAfterResume,
 }
 
 impl Fault {
-    pub(crate) const ALL: [Fault; 9] = [
+    pub(crate) const ALL: [Fault; 12] = [
         Fault::Drop,
         Fault::ServerErrors,
         Fault::RateLimited,
@@ -87,6 +90,9 @@ impl Fault {
         Fault::SlowConsumer,
         Fault::KillResume,
         Fault::Shutdown,
+        Fault::GreetingBeforeStart,
+        Fault::UnknownEvents,
+        Fault::ResendAfterResume,
     ];
 
     pub(crate) fn label(self) -> &'static str {
@@ -100,6 +106,9 @@ impl Fault {
             Fault::SlowConsumer => "slow consumer",
             Fault::KillResume => "killed, resumed",
             Fault::Shutdown => "shutdown",
+            Fault::GreetingBeforeStart => "agent message before start returns",
+            Fault::UnknownEvents => "unknown event types",
+            Fault::ResendAfterResume => "input resent after kill and resume",
         }
     }
 
@@ -255,7 +264,15 @@ async fn handover(protocol: &Protocol, fault: Fault, messages: usize) -> Result<
     let env = Env::start(protocol).await?;
     let hub = env.hub().clone();
     let mut provider = env.provider(protocol.name)?;
+    let greeting = (fault == Fault::GreetingBeforeStart).then(|| "greeting".to_owned());
+    if greeting.is_some() {
+        // The agent writes the moment the conversation exists: the message reaches the
+        // connector before `start` has returned (push protocols answer the create call
+        // only once the webhook was answered).
+        hub.faults.apply(&FaultSettings { greet_on_create: greeting.clone(), ..FaultSettings::default() });
+    }
     let mut session = provider.start(sample_request()).await.map_err(|e| format!("start: {e}"))?;
+    hub.faults.apply(&FaultSettings::default());
     let conversation = hub.latest().ok_or("no conversation at the emulator")?;
     let pause = if fault == Fault::SlowConsumer { Duration::from_millis(25) } else { Duration::ZERO };
     let count = if fault == Fault::SlowConsumer { messages * 4 } else { messages };
@@ -287,10 +304,26 @@ async fn handover(protocol: &Protocol, fault: Fault, messages: usize) -> Result<
             hub.faults.apply(&FaultSettings { bad_signatures: true, ..FaultSettings::default() });
             forged.clone_from(&during);
         }
-        Fault::SlowConsumer | Fault::KillResume | Fault::Shutdown => {}
+        Fault::UnknownEvents => {
+            hub.faults.apply(&FaultSettings { unknown_events: true, ..FaultSettings::default() });
+        }
+        Fault::SlowConsumer
+        | Fault::KillResume
+        | Fault::Shutdown
+        | Fault::GreetingBeforeStart
+        | Fault::ResendAfterResume => {}
     }
 
-    if fault == Fault::KillResume {
+    let u1 = CustomerAction::Message { text: "u1".into() };
+    if fault == Fault::ResendAfterResume {
+        // The input goes out once before the process dies; the bot resends it (same id)
+        // to the resumed session, not knowing whether it arrived.
+        session.send(UserInput::message("u-1", "u1")).await.map_err(|e| format!("the user's message: {e}"))?;
+        tokio::time::timeout(WAIT, conversation.wait_for(|v| v.customer.contains(&u1)))
+            .await
+            .map_err(|_| "the user's message did not reach the agent before the kill")?;
+    }
+    if matches!(fault, Fault::KillResume | Fault::ResendAfterResume) {
         // The process dies: only the snapshot survives. Messages keep coming meanwhile.
         let snapshot = session.snapshot().map_err(|e| format!("snapshot: {e}"))?;
         let json = serde_json::to_string(&snapshot).map_err(|e| e.to_string())?;
@@ -312,16 +345,16 @@ async fn handover(protocol: &Protocol, fault: Fault, messages: usize) -> Result<
         }
     }
     session.send(UserInput::message("u-1", "u1")).await.map_err(|e| format!("the user's message: {e}"))?;
-    let u1 = CustomerAction::Message { text: "u1".into() };
     let reached = tokio::time::timeout(WAIT, conversation.wait_for(|v| v.customer.contains(&u1))).await.is_ok();
-    if matches!(fault, Fault::BadSignature | Fault::DuplicateReorder) {
+    if matches!(fault, Fault::BadSignature | Fault::DuplicateReorder | Fault::UnknownEvents) {
         // Everything sent under the fault went out under it.
         tokio::time::timeout(WAIT, env.emulator.settled(&conversation.id)).await.map_err(|_| "not settled")?;
     }
     hub.faults.apply(&FaultSettings::default());
     say(&hub, &conversation, "last");
 
-    let mut expected: Vec<String> = during.iter().filter(|t| !forged.contains(t)).cloned().collect();
+    let mut expected: Vec<String> = greeting.into_iter().collect();
+    expected.extend(during.iter().filter(|t| !forged.contains(t)).cloned());
     expected.push("last".into());
     let mut note = String::new();
     if let Err(error) = collect(session.events(), &mut seen, pause, has_all(&expected)).await {

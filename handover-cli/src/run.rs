@@ -214,9 +214,9 @@ pub(crate) async fn check(registry: &Registry, config: &Config) -> ExitCode {
         }
     };
     match provider.check().await {
-        Ok(()) => {
+        Ok(report) => {
             println!(
-                "ok: {} ({}) accepted the configuration and credentials",
+                "ok: {} ({}) accepted what could be checked without starting a conversation\n{report}",
                 config.provider,
                 provider.info().display_name
             );

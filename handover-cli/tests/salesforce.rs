@@ -116,3 +116,28 @@ fn sigterm_ends_the_handover_at_the_contact_center() {
     let conversation = wait(&rt, emulator.hub().conversation(0));
     common::assert_signal_ends_the_handover(&rt, proc, &conversation, "TERM");
 }
+
+#[test]
+fn check_refuses_a_wrong_organization_or_deployment_and_says_what_it_could_not_check() {
+    let (_rt, _emulator, config) = setup("sf-check");
+    let run = |path: &std::path::Path| {
+        std::process::Command::new(common::BIN).args(["check", "--config", path.to_str().unwrap()]).output().unwrap()
+    };
+    let output = run(&config);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("verified: organization_id, deployment_id and button_id"), "{stdout}");
+    assert!(stdout.contains("not verified: the pre-chat details and routing"), "{stdout}");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let organization = text.lines().find(|l| l.starts_with("organization_id")).unwrap().to_owned();
+    let deployment = text.lines().find(|l| l.starts_with("deployment_id")).unwrap().to_owned();
+    for (line, wrong) in
+        [(organization, "organization_id = \"00DWRONG0000001\""), (deployment, "deployment_id = \"572WRONG0000001\"")]
+    {
+        std::fs::write(&config, text.replace(&line, wrong)).unwrap();
+        let output = run(&config);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{wrong}: {stderr}");
+        assert!(stderr.contains("check organization_id, deployment_id and button_id"), "{stderr}");
+    }
+}

@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 mod capabilities;
+mod check;
 mod error;
 mod event;
 mod input;
@@ -16,6 +17,7 @@ pub mod transcript;
 mod webhook;
 
 pub use capabilities::{Capabilities, ProviderInfo};
+pub use check::CheckReport;
 pub use error::{Error, ErrorKind, Result};
 pub use event::{Agent, EndedBy, Event};
 pub use input::{EndReason, UserInput};

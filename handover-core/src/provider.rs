@@ -2,7 +2,9 @@
 
 use async_trait::async_trait;
 
-use crate::{HandoverRequest, ProviderInfo, Result, Session, SessionSnapshot, WebhookReply, WebhookRequest};
+use crate::{
+    CheckReport, HandoverRequest, ProviderInfo, Result, Session, SessionSnapshot, WebhookReply, WebhookRequest,
+};
 
 /// A contact center that can take a handover.
 ///
@@ -34,8 +36,10 @@ pub trait Provider: Send + Sync + 'static {
     /// Picks up a session from a snapshot.
     async fn resume(&self, snapshot: SessionSnapshot) -> Result<Session>;
 
-    /// Checks configuration and credentials by authenticating, without starting a handover.
-    async fn check(&self) -> Result<()>;
+    /// Checks configuration and credentials against the contact center without starting a
+    /// handover: an error names what is wrong; the report says what was verified and what
+    /// could not be without a conversation.
+    async fn check(&self) -> Result<CheckReport>;
 
     /// Handles one inbound webhook delivery: verifies its signature on the raw body,
     /// deduplicates it, routes it to its session and returns what the provider expects

@@ -230,16 +230,24 @@ impl EightByEight {
     }
 
     fn deliver(&self, conversation: &str, body: Value) {
+        if self.hub.faults.unknown_events() {
+            let unknown = json!({ "eventType": "SENTIMENT_SCORED", "conversationId": conversation, "timestamp": now_ms(), "data": { "score": 0.7 } });
+            self.send(
+                conversation,
+                unknown.to_string().into_bytes(),
+                DeliveryMeta::new(format!("ev-{}", uuid::Uuid::new_v4())),
+            );
+        }
         let event_id = format!("ev-{}", uuid::Uuid::new_v4());
         let body = body.to_string().into_bytes();
         lock(&self.last_delivery).insert(conversation.to_owned(), (body.clone(), event_id.clone(), 0));
-        self.send(body, DeliveryMeta::new(event_id));
+        self.send(conversation, body, DeliveryMeta::new(event_id));
     }
 
-    fn send(&self, body: Vec<u8>, meta: DeliveryMeta) {
+    fn send(&self, conversation: &str, body: Vec<u8>, meta: DeliveryMeta) {
         let Some(webhook) = &self.webhook else { return };
         let key = if self.hub.faults.bad_signatures() { SigningKey::impostor() } else { SigningKey::shared() };
-        let _ = webhook.send(Delivery::new(body.clone(), key.headers(&body, &meta)));
+        let _ = webhook.send(Delivery::new(conversation, body.clone(), key.headers(&body, &meta)));
     }
 
     fn event(&self, conversation: &str, event_type: &str, data: Option<Value>) {
@@ -279,7 +287,7 @@ impl ProtocolHandle for EightByEight {
         if self.webhook.is_none() {
             return false;
         }
-        self.send(body, DeliveryMeta { retry, ..DeliveryMeta::new(event_id) });
+        self.send(conversation, body, DeliveryMeta { retry, ..DeliveryMeta::new(event_id) });
         true
     }
 

@@ -17,6 +17,8 @@ pub struct Faults {
     duplicate_deliveries: AtomicBool,
     reorder_deliveries: AtomicBool,
     bad_signatures: AtomicBool,
+    unknown_events: AtomicBool,
+    greeting: std::sync::Mutex<Option<String>>,
     /// The number of drops requested so far; streams watch it for changes.
     drop_streams: watch::Sender<u32>,
     drops: AtomicU32,
@@ -45,6 +47,13 @@ pub struct FaultSettings {
     pub bad_signatures: bool,
     /// Drop every open stream or socket now (one shot).
     pub drop_streams: bool,
+    /// Send an event of a type the connector does not know before each agent-side event
+    /// (signed like the rest).
+    pub unknown_events: bool,
+    /// The agent greets with this text the moment a conversation is created; a push
+    /// protocol's create call answers only once the greeting's webhook was answered, so
+    /// the greeting arrives before the connector's `start` returns.
+    pub greet_on_create: Option<String>,
 }
 
 impl Faults {
@@ -60,6 +69,8 @@ impl Faults {
         self.duplicate_deliveries.store(settings.duplicate_deliveries, Ordering::SeqCst);
         self.reorder_deliveries.store(settings.reorder_deliveries, Ordering::SeqCst);
         self.bad_signatures.store(settings.bad_signatures, Ordering::SeqCst);
+        self.unknown_events.store(settings.unknown_events, Ordering::SeqCst);
+        *self.greeting.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = settings.greet_on_create.clone();
         if settings.drop_streams {
             self.drop_streams();
         }
@@ -112,6 +123,16 @@ impl Faults {
     /// Whether webhooks are signed with a wrong key.
     pub fn bad_signatures(&self) -> bool {
         self.bad_signatures.load(Ordering::SeqCst)
+    }
+
+    /// Whether an unknown event goes before each agent-side event.
+    pub fn unknown_events(&self) -> bool {
+        self.unknown_events.load(Ordering::SeqCst)
+    }
+
+    /// The greeting the agent sends as a conversation is created, if any.
+    pub fn greeting(&self) -> Option<String> {
+        self.greeting.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// Drops every open stream now.

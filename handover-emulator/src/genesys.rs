@@ -90,6 +90,7 @@ impl Genesys {
             .route("/api/v2/conversations/messages/{conversation}", get(conversation))
             .route("/api/v2/conversations/messages/{conversation}/participants/{participant}", patch(disconnect))
             .route("/api/v2/users/{user}", get(user))
+            .route("/api/v2/conversations/messaging/integrations/open/{integration}", get(integration))
             .route("/api/v2/notifications/channels", post(create_channel))
             .route("/api/v2/notifications/channels/{channel}/subscriptions", post(add_topics).put(replace_topics))
             .route("/channels/{channel}", get(socket))
@@ -121,15 +122,30 @@ impl Genesys {
             tracing::warn!("no webhook URL configured: an agent message goes nowhere");
             return;
         };
+        if self.hub.faults.unknown_events() {
+            let id = format!("unknown-{}", uuid::Uuid::new_v4());
+            let unknown = self.outbound(conversation, &id, "Presence", json!({ "presence": { "type": "Join" } }));
+            self.sign_and_send(webhook, conversation, unknown);
+        }
+        lock(&self.last_delivery).insert(conversation.id.clone(), self.sign_and_send(webhook, conversation, body));
+    }
+
+    /// Signs `body` as Genesys does and queues it; returns the delivery.
+    fn sign_and_send(
+        &self,
+        webhook: &mpsc::UnboundedSender<Delivery>,
+        conversation: &Conversation,
+        body: Value,
+    ) -> Delivery {
         let body = body.to_string().into_bytes();
         let key: &[u8] = if self.hub.faults.bad_signatures() { b"not-the-secret" } else { WEBHOOK_SECRET.as_bytes() };
         let headers = vec![
             ("content-type".to_owned(), "application/json".to_owned()),
             ("x-hub-signature-256".to_owned(), format!("sha256={}", sign(key, &body))),
         ];
-        let delivery = Delivery::new(body, headers);
-        lock(&self.last_delivery).insert(conversation.id.clone(), delivery.clone());
-        let _ = webhook.send(delivery);
+        let delivery = Delivery::new(&conversation.id, body, headers);
+        let _ = webhook.send(delivery.clone());
+        delivery
     }
 
     fn outbound(&self, conversation: &Conversation, id: &str, kind: &str, extra: Value) -> Value {
@@ -488,6 +504,21 @@ async fn user(State(genesys): State<Arc<Genesys>>, headers: HeaderMap, Path(user
         Some(name) => Json(json!({ "id": user, "name": name, "state": "active" })).into_response(),
         None => error(StatusCode::NOT_FOUND, "not.found", "No such user."),
     }
+}
+
+/// The Open Messaging integration (`handover check`).
+async fn integration(
+    State(genesys): State<Arc<Genesys>>,
+    headers: HeaderMap,
+    Path(integration): Path<String>,
+) -> Response {
+    if let Err(r) = genesys.authorize(&headers) {
+        return *r;
+    }
+    if integration != INTEGRATION_ID {
+        return error(StatusCode::NOT_FOUND, "not.found", "The requested integration was not found.");
+    }
+    Json(json!({ "id": INTEGRATION_ID, "name": "Emulated Integration", "status": "Active" })).into_response()
 }
 
 /// Topics one notification channel holds.

@@ -218,6 +218,7 @@ impl Drop for Emulator {
 }
 
 async fn inject_faults(State(hub): State<Arc<Hub>>, request: Request, next: Next) -> Response {
+    let created_before = hub.conversation_count();
     if let Some((status, retry_after)) = hub.faults.take_failure() {
         tracing::debug!(status, path = request.uri().path(), "injecting a failure");
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
@@ -229,5 +230,14 @@ async fn inject_faults(State(hub): State<Arc<Hub>>, request: Request, next: Next
         }
         return response;
     }
-    next.run(request).await
+    let response = next.run(request).await;
+    if hub.faults.greeting().is_some() && hub.pushes() {
+        // A greeting on creation: answer the create call only once its webhook was answered,
+        // so it reaches the connector before `start` returns.
+        for conversation in hub.all().into_iter().skip(created_before) {
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_secs(5), hub.wait_delivered(&conversation.id, 1)).await;
+        }
+    }
+    response
 }

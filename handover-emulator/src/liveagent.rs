@@ -84,6 +84,7 @@ impl LiveAgent {
             .route(&format!("{base}/contacts/search"), get(search_contacts))
             .route(&format!("{base}/contacts/{{contact}}/contact_inboxes"), post(create_contact_inbox))
             .route(&format!("{base}/conversations"), post(create_conversation).get(list_conversations))
+            .route(&format!("{base}/inboxes/{{inbox}}"), get(show_inbox))
             .route(&format!("{base}/conversations/{{id}}"), get(show_conversation))
             .route(&format!("{base}/conversations/{{id}}/messages"), post(create_message).get(list_messages))
             .route(&format!("{base}/conversations/{{id}}/toggle_status"), post(toggle_status))
@@ -104,6 +105,17 @@ impl LiveAgent {
 
     fn deliver(&self, conversation: &str, body: Value) {
         let Some(webhook) = &self.webhook else { return };
+        if self.hub.faults.unknown_events() {
+            let unknown = json!({ "event": "contact_updated", "id": 77, "conversation": { "id": conversation.parse::<u64>().unwrap_or(0) } });
+            let _ = webhook.send(self.signed(conversation, unknown));
+        }
+        let delivery = self.signed(conversation, body);
+        lock(&self.last_delivery).insert(conversation.to_owned(), delivery.clone());
+        let _ = webhook.send(delivery);
+    }
+
+    /// A delivery signed as the desk signs it.
+    fn signed(&self, conversation: &str, body: Value) -> Delivery {
         let body = body.to_string().into_bytes();
         let timestamp = (now_ms() / 1000).to_string();
         let key: &[u8] = if self.hub.faults.bad_signatures() { b"wrong-secret" } else { WEBHOOK_SECRET.as_bytes() };
@@ -119,9 +131,7 @@ impl LiveAgent {
             ),
             ("x-chatwoot-delivery".to_owned(), uuid::Uuid::new_v4().to_string()),
         ];
-        let delivery = Delivery::new(body, headers);
-        lock(&self.last_delivery).insert(conversation.to_owned(), delivery.clone());
-        let _ = webhook.send(delivery);
+        Delivery::new(conversation, body, headers)
     }
 
     fn conversation_json(&self, id: u64) -> Value {
@@ -351,6 +361,17 @@ async fn create_contact_inbox(
         Some((_, _, source)) => Json(json!({ "source_id": source, "inbox": { "id": INBOX_ID } })).into_response(),
         None => (StatusCode::NOT_FOUND, Json(json!({ "error": "Resource could not be found" }))).into_response(),
     }
+}
+
+/// The API inbox (`handover check`).
+async fn show_inbox(headers: HeaderMap, Path((acc, inbox)): Path<(u64, u64)>) -> Response {
+    if let Err(r) = authorized(&headers).and_then(|()| account(acc)) {
+        return *r;
+    }
+    if inbox != INBOX_ID {
+        return (StatusCode::NOT_FOUND, Json(json!({ "error": "Resource could not be found" }))).into_response();
+    }
+    Json(json!({ "id": INBOX_ID, "name": "Handover", "channel_type": "Channel::Api" })).into_response()
 }
 
 async fn create_conversation(

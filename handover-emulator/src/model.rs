@@ -235,6 +235,11 @@ pub struct Hub {
     customer_latencies_us: Mutex<Vec<u64>>,
     created: Notify,
     next_id: AtomicU64,
+    /// Webhook deliveries answered (or given up on), by conversation.
+    delivered: Mutex<std::collections::HashMap<String, u64>>,
+    delivered_changed: Notify,
+    /// A push protocol runs: creations wait for their greeting's webhook.
+    pushes: std::sync::atomic::AtomicBool,
     /// Fault switches.
     pub faults: Faults,
 }
@@ -258,6 +263,9 @@ impl Hub {
             customer_latencies_us: Mutex::default(),
             created: Notify::new(),
             next_id: AtomicU64::new(1),
+            delivered: Mutex::default(),
+            delivered_changed: Notify::new(),
+            pushes: std::sync::atomic::AtomicBool::new(false),
             faults: Faults::default(),
         }
     }
@@ -290,7 +298,42 @@ impl Hub {
             let _ = self.changes.send(Change::Created(conversation.clone()));
         }
         self.created.notify_waiters();
+        if let Some(greeting) = self.faults.greeting() {
+            self.agent(&conversation, AgentAction::Message { agent: "Ann".to_owned(), text: greeting });
+        }
         conversation
+    }
+
+    /// How many conversations were created so far.
+    pub fn conversation_count(&self) -> usize {
+        lock(&self.conversations).len()
+    }
+
+    /// Marks that agent-side events go out as webhooks (a push protocol).
+    pub(crate) fn set_pushes(&self) {
+        self.pushes.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether agent-side events go out as webhooks.
+    pub fn pushes(&self) -> bool {
+        self.pushes.load(Ordering::SeqCst)
+    }
+
+    /// A webhook delivery for `conversation` was answered or given up on.
+    pub(crate) fn delivery_done(&self, conversation: &str) {
+        *lock(&self.delivered).entry(conversation.to_owned()).or_default() += 1;
+        self.delivered_changed.notify_waiters();
+    }
+
+    /// Waits until `n` webhook deliveries for `conversation` were answered or given up on.
+    pub async fn wait_delivered(&self, conversation: &str, n: u64) {
+        loop {
+            let notified = self.delivered_changed.notified();
+            if lock(&self.delivered).get(conversation).copied().unwrap_or(0) >= n {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// A conversation by id.

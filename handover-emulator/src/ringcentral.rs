@@ -134,6 +134,7 @@ impl RingCentral {
             .route("/1.0/interventions/{id}/close", put(close_intervention))
             .route("/1.0/interventions/{id}/cancel", delete(cancel_intervention))
             .route("/1.0/categories", get(list_categories))
+            .route("/1.0/content_sources/{id}", get(show_source))
             .with_state(engage.clone());
         (engage, routes, task)
     }
@@ -152,7 +153,10 @@ impl RingCentral {
             let given = headers.get("x-smccsdk-signature").and_then(|v| v.to_str().ok());
             signature::verify(Algorithm::Sha512, Encoding::Hex, SOURCE_TOKEN.as_bytes(), body, given).is_ok()
         });
-        self.send(conversation, Delivery { body, headers, check_reply: Some(check) });
+        self.send(
+            conversation,
+            Delivery { conversation: conversation.to_owned(), body, headers, check_reply: Some(check) },
+        );
     }
 
     /// A REST webhook delivery of one event about `thread`'s intervention.
@@ -176,11 +180,25 @@ impl RingCentral {
             ("content-type".to_owned(), "application/json".to_owned()),
             ("x-dimelo-secret".to_owned(), secret.to_owned()),
         ];
-        self.send(conversation, Delivery::new(body.to_string().into_bytes(), headers));
+        self.send(conversation, Delivery::new(conversation, body.to_string().into_bytes(), headers));
     }
 
     fn send(&self, conversation: &str, delivery: Delivery) {
         let Some(webhook) = &self.webhook else { return };
+        if self.hub.faults.unknown_events() {
+            let unknown = json!({
+                "id": uuid::Uuid::new_v4().to_string(),
+                "domain_id": "5f0c0ffee0000000000000d0",
+                "events": [{ "type": "identity.updated", "id": uuid::Uuid::new_v4().to_string(),
+                    "issued_at": handover_transport::time::now_iso8601(), "resource": { "type": "Identity", "id": "i-1" } }],
+            });
+            let secret = if self.hub.faults.bad_signatures() { "not-the-secret" } else { WEBHOOK_SECRET };
+            let headers = vec![
+                ("content-type".to_owned(), "application/json".to_owned()),
+                ("x-dimelo-secret".to_owned(), secret.to_owned()),
+            ];
+            let _ = webhook.send(Delivery::new(conversation, unknown.to_string().into_bytes(), headers));
+        }
         lock(&self.last_delivery).insert(conversation.to_owned(), delivery.clone());
         let _ = webhook.send(delivery);
     }
@@ -667,6 +685,19 @@ async fn cancel_intervention(
         return *r;
     }
     finish(&engage, &id, false)
+}
+
+/// The content source (`handover check`).
+async fn show_source(headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Err(r) = authorized(&headers) {
+        return *r;
+    }
+    if id != SOURCE_ID {
+        return (StatusCode::NOT_FOUND, axum::Json(json!({ "error": "not_found", "message": "Source not found" })))
+            .into_response();
+    }
+    axum::Json(json!({ "id": SOURCE_ID, "name": "Handover", "type": "Dimelo::Rtc::Source", "active": true }))
+        .into_response()
 }
 
 async fn list_categories(headers: HeaderMap, Query(query): Query<HashMap<String, String>>) -> Response {

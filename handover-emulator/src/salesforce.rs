@@ -78,6 +78,7 @@ impl Salesforce {
             .route("/chat/rest/System/SessionId", get(session_id))
             .route("/chat/rest/System/SessionId/{key}", delete(delete_session))
             .route("/chat/rest/System/Messages", get(messages))
+            .route("/chat/rest/Visitor/Availability", get(availability))
             .route("/chat/rest/System/ReconnectSession", get(reconnect))
             .route("/chat/rest/Chasitor/{noun}", post(chasitor))
             .with_state(salesforce.clone());
@@ -85,6 +86,11 @@ impl Salesforce {
     }
 
     fn push(&self, chat: &mut Chat, kind: &str, message: Value) {
+        if self.hub.faults.unknown_events() {
+            chat.next_sequence += 1;
+            chat.messages
+                .push((chat.next_sequence, json!({ "type": "ChatbotTranscriptReady", "message": { "x": 1 } })));
+        }
         chat.next_sequence += 1;
         chat.messages.push((chat.next_sequence, json!({ "type": kind, "message": message })));
         self.changed.notify_waiters();
@@ -226,6 +232,19 @@ async fn session_id(State(salesforce): State<Arc<Salesforce>>, headers: HeaderMa
     lock(&salesforce.chats).insert(key.clone(), chat);
     Json(json!({ "id": id, "key": key, "affinityToken": affinity, "clientPollTimeout": POLL_TIMEOUT_SECS }))
         .into_response()
+}
+
+/// `Visitor/Availability`: results only for buttons of the emulated org and deployment.
+async fn availability(Query(query): Query<HashMap<String, String>>) -> Response {
+    let ours = query.get("org_id").map(String::as_str) == Some(ORGANIZATION_ID)
+        && query.get("deployment_id").map(String::as_str) == Some(DEPLOYMENT_ID);
+    let asked = query.get("Availability.ids").map(|ids| ids.trim_matches(['[', ']']).to_owned()).unwrap_or_default();
+    let results: Vec<Value> = asked
+        .split(',')
+        .filter(|id| ours && *id == BUTTON_ID)
+        .map(|id| json!({ "id": id, "isAvailable": true }))
+        .collect();
+    Json(json!({ "messages": [{ "type": "Availability", "message": { "results": results } }] })).into_response()
 }
 
 async fn delete_session(State(salesforce): State<Arc<Salesforce>>, Path(key): Path<String>) -> Response {

@@ -15,21 +15,24 @@ pub(crate) type ReplyCheck = Arc<dyn Fn(&reqwest::header::HeaderMap, &[u8]) -> b
 /// One delivery: body and headers (signing happens in the protocol module).
 #[derive(Clone)]
 pub(crate) struct Delivery {
+    /// The conversation it is about (for [`Hub::wait_delivered`]).
+    pub(crate) conversation: String,
     pub(crate) body: Vec<u8>,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) check_reply: Option<ReplyCheck>,
 }
 
 impl Delivery {
-    /// A delivery whose answer needs no check.
-    pub(crate) fn new(body: Vec<u8>, headers: Vec<(String, String)>) -> Self {
-        Self { body, headers, check_reply: None }
+    /// A delivery about `conversation` whose answer needs no check.
+    pub(crate) fn new(conversation: &str, body: Vec<u8>, headers: Vec<(String, String)>) -> Self {
+        Self { conversation: conversation.to_owned(), body, headers, check_reply: None }
     }
 }
 
 /// Posts deliveries to `url` in order, one at a time, retrying `429`, `5xx` and transport
 /// failures up to `retries` times with `pause` between tries.
 pub(crate) fn spawn(hub: Arc<Hub>, url: String, retries: u32, pause: Duration) -> mpsc::UnboundedSender<Delivery> {
+    hub.set_pushes();
     let (tx, mut rx) = mpsc::unbounded_channel::<Delivery>();
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
     tokio::spawn(async move {
@@ -48,6 +51,7 @@ pub(crate) fn spawn(hub: Arc<Hub>, url: String, retries: u32, pause: Duration) -
                 for _ in 0..copies {
                     post(&client, &url, &delivery, retries, pause).await;
                 }
+                hub.delivery_done(&delivery.conversation);
             }
         }
     });

@@ -544,13 +544,13 @@ impl Provider for FakeProvider {
         Ok(self.open(conversation, snapshot.session_id().to_owned(), state.watermark, seen))
     }
 
-    async fn check(&self) -> Result<()> {
+    async fn check(&self) -> Result<handover_core::CheckReport> {
         let mut state = lock(&self.center.inner.state);
         state.auth_requests += 1;
         if state.reject_credentials {
             return Err(Error::unauthenticated(NAME, "authenticate", "the credentials were rejected"));
         }
-        Ok(())
+        Ok(handover_core::CheckReport::new().verified("the credentials"))
     }
 }
 

@@ -35,8 +35,8 @@ impl Provider for Counting {
     async fn resume(&self, _snapshot: handover::SessionSnapshot) -> Result<Session> {
         Err(Error::unsupported("counting", "resume"))
     }
-    async fn check(&self) -> Result<()> {
-        Ok(())
+    async fn check(&self) -> Result<handover::CheckReport> {
+        Ok(handover::CheckReport::new())
     }
     async fn webhook(&self, request: WebhookRequest) -> WebhookReply {
         self.seen.fetch_add(1, Ordering::SeqCst);

@@ -33,8 +33,8 @@ impl Provider for Counting {
         Err(Error::unsupported("counting", "resume"))
     }
 
-    async fn check(&self) -> Result<()> {
-        Ok(())
+    async fn check(&self) -> Result<handover::CheckReport> {
+        Ok(handover::CheckReport::new())
     }
 
     async fn webhook(&self, request: WebhookRequest) -> WebhookReply {

@@ -5,8 +5,8 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use handover_core::{
-    Agent, Capabilities, EndReason, EndedBy, Error, Event, HandoverRequest, Provider, ProviderInfo, Result, Session,
-    SessionHandle, SessionSnapshot, Speaker, UserInput, WebhookReply, WebhookRequest, transcript,
+    Agent, Capabilities, CheckReport, EndReason, EndedBy, Error, Event, HandoverRequest, Provider, ProviderInfo,
+    Result, Session, SessionHandle, SessionSnapshot, Speaker, UserInput, WebhookReply, WebhookRequest, transcript,
 };
 use handover_transport::dedup::DedupSet;
 use handover_transport::events::{self, EndState};
@@ -562,8 +562,13 @@ impl Provider for EightByEightProvider {
     }
 
     /// Reads the configured channel: proves the key, the tenant and the channel id.
-    async fn check(&self) -> Result<()> {
-        self.client.channel(&self.config.channel_id).await.map(drop)
+    async fn check(&self) -> Result<CheckReport> {
+        self.client.channel(&self.config.channel_id).await?;
+        let mut report = CheckReport::new().verified("base_url, api_key, tenant and channel_id: the channel was read");
+        if self.config.queue_id.is_some() {
+            report = report.unverified("queue_id: only a conversation shows that it routes");
+        }
+        Ok(report.unverified("the webhook signing keys: only a delivery from 8x8 proves them"))
     }
 
     /// §6: verify the signature, parse, deduplicate on `x-8x8-event-id` (which the

@@ -223,6 +223,18 @@ impl Client {
         Ok(user["name"].as_str().map(str::to_owned))
     }
 
+    /// The Open Messaging integration (`GET …/integrations/open/{id}`): whether it exists,
+    /// or `None` when this OAuth client may not read integrations (`403`).
+    pub(crate) async fn integration(&self, token: &SecretString) -> Result<Option<Value>> {
+        let op = "read integration";
+        let path = format!("/api/v2/conversations/messaging/integrations/open/{}", http::segment(&self.integration_id));
+        match self.send(op, Idempotency::Idempotent, || self.request(Method::GET, &path, token)).await {
+            Ok(response) => http::read_json(NAME, op, response).await.map(Some),
+            Err(error) if error.kind() == ErrorKind::PermissionDenied => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
     /// §4 #14: a notification channel.
     pub(crate) async fn create_channel(&self, token: &SecretString) -> Result<Channel> {
         let op = "create notification channel";

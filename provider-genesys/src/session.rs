@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use handover_core::{
-    Agent, Capabilities, EndReason, EndedBy, Error, ErrorKind, Event, EventStream, HandoverRequest, Provider,
-    ProviderInfo, Result, Session, SessionHandle, SessionSnapshot, UserInput, WebhookReply, WebhookRequest, transcript,
+    Agent, Capabilities, CheckReport, EndReason, EndedBy, Error, ErrorKind, Event, EventStream, HandoverRequest,
+    Provider, ProviderInfo, Result, Session, SessionHandle, SessionSnapshot, UserInput, WebhookReply, WebhookRequest,
+    transcript,
 };
 use handover_transport::dedup::DedupSet;
 use handover_transport::events::{self, EndState};
@@ -697,8 +698,29 @@ impl Provider for GenesysProvider {
         Ok(self.open(inner, link, true).await?.resumed_from(&snapshot))
     }
 
-    async fn check(&self) -> Result<()> {
-        self.tokens.token().await.map(drop)
+    /// Takes a token (proves the OAuth client) and reads the integration (proves
+    /// `integration_id`, when the client may read integrations).
+    async fn check(&self) -> Result<CheckReport> {
+        let token = self.tokens.token().await?;
+        let report = CheckReport::new().verified("login_url, client_id and client_secret: an OAuth token was issued");
+        let report = match self.client.integration(&token).await {
+            Ok(Some(_)) => report.verified("integration_id: the Open Messaging integration exists"),
+            Ok(None) => report.unverified(
+                "integration_id: this OAuth client may not read integrations (messaging:integration:view); \
+                 the first handover shows whether it is right",
+            ),
+            Err(error) if error.kind() == ErrorKind::SessionNotFound => {
+                return Err(Error::config(
+                    NAME,
+                    format!(
+                        "[genesys] `integration_id` `{}` is not an Open Messaging integration of this org",
+                        self.config.integration_id
+                    ),
+                ));
+            }
+            Err(error) => return Err(error.in_op("check integration_id")),
+        };
+        Ok(report.unverified("webhook_secret: only a delivery from Genesys proves it"))
     }
 
     /// §6: verify, deduplicate, route, answer 200 at once. A verified delivery for a

@@ -288,6 +288,12 @@ impl Client {
         Ok(listed["payload"].as_array().cloned().unwrap_or_default())
     }
 
+    /// The inbox (`GET /inboxes/{id}`): proves the token, the account and the inbox id.
+    pub(crate) async fn inbox(&self) -> Result<Value> {
+        let path = format!("/inboxes/{}", self.inbox_id);
+        self.call("read inbox", Idempotency::Idempotent, Method::GET, &path, None, &[]).await
+    }
+
     /// Open, unassigned conversations of the inbox (§7.1: the queue is computed from them).
     pub(crate) async fn unassigned(&self, page: u32) -> Result<Vec<Value>> {
         let query = [

@@ -5,8 +5,8 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use handover_core::{
-    Agent, Capabilities, EndReason, EndedBy, Error, Event, HandoverRequest, Priority, Provider, ProviderInfo, Result,
-    Session, SessionHandle, SessionSnapshot, UserInput, WebhookReply, WebhookRequest, transcript,
+    Agent, Capabilities, CheckReport, EndReason, EndedBy, Error, Event, HandoverRequest, Priority, Provider,
+    ProviderInfo, Result, Session, SessionHandle, SessionSnapshot, UserInput, WebhookReply, WebhookRequest, transcript,
 };
 use handover_transport::dedup::DedupSet;
 use handover_transport::events::{self, EndState};
@@ -579,9 +579,17 @@ impl Provider for LiveAgentProvider {
         Ok(self.open(inner, link, true).resumed_from(&snapshot))
     }
 
-    /// Reads the inbox's queue: proves the token, account and inbox.
-    async fn check(&self) -> Result<()> {
-        self.client.unassigned(1).await.map(drop)
+    /// Reads the inbox and its queue: proves the token, the account and the inbox.
+    async fn check(&self) -> Result<CheckReport> {
+        let inbox = self.client.inbox().await.map_err(|e| e.in_op("check account_id and inbox_id"))?;
+        self.client.unassigned(1).await?;
+        let channel = inbox["channel_type"].as_str().unwrap_or("unknown");
+        let mut report = CheckReport::new()
+            .verified(format!("base_url, api_access_token, account_id and inbox_id (a {channel} inbox)"));
+        if channel != "Channel::Api" && channel != "unknown" {
+            report = report.unverified("the inbox is not an API inbox: incoming messages may be refused");
+        }
+        Ok(report.unverified("webhook_secret or webhook_token: only a delivery from the desk proves it"))
     }
 
     /// §5: verify, parse, deduplicate, route. A verified delivery is acknowledged once a

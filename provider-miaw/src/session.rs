@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use handover_core::{
-    Agent, Capabilities, EndReason, EndedBy, Error, ErrorKind, Event, HandoverRequest, Provider, ProviderInfo, Result,
-    Session, SessionHandle, SessionSnapshot, UserInput, transcript,
+    Agent, Capabilities, CheckReport, EndReason, EndedBy, Error, ErrorKind, Event, HandoverRequest, Provider,
+    ProviderInfo, Result, Session, SessionHandle, SessionSnapshot, UserInput, transcript,
 };
 use handover_transport::dedup::DedupSet;
 use handover_transport::events::{self, EndState, EventSender};
@@ -630,8 +630,20 @@ impl Provider for MiawProvider {
         Ok(self.open(inner, state.last_event_id, true).await?.resumed_from(&snapshot))
     }
 
-    async fn check(&self) -> Result<()> {
+    /// Takes an access token as the deployment's users would: proves the host, the org and
+    /// the deployment (and the identity setup, when configured).
+    async fn check(&self) -> Result<CheckReport> {
         let probe_user = "handover-check";
-        authenticate(&self.client, &self.identity, probe_user).await.map(drop)
+        authenticate(&self.client, &self.identity, probe_user).await?;
+        let report = CheckReport::new()
+            .verified("scrt_url, org_id and es_developer_name: Salesforce issued an access token for the deployment");
+        let report = if self.identity.renewable() {
+            report.verified("the identity token or signing key: Salesforce accepted it for a verified user")
+        } else {
+            report.unverified("identity: none is configured, so handovers run as unverified guests")
+        };
+        Ok(report.unverified(
+            "routing_attributes and the routing flow: only a conversation shows where Salesforce routes it",
+        ))
     }
 }

@@ -177,6 +177,12 @@ impl Client {
         self.rest(op, Idempotency::Idempotent, method, &path, &[]).await.map(drop)
     }
 
+    /// `GET /content_sources/{id}`: the source, proving `source_id` and the API token.
+    pub(crate) async fn source(&self, id: &str) -> Result<Value> {
+        let path = format!("/content_sources/{}", segment(id));
+        self.rest("read source", Idempotency::Idempotent, Method::GET, &path, &[]).await
+    }
+
     /// `GET /categories?ids=…`: the ids Engage knows among `ids`.
     pub(crate) async fn categories(&self, ids: &[String]) -> Result<Vec<String>> {
         let query = [("ids", ids.join(",")), ("limit", "150".to_owned())];

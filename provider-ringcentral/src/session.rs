@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use handover_core::{
-    Agent, Capabilities, EndReason, EndedBy, Error, ErrorKind, Event, HandoverRequest, Provider, ProviderInfo, Result,
-    Session, SessionHandle, SessionSnapshot, Speaker, TranscriptEntry, UserInput, WebhookReply, WebhookRequest,
-    transcript,
+    Agent, Capabilities, CheckReport, EndReason, EndedBy, Error, ErrorKind, Event, HandoverRequest, Provider,
+    ProviderInfo, Result, Session, SessionHandle, SessionSnapshot, Speaker, TranscriptEntry, UserInput, WebhookReply,
+    WebhookRequest, transcript,
 };
 use handover_transport::dedup::DedupSet;
 use handover_transport::events::{self, EndState};
@@ -726,15 +726,27 @@ impl Provider for RingCentralProvider {
         Ok(self.open(inner, link, true).resumed_from(&snapshot))
     }
 
-    /// Reads the configured categories: proves the API token and the category ids.
-    async fn check(&self) -> Result<()> {
+    /// Reads the source and the configured categories: proves the API token, the source id
+    /// and the category ids.
+    async fn check(&self) -> Result<CheckReport> {
+        let source = self.client.source(&self.config.source_id).await.map_err(|e| e.in_op("check source_id"))?;
+        if source["active"] == false {
+            return Err(Error::config(
+                NAME,
+                format!("[ringcentral] the source `{}` is not active", self.config.source_id),
+            ));
+        }
         let mut wanted = vec![self.config.agent_category_id.clone()];
         wanted.extend(self.config.additional_category_ids.iter().cloned());
         wanted.extend(self.config.bot_category_id.iter().cloned());
         let known = self.client.categories(&wanted).await?;
         let missing: Vec<&String> = wanted.iter().filter(|id| !known.contains(id)).collect();
         if missing.is_empty() {
-            return Ok(());
+            return Ok(CheckReport::new()
+                .verified("api_url, access_token and source_id: the source was read")
+                .verified("agent_category_id and the other category ids: Engage knows them")
+                .unverified("source_token and realtime_url: only a message sent or a callback received proves them")
+                .unverified("webhook_secret: only a webhook delivery from Engage proves it"));
         }
         let missing: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
         Err(Error::config(NAME, format!("[ringcentral] Engage has no category {}", missing.join(", "))))

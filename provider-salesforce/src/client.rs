@@ -134,6 +134,43 @@ impl Client {
         http::read_json(NAME, op, response).await
     }
 
+    /// Whether the chat button `button_id` of the deployment is available (`GET
+    /// /chat/rest/Visitor/Availability`, no session): `None` when Salesforce reports no
+    /// result for the button (an unknown button, or an organization or deployment that does
+    /// not hold it).
+    pub(crate) async fn availability(
+        &self,
+        org_id: &str,
+        deployment_id: &str,
+        button_id: &str,
+    ) -> Result<Option<bool>> {
+        let op = "check availability";
+        let ids = format!("[{button_id}]");
+        let query = [("org_id", org_id), ("deployment_id", deployment_id), ("Availability.ids", ids.as_str())];
+        let response = retry::send(&self.retry, NAME, op, Idempotency::Idempotent, || {
+            self.request(&self.http, Method::GET, "/chat/rest/Visitor/Availability").query(&query)
+        })
+        .await?;
+        if !response.status().is_success() {
+            return Err(Self::failure(op, response).await);
+        }
+        let body: Value = http::read_json(NAME, op, response).await?;
+        let results = body["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|m| m["type"] == "Availability")
+            .flat_map(|m| m["message"]["results"].as_array().cloned().unwrap_or_default());
+        for result in results {
+            // Salesforce reports 15-character ids where 18 were given, and the reverse.
+            let id = result["id"].as_str().unwrap_or_default();
+            if !id.is_empty() && (button_id.starts_with(id) || id.starts_with(button_id)) {
+                return Ok(Some(result["isAvailable"] == true));
+            }
+        }
+        Ok(None)
+    }
+
     /// A `Chasitor/*` POST with the sequence header. The server deduplicates by sequence,
     /// so a retry is safe.
     pub(crate) async fn post(

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use handover_core::{
-    Agent, Capabilities, EndReason, EndedBy, Error, ErrorKind, Event, HandoverRequest, Provider, ProviderInfo, Result,
-    Session, SessionHandle, SessionSnapshot, UserInput, transcript,
+    Agent, Capabilities, CheckReport, EndReason, EndedBy, Error, ErrorKind, Event, HandoverRequest, Provider,
+    ProviderInfo, Result, Session, SessionHandle, SessionSnapshot, UserInput, transcript,
 };
 use handover_transport::CancellationToken;
 use handover_transport::events::{self, EndState, EventSender};
@@ -560,10 +560,32 @@ impl Provider for SalesforceProvider {
         Ok(self.open(inner, true).resumed_from(&snapshot))
     }
 
-    /// There are no credentials: a new session proves the endpoint and version answer.
-    async fn check(&self) -> Result<()> {
+    /// There are no credentials: a new session proves the endpoint and the API version, and
+    /// the button's availability proves the organization, deployment and button ids.
+    async fn check(&self) -> Result<CheckReport> {
         let info = self.client.session_id().await?;
         let key = SecretString::from(info.key);
-        self.client.delete_session(&Keys { affinity: &info.affinity_token, key: &key }).await
+        self.client.delete_session(&Keys { affinity: &info.affinity_token, key: &key }).await?;
+        let config = &self.config;
+        let available = self
+            .client
+            .availability(&config.organization_id, &config.deployment_id, &config.button_id)
+            .await
+            .map_err(|e| e.in_op("check organization_id and deployment_id"))?;
+        let Some(available) = available else {
+            return Err(Error::config(
+                NAME,
+                format!(
+                    "[salesforce] Salesforce reports nothing for button `{}` of deployment `{}` in organization `{}`: \
+                     check organization_id, deployment_id and button_id",
+                    config.button_id, config.deployment_id, config.organization_id
+                ),
+            ));
+        };
+        let agents = if available { "agents are online now" } else { "no agent is online now" };
+        Ok(CheckReport::new()
+            .verified(format!("base_url and api_version {}: a session was opened and closed", config.api_version))
+            .verified(format!("organization_id, deployment_id and button_id: the button is known ({agents})"))
+            .unverified("the pre-chat details and routing: only a chat request shows how they are routed"))
     }
 }

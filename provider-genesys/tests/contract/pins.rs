@@ -64,6 +64,12 @@ impl Rig {
             .mount(&server)
             .await;
         Mock::given(method("GET"))
+            .and(path(format!("/api/v2/conversations/messaging/integrations/open/{INTEGRATION}").as_str()))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": INTEGRATION, "name": "Bot" })))
+            .named("integration")
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
             .and(path_regex("^/api/v2/users/"))
             .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": "user-ann", "name": "Ann Agent" })))
             .named("user")
@@ -549,4 +555,33 @@ async fn the_retry_policy_reaches_every_client_the_provider_holds() {
     assert_eq!(error.kind(), ErrorKind::Transport, "{error}");
     assert_eq!(requests_to(&rig.server, "POST", "/oauth/token").await.len(), 1, "not retried");
     provider.check().await.expect("the next call goes through");
+}
+
+#[tokio::test]
+async fn check_takes_a_token_and_reads_the_integration() {
+    let rig = Rig::new().await;
+    let report = rig.provider(|_| {}).check().await.expect("check");
+    let read =
+        requests_to(&rig.server, "GET", &format!("/api/v2/conversations/messaging/integrations/open/{INTEGRATION}"))
+            .await;
+    assert_eq!(header(&read[0], "authorization"), "Bearer tok-1");
+    assert!(report.verified_items().iter().any(|v| v.starts_with("integration_id")), "{report}");
+    assert!(report.unverified_items().iter().any(|v| v.starts_with("webhook_secret")), "{report}");
+}
+
+#[tokio::test]
+async fn check_names_an_integration_id_genesys_does_not_know() {
+    let rig = Rig::new().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2/conversations/messaging/integrations/open/wrong-id"))
+        .respond_with(
+            ResponseTemplate::new(404)
+                .set_body_json(json!({ "status": 404, "code": "not.found", "message": "not found" })),
+        )
+        .named("unknown integration")
+        .mount(&rig.server)
+        .await;
+    let error = rig.provider(|c| c.integration_id = "wrong-id".into()).check().await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Config);
+    assert!(error.message().contains("`integration_id` `wrong-id`"), "{error}");
 }

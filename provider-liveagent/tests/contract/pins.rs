@@ -415,3 +415,40 @@ async fn a_resumed_session_reads_the_messages_written_while_it_was_away_once() {
         .collect();
     assert_eq!(texts, ["while away 1", "while away 2", "after"]);
 }
+
+#[tokio::test]
+async fn check_reads_the_inbox_and_its_queue() {
+    let server = server().await;
+    Mock::given(method("GET"))
+        .and(path(format!("{BASE}/inboxes/9").as_str()))
+        .and(has_header("api_access_token", "tok-live"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": 9, "channel_type": "Channel::Api" })))
+        .expect(1)
+        .named("read inbox")
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("{BASE}/conversations").as_str()))
+        .and(query_param("inbox_id", "9"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "data": { "meta": {}, "payload": [] } })))
+        .expect(1)
+        .named("read queue")
+        .mount(&server)
+        .await;
+    let report = provider(config(&server)).check().await.expect("check");
+    assert!(report.verified_items()[0].contains("inbox_id (a Channel::Api inbox)"), "{report}");
+}
+
+#[tokio::test]
+async fn check_names_an_inbox_the_account_does_not_have() {
+    let server = server().await;
+    Mock::given(method("GET"))
+        .and(path(format!("{BASE}/inboxes/9").as_str()))
+        .respond_with(ResponseTemplate::new(404).set_body_json(json!({ "error": "Resource could not be found" })))
+        .expect(1)
+        .named("no such inbox")
+        .mount(&server)
+        .await;
+    let error = provider(config(&server)).check().await.unwrap_err();
+    assert_eq!(error.op(), "check account_id and inbox_id", "{error}");
+}

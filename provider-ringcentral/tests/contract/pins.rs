@@ -475,6 +475,13 @@ async fn a_resumed_session_sees_an_intervention_closed_meanwhile() {
 #[tokio::test]
 async fn check_reads_the_categories() {
     let server = strict_server().await;
+    mount(
+        &server,
+        "GET",
+        &format!("/1.0/content_sources/{SOURCE}"),
+        ResponseTemplate::new(200).set_body_json(json!({ "id": SOURCE, "active": true })),
+    )
+    .await;
     let known = json!([{ "id": "cat-agent" }, { "id": "cat-vip" }]);
     mount(&server, "GET", "/1.0/categories", records(known)).await;
     let Err(error) = provider(config(&server)).check().await else { panic!("cat-bot is missing") };
@@ -497,4 +504,22 @@ async fn configuration_mistakes_are_explained() {
         "source_id": "s", "source_token": "t", "access_token": "a", "agent_category_id": "c", "category": "x",
     }));
     assert!(unknown.unwrap_err().to_string().contains("unknown field `category`"));
+}
+
+#[tokio::test]
+async fn check_reads_the_source_and_reports_what_only_traffic_proves() {
+    let server = strict_server().await;
+    Mock::given(method("GET"))
+        .and(path(format!("/1.0/content_sources/{SOURCE}").as_str()))
+        .and(wiremock::matchers::header("authorization", "Bearer api-token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": SOURCE, "active": true })))
+        .expect(1)
+        .named("read source")
+        .mount(&server)
+        .await;
+    let known = json!([{ "id": "cat-agent" }, { "id": "cat-vip" }, { "id": "cat-bot" }]);
+    mount(&server, "GET", "/1.0/categories", records(known)).await;
+    let report = provider(config(&server)).check().await.expect("check");
+    assert!(report.verified_items().iter().any(|v| v.contains("source_id")), "{report}");
+    assert!(report.unverified_items().iter().any(|v| v.starts_with("source_token")), "{report}");
 }

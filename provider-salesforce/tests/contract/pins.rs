@@ -323,3 +323,51 @@ async fn typing_goes_out_only_once_an_agent_is_in() {
     events_until(session.events(), |e| matches!(e, Event::AgentJoined { .. })).await;
     session.send(UserInput::Typing { on: true }).await.unwrap();
 }
+
+#[tokio::test]
+async fn check_opens_a_session_and_asks_for_the_buttons_availability() {
+    let server = strict_server().await;
+    Mock::given(method("GET"))
+        .and(path("/chat/rest/System/SessionId"))
+        .and(has_header("X-LIVEAGENT-AFFINITY", "null"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "ec550263-9896-45ff-a2a4-cf5a3b2d1b22", "key": KEY, "affinityToken": "878a1fa0", "clientPollTimeout": 40,
+        })))
+        .expect(2)
+        .named("session id")
+        .mount(&server)
+        .await;
+    Mock::given(method("DELETE"))
+        .and(path(format!("/chat/rest/System/SessionId/{KEY}").as_str()))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(2)
+        .named("delete session")
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/chat/rest/Visitor/Availability"))
+        .and(query_param("org_id", "00D000000000001"))
+        .and(query_param("deployment_id", "572000000000001"))
+        .and(query_param("Availability.ids", "[573000000000001]"))
+        .and(has_header("X-LIVEAGENT-API-VERSION", "52"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "messages": [{ "type": "Availability",
+            "message": { "results": [{ "id": "573000000000001", "isAvailable": true }] } }] })))
+        .up_to_n_times(1)
+        .named("availability")
+        .mount(&server)
+        .await;
+    let provider = provider(&server);
+    let report = provider.check().await.expect("check");
+    assert!(report.verified_items()[1].contains("button_id: the button is known (agents are online now)"), "{report}");
+    // A wrong organization or deployment: Salesforce reports nothing for the button.
+    Mock::given(method("GET"))
+        .and(path("/chat/rest/Visitor/Availability"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "messages": [{ "type": "Availability",
+            "message": { "results": [] } }] })))
+        .named("availability, nothing known")
+        .mount(&server)
+        .await;
+    let error = provider.check().await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Config);
+    assert!(error.message().contains("check organization_id, deployment_id and button_id"), "{error}");
+}
