@@ -18,11 +18,9 @@
 #[non_exhaustive]
 pub struct Capabilities {
     typing: bool,
-    attachments: bool,
     queue_position: bool,
     estimated_wait: bool,
     participant_change: bool,
-    native_transcript: bool,
     resume: bool,
     max_message_chars: Option<usize>,
 }
@@ -50,15 +48,9 @@ impl Capabilities {
     }
 
     flag!(typing, with_typing, "relays the user's typing state to the agent");
-    flag!(attachments, with_attachments, "relays attachments");
     flag!(queue_position, with_queue_position, "reports the position in the queue");
     flag!(estimated_wait, with_estimated_wait, "reports an estimated wait time");
     flag!(participant_change, with_participant_change, "reports agents joining, leaving and transfers");
-    flag!(
-        native_transcript,
-        with_native_transcript,
-        "has a native field for the bot transcript (otherwise it is sent as messages)"
-    );
     flag!(resume, with_resume, "can resume a session from a snapshot in a new process");
 
     /// The longest message, in characters, the provider accepts; `None` if unlimited or

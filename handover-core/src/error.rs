@@ -74,10 +74,17 @@ impl fmt::Display for ErrorKind {
 /// build messages from status codes and provider error texts, and transport errors are
 /// stripped of URLs before they are wrapped.
 pub struct Error {
+    inner: Box<Inner>,
+}
+
+/// The fields of an [`Error`], boxed so a `Result` stays one pointer wide.
+struct Inner {
     kind: ErrorKind,
     provider: Cow<'static, str>,
     op: Cow<'static, str>,
     message: String,
+    hints: Vec<String>,
+    status: Option<u16>,
     retry_after: Option<Duration>,
     source: Option<Source>,
 }
@@ -91,12 +98,16 @@ impl Error {
         message: impl Into<String>,
     ) -> Self {
         Self {
-            kind,
-            provider: provider.into(),
-            op: op.into(),
-            message: message.into(),
-            retry_after: None,
-            source: None,
+            inner: Box::new(Inner {
+                kind,
+                provider: provider.into(),
+                op: op.into(),
+                message: message.into(),
+                hints: Vec::new(),
+                status: None,
+                retry_after: None,
+                source: None,
+            }),
         }
     }
 
@@ -156,59 +167,87 @@ impl Error {
     /// Attaches the underlying cause.
     #[must_use]
     pub fn with_source(mut self, source: impl Into<Source>) -> Self {
-        self.source = Some(source.into());
+        self.inner.source = Some(source.into());
         self
     }
 
     /// Attaches a retry hint (from `Retry-After` or the provider's own field).
     #[must_use]
     pub fn with_retry_after(mut self, after: Duration) -> Self {
-        self.retry_after = Some(after);
+        self.inner.retry_after = Some(after);
+        self
+    }
+
+    /// Records the HTTP status the provider answered with.
+    #[must_use]
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.inner.status = Some(status);
+        self
+    }
+
+    /// Adds what to check or do, for the person reading it (shown after the message), to an
+    /// error made elsewhere.
+    #[must_use]
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.inner.hints.push(hint.into());
         self
     }
 
     /// Replaces the operation name (used when a helper's error surfaces in a larger op).
     #[must_use]
     pub fn in_op(mut self, op: impl Into<Cow<'static, str>>) -> Self {
-        self.op = op.into();
+        self.inner.op = op.into();
         self
     }
 
     /// What went wrong.
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.inner.kind
     }
 
     /// The provider that failed (`"miaw"`, `"genesys"`, …; `"handover"` for the runtime).
     pub fn provider(&self) -> &str {
-        &self.provider
+        &self.inner.provider
     }
 
     /// The operation that failed (`"create conversation"`, `"send message"`, …).
     pub fn op(&self) -> &str {
-        &self.op
+        &self.inner.op
     }
 
     /// The message, without provider and operation.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.inner.message
+    }
+
+    /// The HTTP status the provider answered with, when the error comes from an answer.
+    pub fn status(&self) -> Option<u16> {
+        self.inner.status
+    }
+
+    /// The hints added with [`with_hint`](Self::with_hint), oldest first.
+    pub fn hints(&self) -> &[String] {
+        &self.inner.hints
     }
 
     /// How long the provider asked us to wait before retrying, if it said.
     pub fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
+        self.inner.retry_after
     }
 
     /// Whether retrying later may succeed: transient kinds, or any error with a retry hint.
     pub fn is_retryable(&self) -> bool {
-        self.kind.is_transient() || self.retry_after.is_some()
+        self.inner.kind.is_transient() || self.inner.retry_after.is_some()
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}: {}", self.provider, self.op, self.kind, self.message)?;
-        if let Some(after) = self.retry_after {
+        write!(f, "{} {}: {}: {}", self.inner.provider, self.inner.op, self.inner.kind, self.inner.message)?;
+        for hint in &self.inner.hints {
+            write!(f, "; {hint}")?;
+        }
+        if let Some(after) = self.inner.retry_after {
             write!(f, " (retry after {}s)", after.as_secs_f64())?;
         }
         Ok(())
@@ -218,14 +257,20 @@ impl fmt::Display for Error {
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");
-        d.field("kind", &self.kind)
-            .field("provider", &self.provider)
-            .field("op", &self.op)
-            .field("message", &self.message);
-        if let Some(after) = self.retry_after {
+        d.field("kind", &self.inner.kind)
+            .field("provider", &self.inner.provider)
+            .field("op", &self.inner.op)
+            .field("message", &self.inner.message);
+        if !self.inner.hints.is_empty() {
+            d.field("hints", &self.inner.hints);
+        }
+        if let Some(status) = self.inner.status {
+            d.field("status", &status);
+        }
+        if let Some(after) = self.inner.retry_after {
             d.field("retry_after", &after);
         }
-        if let Some(source) = &self.source {
+        if let Some(source) = &self.inner.source {
             // Display only: Debug of foreign errors may carry request details.
             d.field("source", &source.to_string());
         }
@@ -235,7 +280,7 @@ impl fmt::Debug for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|source| source as &(dyn std::error::Error + 'static))
+        self.inner.source.as_deref().map(|source| source as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -250,6 +295,18 @@ mod tests {
         assert_eq!(error.to_string(), "miaw send message: rate limited: HTTP 429 (retry after 3s)");
         assert!(error.is_retryable());
         assert!(!error.to_string().contains('\n'));
+    }
+
+    #[test]
+    fn hints_and_the_status_are_added_without_rebuilding() {
+        let error = Error::new(ErrorKind::Unauthenticated, "genesys", "get token", "HTTP 401").with_status(401);
+        let error = error.with_hint("check client_id and client_secret");
+        assert_eq!(error.status(), Some(401));
+        assert_eq!(
+            error.to_string(),
+            "genesys get token: not authenticated: HTTP 401; check client_id and client_secret"
+        );
+        assert_eq!(error.hints(), ["check client_id and client_secret"]);
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub use event::{Agent, EndedBy, Event};
 pub use input::{EndReason, UserInput};
 pub use provider::Provider;
 pub use request::{EndUser, HandoverRequest, Priority, Routing, Speaker, TranscriptEntry};
-pub use session::{Session, SessionControl, SessionHandle};
+pub use session::{Session, SessionBackend, SessionHandle};
 pub use snapshot::{SNAPSHOT_VERSION, SessionSnapshot};
 pub use status::{ErrorReason, HandoverStatus};
 pub use stream::EventStream;

@@ -1,4 +1,5 @@
-//! One live handover.
+//! One live handover: what users hold ([`Session`], [`SessionHandle`]) and what providers
+//! implement ([`SessionBackend`]).
 
 use std::collections::HashSet;
 use std::fmt;
@@ -9,16 +10,42 @@ use async_trait::async_trait;
 
 use crate::{EndReason, Error, EventStream, ProviderInfo, Result, SessionSnapshot, UserInput};
 
-/// The provider side of a live session, implemented by provider crates.
+/// The provider side of a live session: what a provider crate implements for each
+/// session it starts or resumes.
 ///
-/// Users do not call this directly: [`SessionControl`] wraps it and checks capabilities,
-/// message limits and the ended state before any call reaches the provider.
+/// Users never call it: they hold a [`SessionHandle`], which checks capabilities,
+/// message limits, the ended state and repeated message ids, and orders sends, before
+/// anything reaches the backend.
+///
+/// # Contract
+///
+/// Each obligation is checked for every provider by the `handover-testkit` contract
+/// scenario named after it.
+///
+/// - `send` delivers one input to the agent side; inputs arrive in call order (the handle
+///   sends one at a time): `user_messages_reach_the_agent`.
+/// - `send` of an input the API cannot carry fails with
+///   [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) before any I/O:
+///   `typing_is_relayed_or_refused`.
+/// - A message's client id, where the API takes one, is derived from the input's id, so a
+///   resend is recognisable: `a_resent_message_is_delivered_once`.
+/// - `end` closes the conversation at the contact center and makes the event stream end
+///   with `Ended { by: User }`; sends after it fail with
+///   [`ErrorKind::SessionEnded`](crate::ErrorKind::SessionEnded):
+///   `bot_end_closes_the_conversation`.
+/// - `snapshot` captures everything a new process needs to resume without repeating or
+///   losing an event, and holds secrets only in its secrets: `snapshot_resumes_without_repeats`,
+///   `secrets_stay_out_of_debug_and_errors`.
+/// - The session's [`EventStream`] keeps its own contract (order, no repeats, one end,
+///   drops shown as `Reconnecting`/`Resumed`): `agent_messages_arrive_in_order_exactly_once`,
+///   `dropped_connection_recovers`, `nothing_is_delivered_after_the_end`.
+/// - Nothing secret reaches a log line at any level: `secrets_stay_out_of_trace_logs`.
 #[async_trait]
-pub trait SessionHandle: Send + Sync + 'static {
+pub trait SessionBackend: Send + Sync + 'static {
     /// Static facts about the provider serving this session.
     fn info(&self) -> &ProviderInfo;
 
-    /// Delivers one input to the agent side. Inputs reach the provider in call order.
+    /// Delivers one input to the agent side.
     async fn send(&self, input: UserInput) -> Result<()>;
 
     /// Ends the conversation from the bot side and closes the event source. After a
@@ -37,7 +64,7 @@ struct SentInputs {
 }
 
 impl SentInputs {
-    /// Claims `id` for a send: `false` when it was sent (or is being sent) already.
+    /// Claims `id` for a send: `false` when it was sent already.
     fn claim(&mut self, id: &str) -> bool {
         if !self.ids.insert(id.to_owned()) {
             return false;
@@ -54,30 +81,37 @@ impl SentInputs {
     }
 }
 
-/// A cloneable handle to send input to, end, or snapshot a session.
-#[derive(Clone)]
-pub struct SessionControl {
-    handle: Arc<dyn SessionHandle>,
-    ended: Arc<AtomicBool>,
-    sent: Arc<Mutex<SentInputs>>,
-}
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-impl SessionControl {
-    /// Wraps a provider's session handle.
-    pub fn new(handle: Arc<dyn SessionHandle>) -> Self {
-        Self { handle, ended: Arc::new(AtomicBool::new(false)), sent: Arc::default() }
+/// A cloneable handle to send input to, end, or snapshot a session: what users hold.
+#[derive(Clone)]
+pub struct SessionHandle {
+    backend: Arc<dyn SessionBackend>,
+    ended: Arc<AtomicBool>,
+    sent: Arc<Mutex<SentInputs>>,
+    /// One send at a time, so inputs reach the provider in call order.
+    order: Arc<futures_util::lock::Mutex<()>>,
+}
+
+impl SessionHandle {
+    /// Wraps a provider's session backend.
+    pub fn new(backend: Arc<dyn SessionBackend>) -> Self {
+        Self {
+            backend,
+            ended: Arc::new(AtomicBool::new(false)),
+            sent: Arc::default(),
+            order: Arc::new(futures_util::lock::Mutex::new(())),
+        }
     }
 
     /// Static facts about the provider serving this session.
     pub fn info(&self) -> &ProviderInfo {
-        self.handle.info()
+        self.backend.info()
     }
 
-    /// Sends input to the agent side.
+    /// Sends input to the agent side, one send at a time in call order.
     ///
     /// Refused before any I/O with [`ErrorKind::Unsupported`](crate::ErrorKind) when the
     /// provider cannot carry the input (typing without the `typing` capability), with
@@ -91,6 +125,7 @@ impl SessionControl {
     /// answers `Ok` and sends nothing. A failed send forgets the id, so a retry goes out.
     pub async fn send(&self, input: UserInput) -> Result<()> {
         self.check(&input)?;
+        let _order = self.order.lock().await;
         let id = match &input {
             UserInput::Message { id, .. } => Some(id.clone()),
             _ => None,
@@ -100,7 +135,7 @@ impl SessionControl {
         {
             return Ok(());
         }
-        let result = self.handle.send(input).await;
+        let result = self.backend.send(input).await;
         if let (Some(id), Err(_)) = (&id, &result) {
             lock(&self.sent).release(id);
         }
@@ -108,7 +143,7 @@ impl SessionControl {
     }
 
     fn check(&self, input: &UserInput) -> Result<()> {
-        let info = self.handle.info();
+        let info = self.backend.info();
         if self.ended.load(Ordering::Acquire) {
             return Err(Error::session_ended(info.name, "send"));
         }
@@ -140,7 +175,7 @@ impl SessionControl {
         if self.ended.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        let result = self.handle.end(reason).await;
+        let result = self.backend.end(reason).await;
         if result.is_err() {
             // Let the caller try again.
             self.ended.store(false, Ordering::Release);
@@ -151,7 +186,7 @@ impl SessionControl {
     /// A snapshot to resume the session elsewhere, with the ids of the messages delivered
     /// so far.
     pub fn snapshot(&self) -> Result<SessionSnapshot> {
-        let snapshot = self.handle.snapshot()?;
+        let snapshot = self.backend.snapshot()?;
         Ok(snapshot.with_sent_inputs(lock(&self.sent).order.iter().cloned()))
     }
 
@@ -163,30 +198,30 @@ impl SessionControl {
     }
 }
 
-impl fmt::Debug for SessionControl {
+impl fmt::Debug for SessionHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SessionControl")
-            .field("provider", &self.handle.info().name)
+        f.debug_struct("SessionHandle")
+            .field("provider", &self.backend.info().name)
             .field("ended", &self.ended.load(Ordering::Relaxed))
             .finish()
     }
 }
 
-/// One live handover: a [`SessionControl`] to act on it and the [`EventStream`] of what
+/// One live handover: a [`SessionHandle`] to act on it and the [`EventStream`] of what
 /// happens on the agent side.
 ///
 /// Split it with [`into_parts`](Self::into_parts) to read events in one task while
 /// sending from another.
 #[derive(Debug)]
 pub struct Session {
-    control: SessionControl,
+    handle: SessionHandle,
     events: EventStream,
 }
 
 impl Session {
-    /// Assembles a session from a provider's handle and event stream.
-    pub fn new(handle: Arc<dyn SessionHandle>, events: EventStream) -> Self {
-        Self { control: SessionControl::new(handle), events }
+    /// Assembles a session from a provider's backend and event stream.
+    pub fn new(backend: Arc<dyn SessionBackend>, events: EventStream) -> Self {
+        Self { handle: SessionHandle::new(backend), events }
     }
 
     /// Carries over what `snapshot` says was already delivered, so a message resent with
@@ -194,23 +229,23 @@ impl Session {
     /// [`Provider::resume`](crate::Provider::resume).
     #[must_use]
     pub fn resumed_from(self, snapshot: &SessionSnapshot) -> Self {
-        self.control.remember_sent(snapshot.sent_inputs());
+        self.handle.remember_sent(snapshot.sent_inputs());
         self
     }
 
-    /// Sends input to the agent side; see [`SessionControl::send`].
+    /// Sends input to the agent side; see [`SessionHandle::send`].
     pub async fn send(&self, input: UserInput) -> Result<()> {
-        self.control.send(input).await
+        self.handle.send(input).await
     }
 
-    /// Ends the handover from the bot side; see [`SessionControl::end`].
+    /// Ends the handover from the bot side; see [`SessionHandle::end`].
     pub async fn end(&self, reason: EndReason) -> Result<()> {
-        self.control.end(reason).await
+        self.handle.end(reason).await
     }
 
     /// A snapshot to resume the session elsewhere.
     pub fn snapshot(&self) -> Result<SessionSnapshot> {
-        self.control.snapshot()
+        self.handle.snapshot()
     }
 
     /// The event stream.
@@ -218,13 +253,13 @@ impl Session {
         &mut self.events
     }
 
-    /// The control handle (cloneable).
-    pub fn control(&self) -> &SessionControl {
-        &self.control
+    /// The handle (cloneable).
+    pub fn handle(&self) -> &SessionHandle {
+        &self.handle
     }
 
-    /// Splits into the control handle and the event stream.
-    pub fn into_parts(self) -> (SessionControl, EventStream) {
-        (self.control, self.events)
+    /// Splits into the handle and the event stream.
+    pub fn into_parts(self) -> (SessionHandle, EventStream) {
+        (self.handle, self.events)
     }
 }

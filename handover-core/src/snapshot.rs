@@ -23,27 +23,36 @@ pub const SNAPSHOT_VERSION: u32 = 1;
 pub struct SessionSnapshot {
     version: u32,
     provider: String,
+    /// The version of the provider's own state format (each provider versions its state
+    /// separately; snapshots written before this field existed are version 1).
+    #[serde(default = "first_state_version")]
+    state_version: u32,
     session_id: String,
     state: Value,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     secrets: BTreeMap<String, String>,
     /// Ids of the bot inputs already delivered to the agent side (kept by
-    /// [`SessionControl`](crate::SessionControl)), so an input resent with the same id after
+    /// [`SessionHandle`](crate::SessionHandle)), so an input resent with the same id after
     /// a resume is not delivered twice.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     sent_inputs: Vec<String>,
 }
 
+fn first_state_version() -> u32 {
+    1
+}
+
 impl SessionSnapshot {
     /// A snapshot of `provider`'s session for bot session `session_id` with the provider's
-    /// own `state`.
-    pub fn new(provider: &str, session_id: &str, state: &impl Serialize) -> Result<Self> {
+    /// own `state`, in the provider's state format `state_version`.
+    pub fn new(provider: &str, state_version: u32, session_id: &str, state: &impl Serialize) -> Result<Self> {
         let state = serde_json::to_value(state).map_err(|e| {
             Error::new(ErrorKind::Protocol, provider.to_owned(), "snapshot", "state is not serializable").with_source(e)
         })?;
         Ok(Self {
             version: SNAPSHOT_VERSION,
             provider: provider.to_owned(),
+            state_version,
             session_id: session_id.to_owned(),
             state,
             secrets: BTreeMap::new(),
@@ -77,6 +86,11 @@ impl SessionSnapshot {
         self.version
     }
 
+    /// The version of the provider's state format.
+    pub fn state_version(&self) -> u32 {
+        self.state_version
+    }
+
     /// The provider that wrote it.
     pub fn provider(&self) -> &str {
         &self.provider
@@ -92,9 +106,9 @@ impl SessionSnapshot {
         self.secrets.get(name).map(String::as_str)
     }
 
-    /// Checks that this snapshot was written by `provider` in a version this crate reads,
-    /// and decodes the provider state.
-    pub fn state_for<T: DeserializeOwned>(&self, provider: &'static str) -> Result<T> {
+    /// Checks that this snapshot was written by `provider` in a format this crate reads and
+    /// in state format `state_version` (the provider's own), and decodes the provider state.
+    pub fn state_for<T: DeserializeOwned>(&self, provider: &'static str, state_version: u32) -> Result<T> {
         if self.provider != provider {
             return Err(Error::invalid_input(
                 provider,
@@ -109,6 +123,17 @@ impl SessionSnapshot {
                 format!(
                     "snapshot version {} is not readable by this version (expects {SNAPSHOT_VERSION})",
                     self.version
+                ),
+            ));
+        }
+        if self.state_version != state_version {
+            return Err(Error::invalid_input(
+                provider,
+                "resume",
+                format!(
+                    "the snapshot's {provider} state is in format {}, this version reads format {state_version}; \
+                     resume it with the version that wrote it",
+                    self.state_version
                 ),
             ));
         }
@@ -160,19 +185,19 @@ mod tests {
     #[test]
     fn round_trips_through_json_with_version_and_secrets() {
         let snapshot =
-            SessionSnapshot::new("miaw", "bot-1", &state()).unwrap().with_secret("access_token", "eyJ.secret.token");
+            SessionSnapshot::new("miaw", 1, "bot-1", &state()).unwrap().with_secret("access_token", "eyJ.secret.token");
         let json = serde_json::to_string(&snapshot).unwrap();
         let back: SessionSnapshot = serde_json::from_str(&json).unwrap();
         assert_eq!(back, snapshot);
         assert_eq!(back.version(), SNAPSHOT_VERSION);
-        assert_eq!(back.state_for::<State>("miaw").unwrap(), state());
+        assert_eq!(back.state_for::<State>("miaw", 1).unwrap(), state());
         assert_eq!(back.secret("access_token"), Some("eyJ.secret.token"));
     }
 
     #[test]
     fn debug_redacts_secrets() {
         let snapshot =
-            SessionSnapshot::new("miaw", "bot-1", &state()).unwrap().with_secret("access_token", "eyJ.secret.token");
+            SessionSnapshot::new("miaw", 1, "bot-1", &state()).unwrap().with_secret("access_token", "eyJ.secret.token");
         let debug = format!("{snapshot:?}");
         assert!(!debug.contains("eyJ.secret.token"), "{debug}");
         assert!(debug.contains("access_token"), "{debug}");
@@ -181,17 +206,22 @@ mod tests {
 
     #[test]
     fn wrong_provider_or_version_is_a_clear_error() {
-        let snapshot = SessionSnapshot::new("miaw", "bot-1", &state()).unwrap();
-        let err = snapshot.state_for::<State>("genesys").unwrap_err();
+        let snapshot = SessionSnapshot::new("miaw", 1, "bot-1", &state()).unwrap();
+        let err = snapshot.state_for::<State>("genesys", 1).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput);
         assert!(err.to_string().contains("provider `miaw`"), "{err}");
 
         let mut json = serde_json::to_value(&snapshot).unwrap();
         json["version"] = 99.into();
         let future: SessionSnapshot = serde_json::from_value(json).unwrap();
-        let err = future.state_for::<State>("miaw").unwrap_err();
+        let err = future.state_for::<State>("miaw", 1).unwrap_err();
         assert!(err.to_string().contains("version 99"), "{err}");
         let err = future.require_secret("miaw", "access_token").unwrap_err();
         assert!(err.to_string().contains("`access_token`"), "{err}");
+        let mut json = serde_json::to_value(&snapshot).unwrap();
+        json["state_version"] = 2.into();
+        let newer: SessionSnapshot = serde_json::from_value(json).unwrap();
+        let err = newer.state_for::<State>("miaw", 1).unwrap_err();
+        assert!(err.to_string().contains("miaw state is in format 2"), "{err}");
     }
 }

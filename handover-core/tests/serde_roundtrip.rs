@@ -77,7 +77,7 @@ proptest! {
         secrets in proptest::collection::btree_map(text(), text(), 0..3),
         sent in proptest::collection::vec(text(), 0..4),
     ) {
-        let mut snapshot = SessionSnapshot::new(&provider, &session, &state).unwrap().with_sent_inputs(sent);
+        let mut snapshot = SessionSnapshot::new(&provider, 1, &session, &state).unwrap().with_sent_inputs(sent);
         for (name, value) in secrets {
             snapshot = snapshot.with_secret(name, value);
         }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use handover_core::{
     Agent, Capabilities, EndReason, EndedBy, Error, ErrorKind, Event, HandoverRequest, Provider, ProviderInfo, Result,
-    Session, SessionHandle, SessionSnapshot, UserInput, transcript,
+    Session, SessionBackend, SessionSnapshot, UserInput, transcript,
 };
 use handover_transport::dedup::DedupSet;
 use handover_transport::events::{self, EventSender};
@@ -22,6 +22,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc};
 
 use crate::harness::Harness;
+
+/// The version of this provider's snapshot state: raise it when the state's shape
+/// changes (a snapshot in another version is refused on resume).
+const STATE_VERSION: u32 = 1;
 
 /// The provider name.
 pub const NAME: &str = "fake";
@@ -458,7 +462,7 @@ struct FakeSession {
 }
 
 #[async_trait]
-impl SessionHandle for FakeSession {
+impl SessionBackend for FakeSession {
     fn info(&self) -> &ProviderInfo {
         &self.info
     }
@@ -496,7 +500,7 @@ impl SessionHandle for FakeSession {
             watermark: state.watermark,
             seen: state.seen.ids().map(str::to_owned).collect(),
         };
-        Ok(SessionSnapshot::new(NAME, &self.session_id, &fake)?.with_secret("access_token", FAKE_TOKEN))
+        Ok(SessionSnapshot::new(NAME, STATE_VERSION, &self.session_id, &fake)?.with_secret("access_token", FAKE_TOKEN))
     }
 }
 
@@ -523,7 +527,7 @@ impl Provider for FakeProvider {
     }
 
     async fn resume(&self, snapshot: SessionSnapshot) -> Result<Session> {
-        let state: FakeState = snapshot.state_for(NAME)?;
+        let state: FakeState = snapshot.state_for(NAME, STATE_VERSION)?;
         let token = snapshot.require_secret(NAME, "access_token")?;
         if token != FAKE_TOKEN {
             return Err(Error::unauthenticated(NAME, "resume", "the snapshot's token is not valid"));

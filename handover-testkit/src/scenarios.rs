@@ -89,7 +89,7 @@ pub async fn start_delivers_the_transcript<H: Harness>() {
     for entry in &request.transcript {
         assert!(texts.contains(&entry.text), "the agent side should see transcript line {:?} in {texts:?}", entry.text);
     }
-    assert!(!session.control().info().name.is_empty());
+    assert!(!session.handle().info().name.is_empty());
 }
 
 /// Agent messages arrive in order, each exactly once, also when the provider delivers one

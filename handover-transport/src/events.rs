@@ -8,6 +8,8 @@ use std::task::{Context, Poll};
 
 use futures_core::Stream;
 use handover_core::{EndedBy, Error, Event, EventStream, Result};
+
+use crate::session::{CONTINUE, Flow, STOP};
 use tokio::sync::mpsc;
 
 /// The default channel capacity.
@@ -36,7 +38,7 @@ impl EndState {
         !std::mem::replace(&mut self.ended, true)
     }
 
-    /// The bot side is closing the session (`SessionHandle::end`): `false` when it has
+    /// The bot side is closing the session (`SessionBackend::end`): `false` when it has
     /// already ended and there is nothing to close.
     pub fn begin_close(&mut self) -> bool {
         if self.ended {
@@ -73,15 +75,15 @@ impl EventSender {
     }
 
     /// Sends `event`, a terminal one only once: `mark_ended` marks the session ended and
-    /// says whether it was not already (see [`EndState::mark_ended`]). `false` when the
+    /// says whether it was not already (see [`EndState::mark_ended`]). [`STOP`] when the
     /// session is over: the event was terminal, a terminal one went before, or nobody
     /// listens any more.
-    pub async fn emit(&self, event: Event, mark_ended: impl FnOnce() -> bool) -> bool {
+    pub async fn emit(&self, event: Event, mark_ended: impl FnOnce() -> bool) -> Flow {
         let terminal = event.is_terminal();
         if terminal && !mark_ended() {
-            return false;
+            return STOP;
         }
-        self.send(event).await && !terminal
+        if self.send(event).await && !terminal { CONTINUE } else { STOP }
     }
 
     /// Sends a terminal error. `false` when the consumer is gone.

@@ -2,15 +2,13 @@
 
 use std::borrow::Cow;
 use std::net::IpAddr;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use handover_core::{Error, ErrorKind, Result};
-use reqwest::header::HeaderMap;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{Response, StatusCode};
 use serde::de::DeserializeOwned;
 use url::Url;
-
-use crate::retry::retry_after;
 
 /// The largest response body read by default (1 MiB); anything longer is refused.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
@@ -166,17 +164,16 @@ pub fn status_error(
     } else {
         format!("HTTP {status}: {}", truncate(message, 300))
     };
-    let mut error = Error::new(status_kind(status), provider, op, text);
+    let mut error = Error::new(status_kind(status), provider, op, text).with_status(status.as_u16());
     if let Some(after) = retry_after(headers) {
         error = error.with_retry_after(after);
     }
     error
 }
 
-/// Whether `error` was made by [`status_error`] for `status` (e.g. to retry a `409`).
+/// Whether `error` comes from an answer with `status` (e.g. to retry a `409`).
 pub fn is_status(error: &Error, status: StatusCode) -> bool {
-    error.message().strip_prefix("HTTP ").and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-        == Some(status.as_str())
+    error.status() == Some(status.as_u16())
 }
 
 /// Percent-encodes `id` as one URL path segment (ids come from the network).
@@ -255,6 +252,16 @@ pub fn truncate(text: &str, max: usize) -> Cow<'_, str> {
         None => Cow::Borrowed(text),
         Some((cut, _)) => Cow::Owned(format!("{}…", &text[..cut])),
     }
+}
+
+/// The `Retry-After` header as a delay: delta-seconds or an HTTP date.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
+pub mod backoff;
 pub mod config;
 pub mod dedup;
 pub mod events;
@@ -11,6 +12,7 @@ pub mod log;
 pub mod longpoll;
 pub mod push;
 pub mod retry;
+pub mod session;
 pub mod signature;
 pub mod sse;
 pub mod time;

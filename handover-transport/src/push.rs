@@ -18,12 +18,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use handover_core::{Event, EventStream};
+use async_trait::async_trait;
+use handover_core::{EndReason, Event, EventStream};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::dedup::DedupSet;
 use crate::events::{self, EventSender};
+use crate::session::{CONTINUE, CloseReceiver, Flow, STOP, sleep_until};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -333,7 +335,7 @@ impl<T> Link<T> {
     }
 
     /// Sends `event` ([`EventSender::emit`]: a terminal event once).
-    pub async fn emit(&self, event: Event, mark_ended: impl FnOnce() -> bool) -> bool {
+    pub async fn emit(&self, event: Event, mark_ended: impl FnOnce() -> bool) -> Flow {
         self.events.emit(event, mark_ended).await
     }
 
@@ -355,6 +357,60 @@ impl<T> Drop for Link<T> {
             self.router.unregister(&self.key, &self.route);
         }
     }
+}
+
+/// What a push session's task does with what reaches it; [`serve`] runs the one loop of
+/// every pure-push provider around it.
+#[async_trait]
+pub trait PushTask: Send {
+    /// What the router hands the session.
+    type Item: Send + 'static;
+
+    /// After a resume, before anything else: re-reads what may have changed while no
+    /// session was attached.
+    async fn catch_up(&mut self) -> Flow {
+        CONTINUE
+    }
+
+    /// A delivery for the session's conversation.
+    async fn on_delivery(&mut self, item: Self::Item) -> Flow;
+
+    /// The bot side closed the session (`Ended { by: User, reason }` follows).
+    async fn on_close(&mut self, reason: EndReason) -> Flow;
+
+    /// When [`on_timer`](Self::on_timer) is due next, if ever.
+    fn next_timer(&self) -> Option<Instant> {
+        None
+    }
+
+    /// The timer of [`next_timer`](Self::next_timer) is due.
+    async fn on_timer(&mut self) -> Flow {
+        CONTINUE
+    }
+
+    /// Whether the session has ended (late deliveries are then acknowledged and dropped).
+    fn is_ended(&self) -> bool;
+}
+
+/// Runs a push session's task until it stops: deliveries, the bot side's close and the
+/// task's timer, in one `select!`, stopping when nobody reads the events any more.
+pub async fn serve<T: PushTask>(mut task: T, mut link: Link<T::Item>, mut closed: CloseReceiver, catch_up: bool) {
+    let events = link.events().clone();
+    let mut flow = if catch_up { task.catch_up().await } else { CONTINUE };
+    while flow.is_continue() {
+        let timer = task.next_timer();
+        flow = tokio::select! {
+            biased;
+            () = events.closed() => STOP,
+            reason = closed.recv() => task.on_close(reason).await,
+            item = link.recv() => match item {
+                Some(item) => task.on_delivery(item).await,
+                None => STOP,
+            },
+            () = sleep_until(timer) => task.on_timer().await,
+        };
+    }
+    link.finish(task.is_ended());
 }
 
 #[cfg(test)]
@@ -434,10 +490,10 @@ mod tests {
         assert_eq!(link.recv().await, Some(7));
         let mut ended = false;
         let mut first_end = || !std::mem::replace(&mut ended, true);
-        assert!(link.emit(Event::AgentTyping { on: true }, &mut first_end).await);
+        assert!(link.emit(Event::AgentTyping { on: true }, &mut first_end).await.is_continue());
         let end = Event::Ended { by: handover_core::EndedBy::Agent, reason: None };
-        assert!(!link.emit(end.clone(), &mut first_end).await, "terminal: the session is over");
-        assert!(!link.emit(end, &mut first_end).await);
+        assert!(link.emit(end.clone(), &mut first_end).await.is_break(), "terminal: the session is over");
+        assert!(link.emit(end, &mut first_end).await.is_break());
         assert!(matches!(stream.recv().await, Some(Ok(Event::AgentTyping { on: true }))));
         assert!(matches!(stream.recv().await, Some(Ok(Event::Ended { .. }))));
         assert!(stream.recv().await.is_none(), "one end only");

@@ -73,7 +73,7 @@ impl Registry {
         #[cfg(feature = "liveagent")]
         registry.register("liveagent", |table, options| {
             let config = provider_config::<provider_liveagent::LiveAgentConfig>("liveagent", table)?;
-            Ok(Arc::new(provider_liveagent::LiveAgentProvider::new(config)?.with_pending_limits(options.pending)))
+            Ok(Arc::new(provider_liveagent::LiveAgentProvider::builder(config).pending(options.pending).build()?))
         });
         #[cfg(feature = "miaw")]
         registry.register("miaw", |table, _| {

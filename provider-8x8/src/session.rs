@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use handover_core::{
     Agent, Capabilities, CheckReport, EndReason, EndedBy, Error, Event, HandoverRequest, Provider, ProviderInfo,
-    Result, Session, SessionHandle, SessionSnapshot, Speaker, UserInput, WebhookReply, WebhookRequest, transcript,
+    Result, Session, SessionBackend, SessionSnapshot, Speaker, UserInput, WebhookReply, WebhookRequest, transcript,
 };
 use handover_transport::dedup::DedupSet;
 use handover_transport::events::{self, EndState};
@@ -22,6 +22,10 @@ use crate::client::Client;
 use crate::config::EightByEightConfig;
 use crate::jws::{self, DetachedJws, JwsError, KeyCache};
 use crate::webhook::{self, Delivery};
+
+/// The version of this provider's snapshot state: raise it when the state's shape
+/// changes (a snapshot in another version is refused on resume).
+const STATE_VERSION: u32 = 1;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -50,7 +54,7 @@ pub struct EightByEightProvider {
 /// What 8x8 supports. The Gateway reports queueing without a position or wait, and has
 /// no "stopped typing" call (the indicator times out).
 pub fn capabilities() -> Capabilities {
-    Capabilities::none().with_typing(true).with_participant_change(true).with_native_transcript(true).with_resume(true)
+    Capabilities::none().with_typing(true).with_participant_change(true).with_resume(true)
 }
 
 /// A delivery on its way to a session.
@@ -265,7 +269,7 @@ enum Command {
 }
 
 #[async_trait]
-impl SessionHandle for Inner {
+impl SessionBackend for Inner {
     fn info(&self) -> &ProviderInfo {
         &self.info
     }
@@ -305,7 +309,7 @@ impl SessionHandle for Inner {
 
     fn snapshot(&self) -> Result<SessionSnapshot> {
         let snapshot = Snapshot { conversation: self.conversation.clone(), state: lock(&self.state).clone() };
-        SessionSnapshot::new(NAME, &self.session_id, &snapshot)
+        SessionSnapshot::new(NAME, STATE_VERSION, &self.session_id, &snapshot)
     }
 }
 
@@ -366,7 +370,7 @@ impl Task {
 
     async fn emit(&self, event: Event) -> Flow {
         let first_end = || lock(&self.inner.state).end.mark_ended();
-        if self.link.emit(event, first_end).await { Flow::Continue } else { Flow::Stop }
+        if self.link.emit(event, first_end).await.is_continue() { Flow::Continue } else { Flow::Stop }
     }
 
     /// The agent's display name: from the event, else the configured roster.
@@ -547,7 +551,7 @@ impl Provider for EightByEightProvider {
     }
 
     async fn resume(&self, snapshot: SessionSnapshot) -> Result<Session> {
-        let saved: Snapshot = snapshot.state_for(NAME)?;
+        let saved: Snapshot = snapshot.state_for(NAME, STATE_VERSION)?;
         let inner = Arc::new(Inner {
             info: self.info.clone(),
             config: self.config.clone(),

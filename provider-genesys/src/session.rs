@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use handover_core::{
     Agent, Capabilities, CheckReport, EndReason, EndedBy, Error, ErrorKind, Event, EventStream, HandoverRequest,
-    Provider, ProviderInfo, Result, Session, SessionHandle, SessionSnapshot, UserInput, WebhookReply, WebhookRequest,
+    Provider, ProviderInfo, Result, Session, SessionBackend, SessionSnapshot, UserInput, WebhookReply, WebhookRequest,
     transcript,
 };
 use handover_transport::dedup::DedupSet;
@@ -29,6 +29,10 @@ use crate::config::GenesysConfig;
 use crate::notifications::{EndDetector, NotificationsDetector, ParticipantEvent};
 use crate::webhook::{self, Delivery, Outbound};
 use crate::{NAME, TRANSCRIPT_CHUNK_CHARS};
+
+/// The version of this provider's snapshot state: raise it when the state's shape
+/// changes (a snapshot in another version is refused on resume).
+const STATE_VERSION: u32 = 1;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -309,7 +313,7 @@ impl Inner {
 }
 
 #[async_trait]
-impl SessionHandle for Inner {
+impl SessionBackend for Inner {
     fn info(&self) -> &ProviderInfo {
         &self.info
     }
@@ -367,7 +371,7 @@ impl SessionHandle for Inner {
             agents: state.agents.iter().cloned().collect(),
             seen: state.seen.clone(),
         };
-        SessionSnapshot::new(NAME, &self.session_id, &snapshot)
+        SessionSnapshot::new(NAME, STATE_VERSION, &self.session_id, &snapshot)
     }
 }
 
@@ -481,7 +485,7 @@ impl Task {
     }
 
     async fn emit(&self, event: Event) -> Flow {
-        if self.link.emit(event, || lock(&self.inner.state).end.mark_ended()).await {
+        if self.link.emit(event, || lock(&self.inner.state).end.mark_ended()).await.is_continue() {
             Flow::Continue
         } else {
             Flow::Stop
@@ -677,7 +681,7 @@ impl Provider for GenesysProvider {
     }
 
     async fn resume(&self, snapshot: SessionSnapshot) -> Result<Session> {
-        let state: Snapshot = snapshot.state_for(NAME)?;
+        let state: Snapshot = snapshot.state_for(NAME, STATE_VERSION)?;
         let inner = Arc::new(Inner {
             info: self.info.clone(),
             config: self.config.clone(),

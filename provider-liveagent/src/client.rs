@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use handover_core::{Error, ErrorKind, Result};
+use handover_core::{Error, ErrorKind, HandoverRequest, Priority, Result};
 use handover_transport::http::{self, HttpConfig};
 use handover_transport::reqwest::header::HeaderMap;
 use handover_transport::reqwest::{self, Method, RequestBuilder, StatusCode};
@@ -44,6 +44,44 @@ pub fn parse_error(op: impl Into<Cow<'static, str>>, status: StatusCode, headers
     http::status_error(NAME, op, status, headers, message)
 }
 
+/// The conversation's custom attributes (§3): the configured ones, the request's routing
+/// attributes, skills and languages (config and request, comma-separated, each once) and
+/// the bot session id.
+pub(crate) fn conversation_attributes(config: &LiveAgentConfig, request: &HandoverRequest) -> Map<String, Value> {
+    let join = |a: &[String], b: &[String]| {
+        let mut all: Vec<&str> = Vec::new();
+        for item in a.iter().chain(b) {
+            if !all.contains(&item.as_str()) {
+                all.push(item);
+            }
+        }
+        all.join(",")
+    };
+    let mut attributes = config.custom_attributes.clone();
+    for (key, value) in &request.routing.attributes {
+        attributes.insert(key.clone(), value.clone());
+    }
+    let skills = join(&config.skills, &request.routing.skills);
+    if !skills.is_empty() {
+        attributes.insert("skills".to_owned(), json!(skills));
+    }
+    let languages = join(&config.languages, &request.routing.languages);
+    if !languages.is_empty() {
+        attributes.insert("languages".to_owned(), json!(languages));
+    }
+    attributes.insert("bot_session_id".to_owned(), json!(request.session_id));
+    attributes
+}
+
+/// The priority to set (§3, `toggle_priority`): the configured one, else the request's
+/// named priority in lower case.
+pub(crate) fn priority(config: &LiveAgentConfig, request: &HandoverRequest) -> Option<String> {
+    config.priority.clone().or_else(|| match &request.routing.priority {
+        Some(Priority::Named(name)) => Some(name.to_lowercase()),
+        _ => None,
+    })
+}
+
 /// A contact and its source id in the inbox.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Contact {
@@ -56,11 +94,11 @@ pub(crate) struct Client {
     account: Url,
     token: SecretString,
     inbox_id: u64,
-    pub(crate) retry: RetryPolicy,
+    retry: RetryPolicy,
 }
 
 impl Client {
-    pub(crate) fn new(config: &LiveAgentConfig) -> Result<Self> {
+    pub(crate) fn new(config: &LiveAgentConfig, retry: RetryPolicy) -> Result<Self> {
         let base = http::base_url(NAME, "base_url", &config.base_url, config.allow_insecure_http)?;
         if !base.path().trim_end_matches('/').ends_with("/api/v1") {
             return Err(Error::config(
@@ -73,7 +111,7 @@ impl Client {
             account: http::join(&base, &format!("/accounts/{}", config.account_id)),
             token: config.api_access_token.clone(),
             inbox_id: config.inbox_id,
-            retry: RetryPolicy::default(),
+            retry,
         })
     }
 

@@ -1,9 +1,13 @@
 //! The `[liveagent]` config table (`protocols/liveagent-chatwoot.md` §1, §7).
 
+use handover_core::{Error, Result};
 use handover_transport::config::{MAX_SECS, in_range};
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
+
+use crate::NAME;
+use crate::webhook::Auth;
 
 /// Configuration of the Live Agent provider: the `[liveagent]` table.
 ///
@@ -107,16 +111,37 @@ fn id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
 }
 
 impl LiveAgentConfig {
-    /// Checks every numeric key against its range (values that load must also run).
-    pub(crate) fn validate(&self) -> handover_core::Result<()> {
-        in_range(crate::NAME, "queue_update_interval", self.queue_update_interval, 1, 86_400)?;
-        in_range(crate::NAME, "wait_time_update_interval", self.wait_time_update_interval, 1, 86_400)?;
-        in_range(crate::NAME, "wait_per_position_secs", self.wait_per_position_secs, 0, 86_400)?;
-        in_range(crate::NAME, "webhook_replay_window_secs", self.webhook_replay_window_secs, 1, MAX_SECS)?;
-        if let Some(ms) = self.max_estimated_wait_time_ms {
-            in_range(crate::NAME, "max_estimated_wait_time_ms", ms, 0, MAX_SECS * 1000)?;
+    /// Checks the config (values that load must also run) and says how webhooks are
+    /// authenticated.
+    pub(crate) fn validate(&self) -> Result<Auth> {
+        if let Some(priority) = &self.priority
+            && !matches!(priority.as_str(), "urgent" | "high" | "medium" | "low")
+        {
+            return Err(Error::config(
+                NAME,
+                format!("[liveagent] `priority` `{priority}` must be urgent, high, medium or low"),
+            ));
         }
-        Ok(())
+        in_range(NAME, "queue_update_interval", self.queue_update_interval, 1, 86_400)?;
+        in_range(NAME, "wait_time_update_interval", self.wait_time_update_interval, 1, 86_400)?;
+        in_range(NAME, "wait_per_position_secs", self.wait_per_position_secs, 0, 86_400)?;
+        in_range(NAME, "webhook_replay_window_secs", self.webhook_replay_window_secs, 1, MAX_SECS)?;
+        if let Some(ms) = self.max_estimated_wait_time_ms {
+            in_range(NAME, "max_estimated_wait_time_ms", ms, 0, MAX_SECS * 1000)?;
+        }
+        match (&self.webhook_secret, &self.webhook_token, self.allow_unsigned_webhooks) {
+            (Some(secret), _, _) => Ok(Auth::Signature {
+                secret: secret.clone(),
+                window: std::time::Duration::from_secs(self.webhook_replay_window_secs),
+            }),
+            (None, Some(token), _) => Ok(Auth::Token(token.clone())),
+            (None, None, true) => Ok(Auth::Unsigned),
+            (None, None, false) => Err(Error::config(
+                NAME,
+                "[liveagent] webhooks must be authenticated: set `webhook_secret` (desks that sign), \
+                 `webhook_token` (a ?token= in the webhook URL), or `allow_unsigned_webhooks = true`",
+            )),
+        }
     }
 
     /// A configuration for `account_id` / `inbox_id` with the given token.

@@ -1,13 +1,18 @@
-//! Webhook deliveries (`protocols/liveagent-chatwoot.md` §5): verification and reading.
+//! The webhook endpoint (`protocols/liveagent-chatwoot.md` §5): verify, read, route.
+//!
+//! A verified delivery is acknowledged once a session has it or it is kept for one (the
+//! desk sends each webhook once and never retries, §5.4); unknown events and deliveries
+//! naming no conversation are acknowledged and dropped.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use handover_core::{Agent, Error, Result, WebhookRequest};
+use handover_core::{Result, WebhookReply, WebhookRequest};
+use handover_transport::push::PushRouter;
 use handover_transport::signature::{self, Algorithm, Encoding, SignatureError};
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::Value;
 
-use crate::NAME;
+use crate::wire::{self, Delivery, Item};
 
 /// How deliveries are authenticated.
 #[derive(Clone)]
@@ -59,144 +64,41 @@ pub fn sign(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
     format!("sha256={}", signature::sign(Algorithm::Sha256, Encoding::Hex, secret, &signed))
 }
 
-/// What a delivery means.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Delivery {
-    /// A human agent wrote to the user.
-    AgentMessage {
-        /// The message id.
-        id: u64,
-        /// Text (attachments as `[attachment] url` lines).
-        text: String,
-        /// The agent.
-        agent: Agent,
-    },
-    /// An agent was assigned (or another agent took over).
-    Assigned(Agent),
-    /// The assignee was removed: back to the queue.
-    Unassigned,
-    /// The conversation was resolved (or abandoned).
-    Resolved {
-        /// `resolved`, `abandoned`, …
-        status: String,
-    },
-    /// The agent typed.
-    Typing(bool),
-    /// Nothing for the user (incoming echoes, private notes, bots, other events).
-    Ignore(&'static str),
+/// The webhook endpoint: how deliveries are authenticated, and the sessions they go to.
+pub(crate) struct Ingress {
+    pub(crate) auth: Auth,
+    pub(crate) router: Arc<PushRouter<Item>>,
 }
 
-/// A parsed delivery: the conversation it concerns, a dedup key and its meaning.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Parsed {
-    /// The conversation id (the display id used in API paths); `None` when the delivery
-    /// names no conversation (nothing a session waits for).
-    pub conversation: Option<u64>,
-    /// Key to drop repeats on, from what the signature covers: `message:<id>` for a message,
-    /// else a digest of the body. Never the `X-Chatwoot-Delivery` header, which is not
-    /// signed: a replay with a new header must not pass as new.
-    pub dedup_key: String,
-    /// What it means.
-    pub delivery: Delivery,
-}
-
-fn agent_of(user: &Value) -> Agent {
-    let mut agent = Agent::unknown();
-    agent.name = user["available_name"].as_str().or_else(|| user["name"].as_str()).map(str::to_owned);
-    agent.id = user["id"].as_u64().map(|id| id.to_string());
-    agent
-}
-
-/// Reads a delivery's body.
-pub fn parse(body: &[u8]) -> Result<Parsed> {
-    let json: Value = serde_json::from_slice(body).map_err(|e| {
-        Error::protocol(
-            NAME,
-            "read webhook",
-            format!("the body is not a webhook payload: {}", handover_transport::log::sanitize(&e.to_string())),
-        )
-    })?;
-    if !json.is_object() {
-        return Err(Error::protocol(NAME, "read webhook", "the body is not a JSON object"));
-    }
-    let event = json["event"].as_str().unwrap_or_default();
-    let conversation = json["conversation"]["id"]
-        .as_u64()
-        .or_else(|| if event.starts_with("conversation_") { json["id"].as_u64() } else { None });
-    let delivery = match event {
-        "message_created" => message(&json),
-        "conversation_status_changed" => status(json["status"].as_str()),
-        "conversation_updated" => conversation_updated(&json),
-        "conversation_typing_on" | "conversation_typing_off" => {
-            if json["user"]["type"].as_str().is_some_and(|t| t != "user") || json["is_private"] == true {
-                Delivery::Ignore("typing of someone else")
-            } else {
-                Delivery::Typing(event == "conversation_typing_on")
-            }
+impl Ingress {
+    /// Verifies, reads and routes one delivery; answers what the desk expects.
+    pub(crate) async fn receive(&self, request: WebhookRequest) -> WebhookReply {
+        if request.method != "POST" {
+            return WebhookReply::text(405, "POST only");
         }
-        "conversation_resolved" => status(Some("resolved")),
-        _ => Delivery::Ignore("event not used by the handover"),
-    };
-    let dedup_key = match &delivery {
-        Delivery::AgentMessage { id, .. } => format!("message:{id}"),
-        _ => format!("body:{}", handover_transport::ids::content_key(body)),
-    };
-    Ok(Parsed { conversation, dedup_key, delivery })
-}
-
-fn status(status: Option<&str>) -> Delivery {
-    match status {
-        Some(s @ ("resolved" | "abandoned" | "closed")) => Delivery::Resolved { status: s.to_owned() },
-        _ => Delivery::Ignore("status other than resolved"),
-    }
-}
-
-/// What a message (from a `message_created` delivery or the message list) means.
-pub(crate) fn message(json: &Value) -> Delivery {
-    // §8.1-8.2: only public outgoing messages of human agents reach the user.
-    if json["message_type"] != "outgoing" && json["message_type"] != 1 {
-        return Delivery::Ignore("not an outgoing message");
-    }
-    if json["private"] == true {
-        return Delivery::Ignore("private note");
-    }
-    if json["sender"]["type"].as_str().is_some_and(|t| t != "user") {
-        return Delivery::Ignore("not sent by a human agent");
-    }
-    let mut lines: Vec<String> =
-        json["content"].as_str().filter(|c| !c.is_empty()).map(str::to_owned).into_iter().collect();
-    for attachment in json["attachments"].as_array().into_iter().flatten() {
-        if let Some(url) = attachment["data_url"].as_str() {
-            lines.push(format!("[attachment] {url}"));
+        if let Err(error) = verify(&self.auth, &request, SystemTime::now()) {
+            tracing::warn!(%error, "rejected a webhook");
+            return WebhookReply::text(401, format!("webhook authentication failed: {error}"));
         }
-    }
-    if lines.is_empty() {
-        return Delivery::Ignore("message without content");
-    }
-    let Some(id) = json["id"].as_u64() else { return Delivery::Ignore("message without id") };
-    Delivery::AgentMessage { id, text: lines.join("\n"), agent: agent_of(&json["sender"]) }
-}
-
-fn conversation_updated(json: &Value) -> Delivery {
-    for change in json["changed_attributes"].as_array().into_iter().flatten() {
-        if let Some(status_change) = change.get("status") {
-            // §8.8: some transitions only show here.
-            if let Delivery::Resolved { status } = status(status_change["current_value"].as_str()) {
-                return Delivery::Resolved { status };
+        let parsed = match wire::parse(&request.body) {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                tracing::warn!(%error, "rejected a malformed webhook");
+                return WebhookReply::text(400, error.message().to_owned());
             }
+        };
+        let Some(conversation) = parsed.conversation else {
+            tracing::trace!("a delivery naming no conversation; nothing to do");
+            return WebhookReply::ok();
+        };
+        if let Delivery::Ignore(why) = parsed.delivery {
+            tracing::trace!(why, "webhook needs no session");
+            return WebhookReply::ok();
         }
-        if let Some(assignee) = change.get("assignee_id") {
-            if assignee["current_value"].is_null() {
-                return Delivery::Unassigned;
-            }
-            let mut agent = agent_of(&json["meta"]["assignee"]);
-            if agent.id.is_none() {
-                agent.id = assignee["current_value"].as_u64().map(|id| id.to_string());
-            }
-            return Delivery::Assigned(agent);
-        }
+        let item = Item { key: parsed.dedup_key.clone(), delivery: parsed.delivery };
+        let routed = self.router.deliver(&conversation.to_string(), &parsed.dedup_key, item, request.body.len()).await;
+        WebhookReply::status(routed.status())
     }
-    Delivery::Ignore("update without assignee or status change")
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@ use std::time::SystemTime;
 use handover_core::{ErrorKind, WebhookRequest};
 use handover_testkit::hostile::{arbitrary_bytes, fixtures, mutate, mutations, runtime, webhook_status};
 use proptest::prelude::*;
-use provider_liveagent::webhook::{parse, sign};
+use provider_liveagent::hostile::decode as parse;
+use provider_liveagent::webhook::sign;
 use provider_liveagent::{LiveAgentConfig, LiveAgentProvider};
 
 const SECRET: &str = "hostile-secret";

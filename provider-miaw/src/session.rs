@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use handover_core::{
     Agent, Capabilities, CheckReport, EndReason, EndedBy, Error, ErrorKind, Event, HandoverRequest, Provider,
-    ProviderInfo, Result, Session, SessionHandle, SessionSnapshot, UserInput, transcript,
+    ProviderInfo, Result, Session, SessionBackend, SessionSnapshot, UserInput, transcript,
 };
 use handover_transport::dedup::DedupSet;
 use handover_transport::events::{self, EndState, EventSender};
@@ -25,6 +25,10 @@ use crate::client::{Client, Sent};
 use crate::config::MiawConfig;
 use crate::events::{self as wire, Action, WireEntry};
 use crate::{NAME, TRANSCRIPT_CHUNK_CHARS};
+
+/// The version of this provider's snapshot state: raise it when the state's shape
+/// changes (a snapshot in another version is refused on resume).
+const STATE_VERSION: u32 = 1;
 
 const SEEN_IDS: usize = 1024;
 const SNAPSHOT_SEEN_IDS: usize = 256;
@@ -249,7 +253,7 @@ impl Inner {
 }
 
 #[async_trait]
-impl SessionHandle for Inner {
+impl SessionBackend for Inner {
     fn info(&self) -> &ProviderInfo {
         &self.info
     }
@@ -301,7 +305,7 @@ impl SessionHandle for Inner {
             routing_attributes: self.routing_attributes.clone(),
         };
         drop(state);
-        Ok(SessionSnapshot::new(NAME, &self.session_id, &snapshot)?
+        Ok(SessionSnapshot::new(NAME, STATE_VERSION, &self.session_id, &snapshot)?
             .with_secret("access_token", self.token().expose_secret()))
     }
 }
@@ -400,7 +404,11 @@ enum Flow {
 }
 
 async fn emit(inner: &Inner, sender: &EventSender, event: Event) -> Flow {
-    if sender.emit(event, || lock(&inner.state).end.mark_ended()).await { Flow::Continue } else { Flow::Stop }
+    if sender.emit(event, || lock(&inner.state).end.mark_ended()).await.is_continue() {
+        Flow::Continue
+    } else {
+        Flow::Stop
+    }
 }
 
 async fn on_sse_event(inner: &Inner, sender: &EventSender, name: &str, data: &str) -> Flow {
@@ -601,7 +609,7 @@ impl Provider for MiawProvider {
     }
 
     async fn resume(&self, snapshot: SessionSnapshot) -> Result<Session> {
-        let state: Snapshot = snapshot.state_for(NAME)?;
+        let state: Snapshot = snapshot.state_for(NAME, STATE_VERSION)?;
         let token = AccessToken::new(SecretString::from(snapshot.require_secret(NAME, "access_token")?.to_owned()));
         let mut seen = DedupSet::new(SEEN_IDS);
         seen.extend(&state.seen);

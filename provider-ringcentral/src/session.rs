@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use handover_core::{
     Agent, Capabilities, CheckReport, EndReason, EndedBy, Error, ErrorKind, Event, HandoverRequest, Provider,
-    ProviderInfo, Result, Session, SessionHandle, SessionSnapshot, Speaker, TranscriptEntry, UserInput, WebhookReply,
+    ProviderInfo, Result, Session, SessionBackend, SessionSnapshot, Speaker, TranscriptEntry, UserInput, WebhookReply,
     WebhookRequest, transcript,
 };
 use handover_transport::dedup::DedupSet;
@@ -25,6 +25,10 @@ use crate::NAME;
 use crate::client::{Client, is_refused};
 use crate::config::RingCentralConfig;
 use crate::webhook::{self, Callback, EventKind, SIGNATURE_HEADER, signed_reply};
+
+/// The version of this provider's snapshot state: raise it when the state's shape
+/// changes (a snapshot in another version is refused on resume).
+const STATE_VERSION: u32 = 1;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -436,7 +440,7 @@ impl Inner {
 }
 
 #[async_trait]
-impl SessionHandle for Inner {
+impl SessionBackend for Inner {
     fn info(&self) -> &ProviderInfo {
         &self.info
     }
@@ -500,7 +504,7 @@ impl SessionHandle for Inner {
     fn snapshot(&self) -> Result<SessionSnapshot> {
         let snapshot =
             Snapshot { thread: self.thread.clone(), user: self.user.clone(), state: lock(&self.state).clone() };
-        SessionSnapshot::new(NAME, &self.session_id, &snapshot)
+        SessionSnapshot::new(NAME, STATE_VERSION, &self.session_id, &snapshot)
     }
 }
 
@@ -573,7 +577,7 @@ impl Task {
 
     async fn emit(&self, event: Event) -> Flow {
         let first_end = || lock(&self.inner.state).end.mark_ended();
-        if self.link.emit(event, first_end).await { Flow::Continue } else { Flow::Stop }
+        if self.link.emit(event, first_end).await.is_continue() { Flow::Continue } else { Flow::Stop }
     }
 
     async fn on_delivery(&mut self, delivery: Delivery) -> Flow {
@@ -711,7 +715,7 @@ impl Provider for RingCentralProvider {
     }
 
     async fn resume(&self, snapshot: SessionSnapshot) -> Result<Session> {
-        let saved: Snapshot = snapshot.state_for(NAME)?;
+        let saved: Snapshot = snapshot.state_for(NAME, STATE_VERSION)?;
         let inner = Arc::new(Inner {
             info: self.info.clone(),
             config: self.config.clone(),

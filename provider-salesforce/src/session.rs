@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use handover_core::{
     Agent, Capabilities, CheckReport, EndReason, EndedBy, Error, ErrorKind, Event, HandoverRequest, Provider,
-    ProviderInfo, Result, Session, SessionHandle, SessionSnapshot, UserInput, transcript,
+    ProviderInfo, Result, Session, SessionBackend, SessionSnapshot, UserInput, transcript,
 };
 use handover_transport::CancellationToken;
 use handover_transport::events::{self, EndState, EventSender};
@@ -23,6 +23,10 @@ use crate::NAME;
 use crate::client::{Client, Keys, Polled, Posted, SessionInfo};
 use crate::config::SalesforceConfig;
 use crate::events::{self as wire, Action};
+
+/// The version of this provider's snapshot state: raise it when the state's shape
+/// changes (a snapshot in another version is refused on resume).
+const STATE_VERSION: u32 = 1;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -215,7 +219,7 @@ impl Inner {
 }
 
 #[async_trait]
-impl SessionHandle for Inner {
+impl SessionBackend for Inner {
     fn info(&self) -> &ProviderInfo {
         &self.info
     }
@@ -263,7 +267,8 @@ impl SessionHandle for Inner {
 
     fn snapshot(&self) -> Result<SessionSnapshot> {
         let state = lock(&self.state).clone();
-        Ok(SessionSnapshot::new(NAME, &self.session_id, &state)?.with_secret("session_key", self.key.expose_secret()))
+        Ok(SessionSnapshot::new(NAME, STATE_VERSION, &self.session_id, &state)?
+            .with_secret("session_key", self.key.expose_secret()))
     }
 }
 
@@ -274,7 +279,11 @@ enum Flow {
 }
 
 async fn emit(inner: &Inner, sender: &EventSender, event: Event) -> Flow {
-    if sender.emit(event, || lock(&inner.state).end.mark_ended()).await { Flow::Continue } else { Flow::Stop }
+    if sender.emit(event, || lock(&inner.state).end.mark_ended()).await.is_continue() {
+        Flow::Continue
+    } else {
+        Flow::Stop
+    }
 }
 
 async fn fail(inner: &Inner, sender: &EventSender, error: Error) -> Flow {
@@ -543,7 +552,7 @@ impl Provider for SalesforceProvider {
     }
 
     async fn resume(&self, snapshot: SessionSnapshot) -> Result<Session> {
-        let state: State = snapshot.state_for(NAME)?;
+        let state: State = snapshot.state_for(NAME, STATE_VERSION)?;
         let key = SecretString::from(snapshot.require_secret(NAME, "session_key")?.to_owned());
         let inner = Arc::new(Inner {
             info: self.info.clone(),

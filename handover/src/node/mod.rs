@@ -31,8 +31,8 @@ mod io;
 mod queue;
 
 use handover_core::{
-    EndReason, EndedBy, Error, ErrorKind, ErrorReason, Event, HandoverRequest, HandoverStatus, Provider,
-    SessionControl, UserInput, transcript,
+    EndReason, EndedBy, Error, ErrorKind, ErrorReason, Event, HandoverRequest, HandoverStatus, Provider, SessionHandle,
+    UserInput, transcript,
 };
 use handover_transport::CancellationToken;
 use tokio::sync::mpsc;
@@ -181,7 +181,7 @@ impl<'a> Run<'a> {
 
     async fn drive(
         &mut self,
-        control: &SessionControl,
+        control: &SessionHandle,
         mut events: handover_core::EventStream,
         mut inputs: mpsc::Receiver<NodeInput>,
         shutdown: &CancellationToken,
@@ -230,7 +230,7 @@ impl<'a> Run<'a> {
 
     /// Ends the provider session on the way out (shutdown, consumer gone, send failure),
     /// waiting at most [`END_TIMEOUT`] for the contact center.
-    async fn abandon(&self, control: &SessionControl, status: HandoverStatus) -> HandoverStatus {
+    async fn abandon(&self, control: &SessionHandle, status: HandoverStatus) -> HandoverStatus {
         match tokio::time::timeout(END_TIMEOUT, control.end(EndReason::Shutdown)).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::warn!(%error, "could not end the provider session"),
@@ -327,7 +327,7 @@ impl<'a> Run<'a> {
         }
     }
 
-    async fn on_input(&mut self, control: &SessionControl, input: NodeInput) -> Option<HandoverStatus> {
+    async fn on_input(&mut self, control: &SessionHandle, input: NodeInput) -> Option<HandoverStatus> {
         match input {
             NodeInput::Message { text, id } => self.user_message(control, text, id).await,
             NodeInput::Intent { name } => {
@@ -357,7 +357,7 @@ impl<'a> Run<'a> {
         }
     }
 
-    async fn cancel(&self, control: &SessionControl) -> HandoverStatus {
+    async fn cancel(&self, control: &SessionHandle) -> HandoverStatus {
         if let Err(error) = control.end(EndReason::Cancelled).await {
             tracing::warn!(%error, "the cancelled handover could not be closed at the contact center");
         }
@@ -369,7 +369,7 @@ impl<'a> Run<'a> {
     /// the same input is delivered once.
     async fn user_message(
         &mut self,
-        control: &SessionControl,
+        control: &SessionHandle,
         text: String,
         id: Option<String>,
     ) -> Option<HandoverStatus> {
@@ -407,7 +407,7 @@ impl<'a> Run<'a> {
         self.emit(NodeOutput::InputRejected { reason, id }).await;
     }
 
-    async fn presence(&mut self, control: &SessionControl, input: UserInput) -> Option<HandoverStatus> {
+    async fn presence(&mut self, control: &SessionHandle, input: UserInput) -> Option<HandoverStatus> {
         match control.send(input).await {
             Err(error) if error.kind() == ErrorKind::Unsupported => {
                 if !self.presence_unsupported_logged {
@@ -420,14 +420,14 @@ impl<'a> Run<'a> {
         }
     }
 
-    async fn forward(&self, control: &SessionControl, input: UserInput, id: Option<&str>) -> Option<HandoverStatus> {
+    async fn forward(&self, control: &SessionHandle, input: UserInput, id: Option<&str>) -> Option<HandoverStatus> {
         let result = control.send(input).await;
         self.after_send(control, result, id).await
     }
 
     async fn after_send(
         &self,
-        control: &SessionControl,
+        control: &SessionHandle,
         result: Result<(), Error>,
         id: Option<&str>,
     ) -> Option<HandoverStatus> {

@@ -24,7 +24,7 @@ impl EmulatorHarness for LiveAgentHarness {
                 config.queue_update_interval = 1;
                 config.wait_time_update_interval = 1;
                 config.wait_per_position_secs = 40;
-                LiveAgentProvider::new(config).expect("valid config").with_retry_policy(fast_retry())
+                LiveAgentProvider::builder(config).retry(fast_retry()).build().expect("valid config")
             })
             .await,
         )

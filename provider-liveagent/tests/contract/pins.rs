@@ -61,7 +61,7 @@ fn config(server: &MockServer) -> LiveAgentConfig {
 }
 
 fn provider(config: LiveAgentConfig) -> LiveAgentProvider {
-    LiveAgentProvider::new(config).unwrap().with_retry_policy(fast_retry())
+    LiveAgentProvider::builder(config).retry(fast_retry()).build().unwrap()
 }
 
 async fn start(server: &MockServer) -> (LiveAgentProvider, Session) {

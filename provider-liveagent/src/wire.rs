@@ -1,0 +1,240 @@
+//! Every inbound decode (`protocols/liveagent-chatwoot.md` §5, §8): a webhook body or a
+//! listed message into one [`Delivery`]. Crate-private: the webhook handler and the session
+//! are its only readers.
+
+use handover_core::{Agent, Error, Result};
+use serde_json::Value;
+
+use crate::NAME;
+
+/// A delivery on its way to a session: the key its signature covers (to drop replays)
+/// and what it means.
+#[derive(Clone, Debug)]
+pub(crate) struct Item {
+    pub(crate) key: String,
+    pub(crate) delivery: Delivery,
+}
+
+/// What a delivery means.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Delivery {
+    /// A human agent wrote to the user.
+    AgentMessage {
+        /// The message id.
+        id: u64,
+        /// Text (attachments as `[attachment] url` lines).
+        text: String,
+        /// The agent.
+        agent: Agent,
+    },
+    /// An agent was assigned (or another agent took over).
+    Assigned(Agent),
+    /// The assignee was removed: back to the queue.
+    Unassigned,
+    /// The conversation was resolved (or abandoned).
+    Resolved {
+        /// `resolved`, `abandoned`, …
+        status: String,
+    },
+    /// The agent typed.
+    Typing(bool),
+    /// Nothing for the user (incoming echoes, private notes, bots, other events).
+    Ignore(&'static str),
+}
+
+/// A parsed delivery: the conversation it concerns, a dedup key and its meaning.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Parsed {
+    /// The conversation id (the display id used in API paths); `None` when the delivery
+    /// names no conversation (nothing a session waits for).
+    pub(crate) conversation: Option<u64>,
+    /// Key to drop repeats on, from what the signature covers: `message:<id>` for a message,
+    /// else a digest of the body. Never the `X-Chatwoot-Delivery` header, which is not
+    /// signed: a replay with a new header must not pass as new.
+    pub(crate) dedup_key: String,
+    /// What it means.
+    pub(crate) delivery: Delivery,
+}
+
+/// The agent a desk user object describes.
+pub(crate) fn agent_of(user: &Value) -> Agent {
+    let mut agent = Agent::unknown();
+    agent.name = user["available_name"].as_str().or_else(|| user["name"].as_str()).map(str::to_owned);
+    agent.id = user["id"].as_u64().map(|id| id.to_string());
+    agent
+}
+
+/// Reads a delivery's body.
+pub(crate) fn parse(body: &[u8]) -> Result<Parsed> {
+    let json: Value = serde_json::from_slice(body).map_err(|e| {
+        Error::protocol(
+            NAME,
+            "read webhook",
+            format!("the body is not a webhook payload: {}", handover_transport::log::sanitize(&e.to_string())),
+        )
+    })?;
+    if !json.is_object() {
+        return Err(Error::protocol(NAME, "read webhook", "the body is not a JSON object"));
+    }
+    let event = json["event"].as_str().unwrap_or_default();
+    let conversation = json["conversation"]["id"]
+        .as_u64()
+        .or_else(|| if event.starts_with("conversation_") { json["id"].as_u64() } else { None });
+    let delivery = match event {
+        "message_created" => message(&json),
+        "conversation_status_changed" => status(json["status"].as_str()),
+        "conversation_updated" => conversation_updated(&json),
+        "conversation_typing_on" | "conversation_typing_off" => {
+            if json["user"]["type"].as_str().is_some_and(|t| t != "user") || json["is_private"] == true {
+                Delivery::Ignore("typing of someone else")
+            } else {
+                Delivery::Typing(event == "conversation_typing_on")
+            }
+        }
+        "conversation_resolved" => status(Some("resolved")),
+        _ => Delivery::Ignore("event not used by the handover"),
+    };
+    let dedup_key = match &delivery {
+        Delivery::AgentMessage { id, .. } => format!("message:{id}"),
+        _ => format!("body:{}", handover_transport::ids::content_key(body)),
+    };
+    Ok(Parsed { conversation, dedup_key, delivery })
+}
+
+fn status(status: Option<&str>) -> Delivery {
+    match status {
+        Some(s @ ("resolved" | "abandoned" | "closed")) => Delivery::Resolved { status: s.to_owned() },
+        _ => Delivery::Ignore("status other than resolved"),
+    }
+}
+
+/// What a message (from a `message_created` delivery or the message list) means.
+pub(crate) fn message(json: &Value) -> Delivery {
+    // §8.1-8.2: only public outgoing messages of human agents reach the user.
+    if json["message_type"] != "outgoing" && json["message_type"] != 1 {
+        return Delivery::Ignore("not an outgoing message");
+    }
+    if json["private"] == true {
+        return Delivery::Ignore("private note");
+    }
+    if json["sender"]["type"].as_str().is_some_and(|t| t != "user") {
+        return Delivery::Ignore("not sent by a human agent");
+    }
+    let mut lines: Vec<String> =
+        json["content"].as_str().filter(|c| !c.is_empty()).map(str::to_owned).into_iter().collect();
+    for attachment in json["attachments"].as_array().into_iter().flatten() {
+        if let Some(url) = attachment["data_url"].as_str() {
+            lines.push(format!("[attachment] {url}"));
+        }
+    }
+    if lines.is_empty() {
+        return Delivery::Ignore("message without content");
+    }
+    let Some(id) = json["id"].as_u64() else { return Delivery::Ignore("message without id") };
+    Delivery::AgentMessage { id, text: lines.join("\n"), agent: agent_of(&json["sender"]) }
+}
+
+fn conversation_updated(json: &Value) -> Delivery {
+    for change in json["changed_attributes"].as_array().into_iter().flatten() {
+        if let Some(status_change) = change.get("status") {
+            // §8.8: some transitions only show here.
+            if let Delivery::Resolved { status } = status(status_change["current_value"].as_str()) {
+                return Delivery::Resolved { status };
+            }
+        }
+        if let Some(assignee) = change.get("assignee_id") {
+            if assignee["current_value"].is_null() {
+                return Delivery::Unassigned;
+            }
+            let mut agent = agent_of(&json["meta"]["assignee"]);
+            if agent.id.is_none() {
+                agent.id = assignee["current_value"].as_u64().map(|id| id.to_string());
+            }
+            return Delivery::Assigned(agent);
+        }
+    }
+    Delivery::Ignore("update without assignee or status change")
+}
+
+#[cfg(test)]
+mod tests {
+    //! Every webhook shape of `protocols/liveagent-chatwoot.md` §5 the provider reads,
+    //! from `tests/fixtures`, including private notes, echoes and bots it must not forward.
+
+    use super::*;
+
+    fn read(name: &str) -> Vec<u8> {
+        std::fs::read(format!("{}/tests/fixtures/webhook_{name}.json", env!("CARGO_MANIFEST_DIR"))).expect("fixture")
+    }
+
+    fn delivery(name: &str) -> Delivery {
+        let parsed = parse(&read(name)).expect("the fixture parses");
+        assert_eq!(parsed.conversation, Some(1042), "{name}");
+        parsed.delivery
+    }
+
+    #[test]
+    fn public_outgoing_messages_of_human_agents_are_forwarded() {
+        let mut ann = Agent::named("Ann").with_id("17");
+        assert_eq!(
+            delivery("message_agent"),
+            Delivery::AgentMessage { id: 5001, text: "Hi, I'm Ann.".into(), agent: ann.clone() }
+        );
+        ann.name = Some("Ann Agent".into());
+        assert_eq!(
+            delivery("message_attachment"),
+            Delivery::AgentMessage {
+                id: 5005,
+                text: "[attachment] https://desk.example/rails/active_storage/blobs/invoice.pdf".into(),
+                agent: ann
+            }
+        );
+    }
+
+    #[test]
+    fn private_notes_echoes_bots_and_edits_are_not() {
+        for name in ["message_private_note", "message_incoming_echo", "message_agent_bot", "message_updated"] {
+            assert!(matches!(delivery(name), Delivery::Ignore(_)), "{name}");
+        }
+    }
+
+    #[test]
+    fn assignment_changes() {
+        assert_eq!(delivery("assigned"), Delivery::Assigned(Agent::named("Ann").with_id("17")));
+        assert_eq!(delivery("unassigned"), Delivery::Unassigned);
+    }
+
+    #[test]
+    fn resolution_through_either_event() {
+        assert_eq!(delivery("resolved"), Delivery::Resolved { status: "resolved".into() });
+        assert_eq!(delivery("resolved_via_update"), Delivery::Resolved { status: "resolved".into() });
+        assert!(matches!(delivery("status_snoozed"), Delivery::Ignore(_)), "snoozed is still active");
+    }
+
+    #[test]
+    fn typing_and_other_events() {
+        assert_eq!(delivery("typing_on"), Delivery::Typing(true));
+        assert!(matches!(delivery("typing_private"), Delivery::Ignore(_)));
+        assert!(matches!(delivery("conversation_created"), Delivery::Ignore(_)));
+        assert!(matches!(delivery("webwidget_triggered"), Delivery::Ignore(_)));
+    }
+
+    #[test]
+    fn dedup_keys_come_from_the_signed_body() {
+        assert_eq!(parse(&read("message_agent")).unwrap().dedup_key, "message:5001");
+        let assigned = parse(&read("assigned")).unwrap().dedup_key;
+        assert!(assigned.starts_with("body:"), "{assigned}");
+        assert_eq!(parse(&read("assigned")).unwrap().dedup_key, assigned, "the same body, the same key");
+        assert_ne!(parse(&read("unassigned")).unwrap().dedup_key, assigned);
+    }
+
+    #[test]
+    fn malformed_payloads_are_typed_errors_and_strangers_name_no_conversation() {
+        assert!(parse(b"nope").is_err());
+        assert!(parse(b"[1,2]").is_err());
+        let stranger = parse(br#"{"event":"message_created","id":1}"#).unwrap();
+        assert_eq!(stranger.conversation, None, "no conversation: nothing for a session");
+        let unknown = parse(br#"{"event":"contact_merged","id":3}"#).unwrap();
+        assert!(matches!(unknown.delivery, Delivery::Ignore(_)));
+    }
+}
