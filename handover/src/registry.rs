@@ -63,7 +63,7 @@ impl Registry {
         #[cfg(feature = "8x8")]
         registry.register("8x8", |table, options| {
             let config = provider_config::<provider_8x8::EightByEightConfig>("8x8", table)?;
-            Ok(Arc::new(provider_8x8::EightByEightProvider::new(config)?.with_pending_limits(options.pending)))
+            Ok(Arc::new(provider_8x8::EightByEightProvider::builder(config).pending(options.pending).build()?))
         });
         #[cfg(feature = "genesys")]
         registry.register("genesys", |table, options| {

@@ -1,16 +1,17 @@
-//! The Chat Gateway endpoints (`protocols/8x8.md` §4) and their error bodies (§7).
+//! The Chat Gateway endpoints (`protocols/8x8.md` §4), the create-conversation body
+//! (§5.1), and the error bodies (§7).
 
 use std::borrow::Cow;
 use std::fmt;
 
-use handover_core::{Error, Result};
+use handover_core::{Error, HandoverRequest, Result, Speaker, TranscriptEntry, transcript};
 use handover_transport::http::{self, HttpConfig, segment};
 use handover_transport::reqwest::header::HeaderMap;
 use handover_transport::reqwest::{self, Method, RequestBuilder, StatusCode};
 use handover_transport::retry::{self, Idempotency, RetryPolicy};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use url::Url;
 
 use crate::NAME;
@@ -130,6 +131,121 @@ pub fn parse_error(op: impl Into<Cow<'static, str>>, status: StatusCode, headers
     http::status_error(NAME, op, status, headers, message).with_source(api)
 }
 
+/// §5.1: at most 200 history messages and 30 additional properties.
+const MAX_HISTORY: usize = 200;
+const MAX_PROPERTIES: usize = 30;
+
+/// The languages the Gateway routes on (§5.1).
+const LANGUAGES: [&str; 21] = [
+    "en", "ru", "de", "ja", "es", "fr", "pt", "it", "pl", "hr", "nl", "ar", "da", "ko", "no", "sv", "vi", "cy", "th",
+    "zh-CN", "zh-TW",
+];
+
+/// The create-conversation body (§5.1) for `request`: the user with their language and
+/// routing properties, the queue, the transcript as history, then `json_properties`.
+pub(crate) fn create_body(config: &EightByEightConfig, request: &HandoverRequest) -> Value {
+    let user = &request.user;
+    let mut user_json = Map::new();
+    user_json.insert("userId".into(), json!(user.id));
+    for (key, value) in [("name", &user.name), ("email", &user.email), ("phone", &user.phone)] {
+        if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
+            user_json.insert(key.into(), json!(value));
+        }
+    }
+    let wanted = user.language.iter().chain(&request.routing.languages);
+    if let Some(language) = wanted.filter_map(|l| language(l)).next() {
+        user_json.insert("language".into(), json!(language));
+    }
+    let mut properties: Vec<(String, String)> =
+        config.additional_properties.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    for (key, value) in &request.routing.attributes {
+        properties.push((key.clone(), text_of(value)));
+    }
+    if !request.routing.skills.is_empty() {
+        properties.push(("skills".into(), request.routing.skills.join(",")));
+    }
+    if let Some(priority) = &request.routing.priority {
+        properties.push(("priority".into(), text_of(&serde_json::to_value(priority).unwrap_or(Value::Null))));
+    }
+    properties.push(("botSessionId".into(), request.session_id.clone()));
+    user_json.insert("additionalProperties".into(), Value::Array(fold_properties(properties)));
+
+    let mut body = json!({ "channelId": config.channel_id, "user": user_json });
+    if let Some(queue) = config.queue_id.as_deref().filter(|q| !q.is_empty()) {
+        body["assignment"] = json!({ "type": "queue", "id": queue });
+    }
+    let history = history(&request.transcript);
+    if !history.is_empty() {
+        body["history"] = json!({ "messages": history });
+    }
+    merge(&mut body, &Value::Object(config.json_properties.clone()));
+    body
+}
+
+/// Maps a bot-side language (`en-US`, `zh_tw`, `PT`) to one the Gateway accepts.
+fn language(tag: &str) -> Option<&'static str> {
+    let tag = tag.trim().replace('_', "-");
+    let exact = LANGUAGES.iter().find(|l| l.eq_ignore_ascii_case(&tag));
+    let primary = tag.split('-').next().unwrap_or_default();
+    exact.or_else(|| LANGUAGES.iter().find(|l| !l.contains('-') && l.eq_ignore_ascii_case(primary))).copied()
+}
+
+fn text_of(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// At most 30 entries: the overflow goes into the last one, so nothing is dropped.
+fn fold_properties(properties: Vec<(String, String)>) -> Vec<Value> {
+    let entry = |k: &str, v: &str| json!({ "key": k, "value": v });
+    if properties.len() <= MAX_PROPERTIES {
+        return properties.iter().map(|(k, v)| entry(k, v)).collect();
+    }
+    let (kept, rest) = properties.split_at(MAX_PROPERTIES - 1);
+    let mut out: Vec<Value> = kept.iter().map(|(k, v)| entry(k, v)).collect();
+    let folded: Vec<String> = rest.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    out.push(entry("more", &folded.join("; ")));
+    out
+}
+
+/// The transcript as history messages; beyond 200, the oldest lines are rendered into the
+/// first message.
+fn history(entries: &[TranscriptEntry]) -> Vec<Value> {
+    let entries: Vec<&TranscriptEntry> = entries.iter().filter(|e| !e.text.trim().is_empty()).collect();
+    let message = |e: &TranscriptEntry| match e.from {
+        Speaker::User => json!({ "authorType": "user", "text": e.text }),
+        Speaker::Bot => json!({ "authorType": "bot", "text": e.text }),
+        Speaker::Agent => json!({ "authorType": "bot", "text": format!("{}: {}", e.from.label(), e.text) }),
+    };
+    if entries.len() <= MAX_HISTORY {
+        return entries.into_iter().map(message).collect();
+    }
+    let split = entries.len() - (MAX_HISTORY - 1);
+    let older: Vec<TranscriptEntry> = entries[..split].iter().map(|e| (*e).clone()).collect();
+    let mut out = vec![json!({ "authorType": "bot", "text": transcript::render(&older) })];
+    out.extend(entries[split..].iter().map(|e| message(e)));
+    out
+}
+
+/// Merges `extra` into `body`: objects key by key, `additionalProperties` arrays appended,
+/// anything else replaced.
+fn merge(body: &mut Value, extra: &Value) {
+    let (Value::Object(target), Value::Object(extra)) = (body, extra) else { return };
+    for (key, value) in extra {
+        match (target.get_mut(key), value) {
+            (Some(existing @ Value::Object(_)), Value::Object(_)) => merge(existing, value),
+            (Some(Value::Array(existing)), Value::Array(more)) if key == "additionalProperties" => {
+                existing.extend(more.iter().cloned());
+            }
+            _ => {
+                target.insert(key.clone(), value.clone());
+            }
+        }
+    }
+}
+
 /// A participant of a conversation (`GET …/participants`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Participant {
@@ -143,11 +259,11 @@ pub(crate) struct Client {
     base: Url,
     api_key: SecretString,
     tenant: Option<String>,
-    pub(crate) retry: RetryPolicy,
+    retry: RetryPolicy,
 }
 
 impl Client {
-    pub(crate) fn new(config: &EightByEightConfig) -> Result<Self> {
+    pub(crate) fn new(config: &EightByEightConfig, retry: RetryPolicy) -> Result<Self> {
         let base = http::base_url(NAME, "base_url", &config.base_url, config.allow_insecure_http)?;
         if base.path().contains("/chat-gateway") {
             return Err(Error::config(
@@ -155,18 +271,12 @@ impl Client {
                 "[8x8] `base_url` is the host only (e.g. https://api.8x8.com); the /chat-gateway/v1 paths are added",
             ));
         }
-        if config.api_key.expose_secret().trim().is_empty() {
-            return Err(Error::config(NAME, "[8x8] `api_key` is empty"));
-        }
-        if config.channel_id.trim().is_empty() {
-            return Err(Error::config(NAME, "[8x8] `channel_id` is empty"));
-        }
         Ok(Self {
             http: http::client(NAME, &HttpConfig::default())?,
             base,
             api_key: config.api_key.clone(),
             tenant: config.tenant.clone().filter(|t| !t.trim().is_empty()),
-            retry: RetryPolicy::default(),
+            retry,
         })
     }
 
@@ -277,6 +387,7 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use handover_core::{EndUser, Routing};
 
     #[test]
     fn every_error_shape_is_read() {
@@ -327,5 +438,63 @@ mod tests {
         assert!(error.message().contains("check `api_key`"));
         let source = std::error::Error::source(&error).and_then(|s| s.downcast_ref::<ApiError>());
         assert_eq!(source.and_then(|a| a.reference_id.as_deref()), Some("r9"));
+    }
+
+    #[test]
+    fn languages_map_to_the_allowed_list() {
+        assert_eq!(language("en-US"), Some("en"));
+        assert_eq!(language("zh_tw"), Some("zh-TW"));
+        assert_eq!(language("PT-br"), Some("pt"));
+        assert_eq!(language("tlh"), None);
+    }
+
+    #[test]
+    fn properties_beyond_thirty_are_folded_not_dropped() {
+        let many: Vec<(String, String)> = (0..33).map(|i| (format!("k{i}"), format!("v{i}"))).collect();
+        let folded = fold_properties(many);
+        assert_eq!(folded.len(), 30);
+        assert_eq!(folded[28], json!({ "key": "k28", "value": "v28" }));
+        assert_eq!(folded[29], json!({ "key": "more", "value": "k29=v29; k30=v30; k31=v31; k32=v32" }));
+    }
+
+    #[test]
+    fn long_transcripts_keep_every_line_within_two_hundred_messages() {
+        let lines: Vec<TranscriptEntry> = (0..205)
+            .map(|i| TranscriptEntry::new(if i % 2 == 0 { Speaker::User } else { Speaker::Bot }, format!("line {i}")))
+            .collect();
+        let history = history(&lines);
+        assert_eq!(history.len(), 200);
+        let first = history[0]["text"].as_str().unwrap();
+        for i in 0..6 {
+            assert!(first.contains(&format!("line {i}\n")) || first.ends_with(&format!("line {i}")), "{first}");
+        }
+        assert_eq!(history[1], json!({ "authorType": "user", "text": "line 6" }));
+        assert_eq!(history[199], json!({ "authorType": "user", "text": "line 204" }));
+    }
+
+    #[test]
+    fn json_properties_merge_into_the_body() {
+        let mut config = EightByEightConfig::new("k", "chan");
+        config.json_properties = serde_json::from_value(json!({
+            "user": { "company": "ACME", "additionalProperties": [{ "key": "tier", "value": "gold" }] },
+            "assignment": { "type": "script", "id": "s1" },
+        }))
+        .unwrap();
+        config.queue_id = Some("q1".into());
+        let request = HandoverRequest::new("s-1", EndUser::new("u-1").with_name("Jo"))
+            .with_routing(Routing::new().with_skills(["billing"]));
+        let body = create_body(&config, &request);
+        assert_eq!(body["user"]["company"], "ACME");
+        assert_eq!(body["user"]["name"], "Jo");
+        assert_eq!(body["assignment"], json!({ "type": "script", "id": "s1" }));
+        assert_eq!(
+            body["user"]["additionalProperties"],
+            json!([
+                { "key": "skills", "value": "billing" },
+                { "key": "botSessionId", "value": "s-1" },
+                { "key": "tier", "value": "gold" },
+            ])
+        );
+        assert!(body.get("history").is_none());
     }
 }

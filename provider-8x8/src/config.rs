@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use handover_transport::config::{MAX_SECS, in_range};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -87,8 +87,15 @@ fn default_replay_window() -> u64 {
 }
 
 impl EightByEightConfig {
-    /// Checks every numeric key against its range (values that load must also run).
+    /// Checks the required keys and every numeric key against its range (values that load
+    /// must also run).
     pub(crate) fn validate(&self) -> handover_core::Result<()> {
+        if self.api_key.expose_secret().trim().is_empty() {
+            return Err(handover_core::Error::config(crate::NAME, "[8x8] `api_key` is empty"));
+        }
+        if self.channel_id.trim().is_empty() {
+            return Err(handover_core::Error::config(crate::NAME, "[8x8] `channel_id` is empty"));
+        }
         in_range(crate::NAME, "transfer_grace_ms", self.transfer_grace_ms, 0, MAX_SECS * 1000)?;
         in_range(crate::NAME, "webhook_replay_window_secs", self.webhook_replay_window_secs, 1, MAX_SECS)?;
         in_range(crate::NAME, "key_fetches_per_minute", u64::from(self.key_fetches_per_minute), 1, 600)?;

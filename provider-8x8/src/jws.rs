@@ -3,12 +3,13 @@
 //! 8x8 publishes at `GET /chat-gateway/v1/jwk/{kid}/public`.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use handover_core::ErrorKind;
+use handover_transport::session::lock;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
 
@@ -205,10 +206,6 @@ pub fn decoding_key(jwk: &Value, kid: &str) -> Result<DecodingKey, JwsError> {
 
 const MAX_KEYS: usize = 64;
 const UNKNOWN_KEY_TTL: Duration = Duration::from_secs(60);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 /// Public keys by `kid`, fetched once, and only for key ids there is reason to expect: the
 /// configured ones, or (with none configured) new ids within a global budget of fetches.

@@ -9,7 +9,6 @@ use handover_emulator::eightbyeight::{DeliveryMeta, SigningKey};
 use handover_testkit::hostile::{arbitrary_bytes, fixtures, mutate, mutations, runtime, webhook_status};
 use proptest::prelude::*;
 use provider_8x8::jws::DetachedJws;
-use provider_8x8::webhook::parse;
 use provider_8x8::{EightByEightConfig, EightByEightProvider};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -46,7 +45,7 @@ fn signed(body: Vec<u8>, event: &str) -> WebhookRequest {
 }
 
 fn decode(body: &[u8]) {
-    if let Err(error) = parse(body) {
+    if let Err(error) = provider_8x8::hostile::decode(body) {
         assert_eq!(error.kind(), ErrorKind::Protocol, "{error}");
     }
 }

@@ -18,7 +18,7 @@ impl EmulatorHarness for EightByEightHarness {
     async fn setup() -> Self {
         Self(
             PushSetup::start("8x8", |config: EightByEightConfig| {
-                EightByEightProvider::new(config).expect("valid config").with_retry_policy(fast_retry())
+                EightByEightProvider::builder(config).retry(fast_retry()).build().expect("valid config")
             })
             .await,
         )

@@ -1,9 +1,9 @@
 //! 8x8 contract tests: the testkit suite against the emulator, wiremock pins of every
-//! request, the webhook signature checks, and fixture tests of every event shape.
+//! request and the webhook signature checks (the fixture tests of every event shape sit
+//! next to the decoder, in `src/wire.rs`).
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
-mod fixtures;
 mod harness;
 mod pins;
 mod signatures;

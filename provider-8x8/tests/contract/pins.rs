@@ -55,7 +55,7 @@ fn config(server: &MockServer) -> EightByEightConfig {
 }
 
 fn provider(config: EightByEightConfig) -> EightByEightProvider {
-    EightByEightProvider::new(config).unwrap().with_retry_policy(fast_retry())
+    EightByEightProvider::builder(config).retry(fast_retry()).build().unwrap()
 }
 
 async fn start(server: &MockServer) -> (EightByEightProvider, Session) {

@@ -42,7 +42,7 @@ async fn server() -> MockServer {
 
 fn provider(server: &MockServer) -> EightByEightProvider {
     let config = EightByEightConfig::new("key-8x8", "chan-1").with_base_url(server.uri()).with_tenant("tenant-1");
-    EightByEightProvider::new(config).unwrap().with_retry_policy(fast_retry())
+    EightByEightProvider::builder(config).retry(fast_retry()).build().unwrap()
 }
 
 /// A first delivery sent now.
@@ -172,7 +172,7 @@ async fn a_key_that_cannot_be_fetched_asks_for_a_redelivery() {
         .mount(&server)
         .await;
     let config = EightByEightConfig::new("key-8x8", "chan-1").with_base_url(server.uri());
-    let provider = EightByEightProvider::new(config).unwrap().with_retry_policy(fast_retry().with_max_attempts(3));
+    let provider = EightByEightProvider::builder(config).retry(fast_retry().with_max_attempts(3)).build().unwrap();
     assert_eq!(provider.webhook(signed(VERIFY_BODY, &meta())).await.status, 503, "8x8 retries it");
     assert_eq!(provider.webhook(signed(VERIFY_BODY, &meta())).await.status, 200, "the retry verifies");
 }
@@ -224,7 +224,7 @@ async fn with_configured_key_ids_a_forged_one_is_refused_without_any_request() {
     let server = server().await;
     let mut config = EightByEightConfig::new("key-8x8", "chan-1").with_base_url(server.uri()).with_tenant("tenant-1");
     config.webhook_key_ids = vec![SigningKey::shared().kid().to_owned()];
-    let provider = EightByEightProvider::new(config).unwrap().with_retry_policy(fast_retry());
+    let provider = EightByEightProvider::builder(config).retry(fast_retry()).build().unwrap();
     for n in 0..20 {
         assert_eq!(provider.webhook(forged(&format!("forged-{n}"), "RS256")).await.status, 401);
     }
