@@ -268,7 +268,10 @@ mod tests {
         // agent at the top level, like AGENT_JOINED) is an assumption.
         assert_eq!(
             delivery("legacy_text"),
-            Delivery::AgentMessage { text: "Hi from the old API".into(), agent: agent("cmalutan", Some("Cosmin,Malutan")) }
+            Delivery::AgentMessage {
+                text: "Hi from the old API".into(),
+                agent: agent("cmalutan", Some("Cosmin,Malutan"))
+            }
         );
     }
 
