@@ -83,7 +83,7 @@ impl Registry {
         #[cfg(feature = "ringcentral")]
         registry.register("ringcentral", |table, options| {
             let config = provider_config::<provider_ringcentral::RingCentralConfig>("ringcentral", table)?;
-            Ok(Arc::new(provider_ringcentral::RingCentralProvider::new(config)?.with_pending_limits(options.pending)))
+            Ok(Arc::new(provider_ringcentral::RingCentralProvider::builder(config).pending(options.pending).build()?))
         });
         #[cfg(feature = "salesforce")]
         registry.register("salesforce", |table, _| {

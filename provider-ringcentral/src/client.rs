@@ -1,14 +1,18 @@
-//! The Send API (`protocols/ringcentral-engage.md` §4) and the REST API (§5).
+//! The Send API (`protocols/ringcentral-engage.md` §4) with every object it carries (the
+//! user, the bot, threads, messages, the transcript, typing), the REST API (§5), and
+//! `parse_error`.
 
 use std::borrow::Cow;
+use std::time::Duration;
 
-use handover_core::{Error, ErrorKind, Result};
+use handover_core::{Error, ErrorKind, HandoverRequest, Result, Speaker, TranscriptEntry, transcript};
 use handover_transport::http::{self, HttpConfig, segment};
 use handover_transport::reqwest::header::HeaderMap;
 use handover_transport::reqwest::{self, Method, RequestBuilder, StatusCode};
 use handover_transport::retry::{self, Idempotency, RetryPolicy};
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::Value;
+use serde_json::{Map, Value, json};
+use tokio::time::Instant;
 use url::Url;
 
 use crate::NAME;
@@ -40,17 +44,82 @@ pub fn parse_error(op: impl Into<Cow<'static, str>>, status: StatusCode, headers
     http::status_error(NAME, op, status, headers, message)
 }
 
+/// §4: the longest message body.
+pub(crate) const MAX_BODY: usize = 20_000;
+
+fn now() -> String {
+    handover_transport::time::now_iso8601()
+}
+
+/// `context_data` keys are `[a-zA-Z-]`.
+fn context_key(key: &str) -> String {
+    key.chars().map(|c| if c.is_ascii_alphabetic() { c } else { '-' }).collect()
+}
+
+/// The user's identity object: name, contact details, and the request's routing as
+/// `context_data`.
+pub(crate) fn user_object(request: &HandoverRequest) -> Value {
+    let user = &request.user;
+    let mut context = Map::new();
+    context.insert("bot-session".into(), json!(request.session_id));
+    if let Some(language) = &user.language {
+        context.insert("language".into(), json!(language));
+    }
+    if !request.routing.skills.is_empty() {
+        context.insert("skills".into(), json!(request.routing.skills.join(",")));
+    }
+    for (key, value) in &request.routing.attributes {
+        let text = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+        context.insert(context_key(key), json!(text));
+    }
+    let stamp = now();
+    let mut object = json!({
+        "id": user.id,
+        "screenname": user.name.clone().unwrap_or_else(|| user.id.clone()),
+        "puppetizable": false,
+        "created_at": stamp,
+        "updated_at": stamp,
+        "context_data": context,
+    });
+    if let Some(email) = &user.email {
+        object["email"] = json!(email);
+    }
+    if let Some(phone) = &user.phone {
+        object["mobile_phone"] = json!(phone);
+    }
+    object
+}
+
+/// The bot's identity object (presence lines and the bot's transcript lines).
+pub(crate) fn bot_object(config: &RingCentralConfig) -> Value {
+    let stamp = now();
+    json!({
+        "id": config.bot_identity_id,
+        "screenname": config.bot_name,
+        "puppetizable": true,
+        "created_at": stamp,
+        "updated_at": stamp,
+    })
+}
+
+fn transcript_body(entry: &TranscriptEntry) -> String {
+    match entry.from {
+        Speaker::Agent => format!("{}: {}", entry.from.label(), entry.text),
+        _ => entry.text.clone(),
+    }
+}
+
 pub(crate) struct Client {
     http: reqwest::Client,
     api: Url,
     realtime: Url,
     token: SecretString,
     source_token: SecretString,
-    pub(crate) retry: RetryPolicy,
+    retry: RetryPolicy,
 }
 
 impl Client {
-    pub(crate) fn new(config: &RingCentralConfig) -> Result<Self> {
+    pub(crate) fn new(config: &RingCentralConfig, retry: RetryPolicy) -> Result<Self> {
         let (api, realtime) = config.urls().map_err(|message| Error::config(NAME, message))?;
         let api = http::base_url(NAME, "api_url", &api, config.allow_insecure_http)?;
         if !api.path().trim_end_matches('/').ends_with("/1.0") {
@@ -63,25 +132,35 @@ impl Client {
                 "[ringcentral] `realtime_url` is the source's Realtime Endpoint URL (…/realtime/sdk/<source_id>)",
             ));
         }
-        for (key, value) in [("source_token", &config.source_token), ("access_token", &config.access_token)] {
-            if value.expose_secret().trim().is_empty() {
-                return Err(Error::config(NAME, format!("[ringcentral] `{key}` is empty")));
-            }
-        }
         Ok(Self {
             http: http::client(NAME, &HttpConfig::default())?,
             api,
             realtime,
             token: config.access_token.clone(),
             source_token: config.source_token.clone(),
-            retry: RetryPolicy::default(),
+            retry,
         })
+    }
+
+    /// The one exchange every request goes through: retried per the policy, a failure
+    /// read by [`parse_error`].
+    async fn exchange(
+        &self,
+        op: &'static str,
+        idempotency: Idempotency,
+        build: impl FnMut() -> RequestBuilder,
+        limit: usize,
+    ) -> Result<Vec<u8>> {
+        retry::exchange(&self.retry, NAME, op, idempotency, build, limit, |status, headers, body| {
+            parse_error(op, status, headers, body)
+        })
+        .await
     }
 
     /// §4: a signed Send API request; Engage answers `200 ok` and imports asynchronously.
     /// Our object ids make a repeated request harmless.
-    pub(crate) async fn send(&self, op: &'static str, action: &str, params: &Value) -> Result<()> {
-        let body = serde_json::json!({ "action": action, "params": params }).to_string();
+    async fn send(&self, op: &'static str, action: &str, params: &Value) -> Result<()> {
+        let body = json!({ "action": action, "params": params }).to_string();
         let signature = sign(self.source_token.expose_secret().as_bytes(), body.as_bytes());
         let build = || {
             self.http
@@ -90,11 +169,115 @@ impl Client {
                 .header(SIGNATURE_HEADER, &signature)
                 .body(body.clone())
         };
-        retry::exchange(&self.retry, NAME, op, Idempotency::Idempotent, build, 64 * 1024, |status, headers, body| {
-            parse_error(op, status, headers, body)
-        })
-        .await
-        .map(drop)
+        self.exchange(op, Idempotency::Idempotent, build, 64 * 1024).await.map(drop)
+    }
+
+    /// §4 `threads.create`: our thread `thread`, opened by `user` with an introduction.
+    pub(crate) async fn create_thread(&self, thread: &str, user: &Value, name: &str) -> Result<()> {
+        let params = json!({
+            "id": thread,
+            "title": format!("Chat with {name}"),
+            "body": format!("{name} asked for an agent."),
+            "author": user,
+            "format": "text",
+            "created_at": now(),
+        });
+        self.send("create thread", "threads.create", &params).await
+    }
+
+    /// §4 `messages.create`: a message on our thread, now, with our id
+    /// `<thread>:m:<message_id>` (Engage keeps it as `foreign_id`; whether it deduplicates
+    /// on it is not documented).
+    pub(crate) async fn post_message(
+        &self,
+        op: &'static str,
+        thread: &str,
+        message_id: &str,
+        author: &Value,
+        body: &str,
+    ) -> Result<()> {
+        let id = format!("{thread}:m:{message_id}");
+        self.create_message(op, thread, &id, author, body, now()).await
+    }
+
+    async fn create_message(
+        &self,
+        op: &'static str,
+        thread: &str,
+        id: &str,
+        author: &Value,
+        body: &str,
+        created_at: String,
+    ) -> Result<()> {
+        let params = json!({
+            "id": id,
+            "author": author,
+            "body": body,
+            "format": "text",
+            "thread_id": thread,
+            "created_at": created_at,
+        });
+        self.send(op, "messages.create", &params).await
+    }
+
+    /// The bot's transcript on our thread, each entry split to [`MAX_BODY`]: the user's
+    /// lines from `user`, the others from `bot`, ids `<thread>:t:<entry>.<part>`.
+    pub(crate) async fn send_transcript(
+        &self,
+        thread: &str,
+        user: &Value,
+        bot: &Value,
+        entries: &[TranscriptEntry],
+    ) -> Result<()> {
+        for (n, entry) in entries.iter().filter(|e| !e.text.trim().is_empty()).enumerate() {
+            let author = if entry.from == Speaker::User { user } else { bot };
+            let body = transcript_body(entry);
+            let parts = transcript::split(&body, MAX_BODY)
+                .map_err(|e| Error::invalid_input(NAME, "send transcript", e.to_string()))?;
+            for (k, part) in parts.into_iter().enumerate() {
+                let created_at = entry.at.map_or_else(now, |ms| {
+                    handover_transport::time::iso8601_millis(std::time::UNIX_EPOCH + Duration::from_millis(ms))
+                });
+                let id = format!("{thread}:t:{n}.{k}");
+                self.create_message("send transcript", thread, &id, author, part, created_at).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// §4 `typing.start` (with a preview) or `typing.stop` on our thread.
+    pub(crate) async fn typing(&self, thread: &str, on: bool) -> Result<()> {
+        let (action, params) = if on {
+            ("typing.start", json!({ "thread_id": thread, "preview": "…" }))
+        } else {
+            ("typing.stop", json!({ "thread_id": thread }))
+        };
+        self.send("send typing", action, &params).await
+    }
+
+    /// §6: waits up to `timeout` for Engage to import our thread (the Send API is
+    /// asynchronous); returns Engage's id of it.
+    pub(crate) async fn wait_for_thread(&self, source_id: &str, thread: &str, timeout_secs: u64) -> Result<String> {
+        let deadline = Instant::now() + Duration::from_secs(timeout_secs);
+        let mut delay = Duration::from_millis(100);
+        loop {
+            if let Some(id) = self.find_thread(source_id, thread).await? {
+                return Ok(id);
+            }
+            if Instant::now() + delay > deadline {
+                return Err(Error::new(
+                    ErrorKind::Rejected,
+                    NAME,
+                    "find thread",
+                    format!(
+                        "Engage did not import the thread within {timeout_secs}s; check that the source is active \
+                         and that `source_id` and the realtime URL are the source's"
+                    ),
+                ));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
     }
 
     async fn rest(
@@ -110,10 +293,7 @@ impl Client {
             self.http.request(method.clone(), url.clone()).bearer_auth(self.token.expose_secret()).query(query)
         };
         let limit = http::DEFAULT_BODY_LIMIT;
-        let body = retry::exchange(&self.retry, NAME, op, idempotency, build, limit, |status, headers, body| {
-            parse_error(op, status, headers, body)
-        })
-        .await?;
+        let body = self.exchange(op, idempotency, build, limit).await?;
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(Value::Null);
         }
@@ -121,7 +301,7 @@ impl Client {
     }
 
     /// §6: Engage's thread created from our `thread_id`, if imported yet.
-    pub(crate) async fn find_thread(&self, source_id: &str, foreign_id: &str) -> Result<Option<String>> {
+    async fn find_thread(&self, source_id: &str, foreign_id: &str) -> Result<Option<String>> {
         let query = [("q", format!("foreign:\"{foreign_id}\" source:\"{source_id}\"")), ("limit", "5".to_owned())];
         let found = self.rest("find thread", Idempotency::Idempotent, Method::GET, "/content_threads", &query).await?;
         Ok(found["records"]
@@ -200,4 +380,14 @@ impl Client {
 /// because another change runs (409).
 pub(crate) fn is_refused(error: &Error) -> bool {
     error.kind() == ErrorKind::PermissionDenied || http::is_status(error, StatusCode::CONFLICT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_keys_are_letters_and_dashes() {
+        assert_eq!(context_key("my_key 2"), "my-key--");
+    }
 }

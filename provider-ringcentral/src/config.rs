@@ -1,8 +1,11 @@
 //! The `[ringcentral]` config table (`protocols/ringcentral-engage.md` §1).
 
+use handover_core::Error;
 use handover_transport::config::{MAX_SECS, in_range};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
+
+use crate::NAME;
 
 /// Configuration of the RingCentral Engage Digital provider: the `[ringcentral]` table.
 #[derive(Clone, Debug, Deserialize)]
@@ -133,9 +136,24 @@ fn default_replay_window() -> u64 {
 impl RingCentralConfig {
     /// Checks every numeric key against its range (values that load must also run).
     pub(crate) fn validate(&self) -> handover_core::Result<()> {
-        in_range(crate::NAME, "thread_lookup_timeout_secs", self.thread_lookup_timeout_secs, 0, 3600)?;
-        in_range(crate::NAME, "end_drain_ms", self.end_drain_ms, 0, 600_000)?;
-        in_range(crate::NAME, "webhook_replay_window_secs", self.webhook_replay_window_secs, 1, MAX_SECS)?;
+        in_range(NAME, "thread_lookup_timeout_secs", self.thread_lookup_timeout_secs, 0, 3600)?;
+        in_range(NAME, "end_drain_ms", self.end_drain_ms, 0, 600_000)?;
+        in_range(NAME, "webhook_replay_window_secs", self.webhook_replay_window_secs, 1, MAX_SECS)?;
+        for (key, value) in [("source_token", &self.source_token), ("access_token", &self.access_token)] {
+            if value.expose_secret().trim().is_empty() {
+                return Err(Error::config(NAME, format!("[ringcentral] `{key}` is empty")));
+            }
+        }
+        if self.webhook_secret.is_none() && !self.allow_unsigned_webhooks {
+            return Err(Error::config(
+                NAME,
+                "[ringcentral] webhook events must be authenticated: set `webhook_secret` (the Engage webhook's \
+                 Secret, sent as X-Dimelo-Secret) or `allow_unsigned_webhooks = true`",
+            ));
+        }
+        if self.agent_category_id.trim().is_empty() {
+            return Err(Error::config(NAME, "[ringcentral] `agent_category_id` is empty"));
+        }
         Ok(())
     }
 

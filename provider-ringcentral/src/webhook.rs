@@ -1,13 +1,22 @@
-//! What Engage sends to the connector (`protocols/ringcentral-engage.md` §3, §7): Source
-//! SDK callbacks signed with HMAC-SHA512, and REST webhook events with `X-Dimelo-Secret`.
+//! The webhook endpoint (`protocols/ringcentral-engage.md` §1, §3, §7): one URL for all of
+//! Engage. Source SDK callbacks are signed with HMAC-SHA512 under the source token and
+//! answered signed; REST webhook events carry `X-Dimelo-Secret`; a `GET` is the webhook's
+//! `hub.*` validation. Verify, read ([`crate::wire`]), route.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
-use handover_core::{Agent, Error, Result, WebhookReply, WebhookRequest};
+use handover_core::{ErrorKind, WebhookReply, WebhookRequest};
+use handover_transport::push::{PushRouter, Routed};
+use handover_transport::session::lock;
 use handover_transport::signature::{self, Algorithm, Encoding, SignatureError};
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
-use crate::NAME;
+use crate::client::Client;
+use crate::config::RingCentralConfig;
+use crate::wire::{self, Callback, Delivery, EventKind, Item};
 
 /// The header carrying Source SDK signatures, both ways.
 pub const SIGNATURE_HEADER: &str = "x-smccsdk-signature";
@@ -43,59 +52,10 @@ pub fn implementation_info() -> Value {
     })
 }
 
-/// A Source SDK callback.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Callback {
-    /// `implementation.info`.
-    ImplementationInfo,
-    /// `*.list`: a realtime-only connector answers `[]`.
-    List,
-    /// `*.show`: a realtime-only connector answers `{}`.
-    Show,
-    /// `messages.create` / `private_messages.create`: an agent replied.
-    AgentReply {
-        /// Engage's content id: the idempotency key of retries.
-        content_id: String,
-        /// Our thread id (absent for unthreaded or private messages).
-        thread_id: Option<String>,
-        /// Our id of the message answered.
-        in_reply_to_id: Option<String>,
-        /// The text, attachments as `[attachment] name url` lines.
-        text: String,
-        /// `sender_name` (the human agent) and `author_id` (the identity used).
-        agent: Agent,
-    },
-    /// `messaging.queuing_update`.
-    QueuingUpdate {
-        /// Our thread id.
-        thread_id: Option<String>,
-        /// Our id of the message the update concerns.
-        in_reply_to_id: Option<String>,
-        /// `position`.
-        position: Option<u32>,
-        /// `estimated_wait_time`, given in seconds.
-        wait: Option<Duration>,
-    },
-    /// Anything else (answered `422 Invalid action`).
-    Unknown(String),
-}
-
-fn text_param(params: &Value, key: &str) -> Option<String> {
-    match &params[key] {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-fn number_param(params: &Value, key: &str) -> Option<u64> {
-    params[key].as_u64().or_else(|| params[key].as_str().and_then(|s| s.trim().parse().ok()))
-}
-
 /// Checks the signed `time` of a callback against `now`: outside `window` it is a replay.
 /// A callback without `time` passes (the envelope always has one; older integrations may
 /// not).
-pub fn check_time(body: &[u8], window: Duration, now: std::time::SystemTime) -> Result<(), SignatureError> {
+pub fn check_time(body: &[u8], window: Duration, now: SystemTime) -> Result<(), SignatureError> {
     let Ok(json) = serde_json::from_slice::<Value>(body) else { return Ok(()) };
     let Some(time) = json["time"].as_str() else { return Ok(()) };
     let sent = handover_transport::time::parse_iso8601_millis(time).ok_or(SignatureError::Malformed)?;
@@ -107,130 +67,178 @@ pub fn check_time(body: &[u8], window: Duration, now: std::time::SystemTime) -> 
     Ok(())
 }
 
-/// Reads a callback body (already verified).
-pub fn parse_callback(body: &[u8]) -> Result<Callback> {
-    let json: Value = serde_json::from_slice(body).map_err(|e| {
-        Error::protocol(
-            NAME,
-            "read callback",
-            format!("the body is not a Source SDK request: {}", handover_transport::log::sanitize(&e.to_string())),
-        )
-    })?;
-    let Some(action) = json["action"].as_str() else {
-        return Err(Error::protocol(NAME, "read callback", "the request has no action"));
-    };
-    let params = &json["params"];
-    Ok(match action {
-        "implementation.info" => Callback::ImplementationInfo,
-        "messages.list" | "threads.list" | "private_messages.list" => Callback::List,
-        "messages.show" | "threads.show" | "private_messages.show" => Callback::Show,
-        "messages.create" | "private_messages.create" => {
-            let Some(content_id) = text_param(params, "content_id") else {
-                return Err(Error::protocol(NAME, "read callback", format!("`{action}` without content_id")));
-            };
-            let mut lines: Vec<String> =
-                params["body"].as_str().filter(|b| !b.trim().is_empty()).map(str::to_owned).into_iter().collect();
-            for attachment in params["attachments"].as_array().into_iter().flatten() {
-                let parts: Vec<&str> = [attachment["filename"].as_str(), attachment["url"].as_str()]
-                    .into_iter()
-                    .flatten()
-                    .filter(|s| !s.is_empty())
-                    .collect();
-                if !parts.is_empty() {
-                    lines.push(format!("[attachment] {}", parts.join(" ")));
-                }
+/// The webhook endpoint: the config (keys, secrets, source), the client (to map Engage's
+/// thread ids), and the sessions deliveries go to.
+pub(crate) struct Ingress {
+    pub(crate) config: Arc<RingCentralConfig>,
+    pub(crate) client: Arc<Client>,
+    pub(crate) router: Arc<PushRouter<Item>>,
+    /// Engage thread id → our thread id, for webhook events (which carry Engage's id).
+    pub(crate) threads: Mutex<HashMap<String, String>>,
+}
+
+impl Ingress {
+    /// Maps Engage's thread id `engage` to our `thread`, for the events that name it.
+    pub(crate) fn remember_thread(&self, engage: String, thread: String) {
+        lock(&self.threads).insert(engage, thread);
+    }
+
+    fn key(&self) -> &[u8] {
+        self.config.source_token.expose_secret().as_bytes()
+    }
+
+    /// Source SDK callbacks (signed), REST webhook events (`X-Dimelo-Secret`) and the
+    /// webhook's `hub.*` validation (`GET`).
+    pub(crate) async fn receive(&self, request: WebhookRequest) -> WebhookReply {
+        match request.method.as_str() {
+            "GET" => return self.validate(&request),
+            "POST" => {}
+            _ => return WebhookReply::text(405, "GET (validation) or POST only"),
+        }
+        if request.header(SIGNATURE_HEADER).is_some() || request.query_param("signature").is_some() {
+            return self.callback(&request).await;
+        }
+        match serde_json::from_slice::<Value>(&request.body) {
+            Ok(json) if json.get("action").is_some() => {
+                tracing::warn!("rejected an unsigned callback");
+                signed_reply(self.key(), 422, &json!({ "error": "Invalid signature" }))
             }
-            let mut agent = Agent::unknown();
-            agent.name = text_param(params, "sender_name");
-            agent.id = text_param(params, "author_id");
-            Callback::AgentReply {
-                content_id,
-                thread_id: text_param(params, "thread_id"),
-                in_reply_to_id: text_param(params, "in_reply_to_id"),
-                text: lines.join("\n"),
-                agent,
+            Ok(json) if json.get("events").is_some() => self.events(&request).await,
+            _ => WebhookReply::text(400, "neither a Source SDK callback nor an Engage webhook delivery"),
+        }
+    }
+
+    /// §3: a Source SDK callback.
+    async fn callback(&self, request: &WebhookRequest) -> WebhookReply {
+        if let Err(error) = verify(self.key(), request) {
+            tracing::warn!(%error, "rejected a callback");
+            return signed_reply(self.key(), 422, &json!({ "error": "Invalid signature" }));
+        }
+        let callback = match wire::parse_callback(&request.body) {
+            Ok(callback) => callback,
+            Err(error) => {
+                tracing::warn!(%error, "rejected a malformed callback");
+                return signed_reply(self.key(), 400, &json!({ "error": error.message() }));
+            }
+        };
+        // Replies and queue updates change things: a replay of an old one is refused.
+        if matches!(callback, Callback::AgentReply { .. } | Callback::QueuingUpdate { .. }) {
+            let window = Duration::from_secs(self.config.webhook_replay_window_secs);
+            if let Err(error) = check_time(&request.body, window, SystemTime::now()) {
+                tracing::warn!(%error, "rejected a replayed callback");
+                return signed_reply(self.key(), 422, &json!({ "error": format!("Invalid request: {error}") }));
             }
         }
-        "messaging.queuing_update" => Callback::QueuingUpdate {
-            thread_id: text_param(params, "thread_id"),
-            in_reply_to_id: text_param(params, "in_reply_to_id"),
-            position: number_param(params, "position").and_then(|p| u32::try_from(p).ok()),
-            wait: number_param(params, "estimated_wait_time").map(Duration::from_secs),
-        },
-        other => Callback::Unknown(other.to_owned()),
-    })
-}
-
-/// What a REST webhook event means for the handover.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum EventKind {
-    /// The intervention was opened, assigned, reassigned, reopened or reactivated.
-    InterventionOpen,
-    /// The agent closed the intervention: the end (§8).
-    InterventionClosed,
-    /// The agent canceled the intervention before replying.
-    InterventionCanceled,
-    /// Anything else.
-    Other,
-}
-
-/// One event of a delivery.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EngageEvent {
-    /// The event id (stable across resends).
-    pub id: String,
-    /// `type`, e.g. `intervention.closed`.
-    pub event_type: String,
-    /// What it means.
-    pub kind: EventKind,
-    /// `resource.id` (the intervention id for intervention events).
-    pub resource_id: Option<String>,
-    /// `resource.metadata.source_id`.
-    pub source_id: Option<String>,
-    /// `resource.metadata.thread_id`: Engage's thread id.
-    pub thread_id: Option<String>,
-}
-
-/// A REST webhook delivery: `{id, domain_id, events: [...]}`.
-pub fn parse_events(body: &[u8]) -> Result<Vec<EngageEvent>> {
-    let json: Value = serde_json::from_slice(body).map_err(|e| {
-        Error::protocol(
-            NAME,
-            "read webhook",
-            format!("the body is not an Engage webhook: {}", handover_transport::log::sanitize(&e.to_string())),
-        )
-    })?;
-    let Some(events) = json["events"].as_array() else {
-        return Err(Error::protocol(NAME, "read webhook", "the delivery has no events list"));
-    };
-    let mut out = Vec::with_capacity(events.len());
-    for event in events {
-        let Some(id) = text_param(event, "id") else {
-            return Err(Error::protocol(NAME, "read webhook", "an event has no id"));
-        };
-        let event_type = event["type"].as_str().unwrap_or_default().to_owned();
-        let kind = match event_type.as_str() {
-            "intervention.opened"
-            | "intervention.assigned"
-            | "intervention.user_updated"
-            | "intervention.reopened"
-            | "intervention.reactivated" => EventKind::InterventionOpen,
-            "intervention.closed" => EventKind::InterventionClosed,
-            "intervention.canceled" => EventKind::InterventionCanceled,
-            _ => EventKind::Other,
-        };
-        let resource = &event["resource"];
-        let metadata = &resource["metadata"];
-        out.push(EngageEvent {
-            id,
-            event_type,
-            kind,
-            resource_id: text_param(resource, "id"),
-            source_id: text_param(metadata, "source_id"),
-            thread_id: text_param(metadata, "thread_id"),
-        });
+        match callback {
+            Callback::ImplementationInfo => signed_reply(self.key(), 200, &implementation_info()),
+            Callback::List => signed_reply(self.key(), 200, &json!([])),
+            Callback::Show => signed_reply(self.key(), 200, &json!({})),
+            Callback::AgentReply { content_id, thread_id, in_reply_to_id, text, agent } => {
+                // §9.4: retries carry the same content id and get the same id back.
+                let id = format!("agent-{content_id}");
+                let Some(thread) = wire::thread_of(thread_id, in_reply_to_id) else {
+                    return signed_reply(
+                        self.key(),
+                        422,
+                        &json!({ "error": { "fatal": true, "message": "no thread" } }),
+                    );
+                };
+                let key = format!("sdk:{content_id}");
+                let item = Item { key: key.clone(), delivery: Delivery::AgentReply { content_id, text, agent } };
+                match self.router.deliver(&thread, &key, item, request.body.len()).await {
+                    Routed::Full => signed_reply(self.key(), 503, &json!({ "error": "busy; retry" })),
+                    _ => signed_reply(self.key(), 200, &json!({ "id": id })),
+                }
+            }
+            Callback::QueuingUpdate { thread_id, in_reply_to_id, position, wait } => {
+                let Some(thread) = wire::thread_of(thread_id, in_reply_to_id) else {
+                    return signed_reply(self.key(), 200, &json!({}));
+                };
+                // Each update has its own `time`, so its signed body tells a resend from news.
+                let key = format!("queue:{}", handover_transport::ids::content_key(&request.body));
+                let item = Item { key: key.clone(), delivery: Delivery::Queued { position, wait } };
+                match self.router.deliver(&thread, &key, item, request.body.len()).await {
+                    Routed::Full => signed_reply(self.key(), 503, &json!({ "error": "busy; retry" })),
+                    _ => signed_reply(self.key(), 200, &json!({})),
+                }
+            }
+            Callback::Unknown(action) => {
+                // Verified, but nothing we advertised: a refusal would only be retried.
+                tracing::trace!(action = %handover_transport::log::Untrusted(&action), "an action we do not implement");
+                signed_reply(self.key(), 200, &json!({}))
+            }
+        }
     }
-    Ok(out)
+
+    fn secret_ok(&self, request: &WebhookRequest) -> bool {
+        match &self.config.webhook_secret {
+            Some(secret) => request
+                .header("x-dimelo-secret")
+                .is_some_and(|given| signature::secret_eq(secret.expose_secret().as_bytes(), given.as_bytes())),
+            None => self.config.allow_unsigned_webhooks,
+        }
+    }
+
+    /// §7.1: `GET ?hub.mode=subscribe&hub.challenge=…&hub.verify_token=…`.
+    fn validate(&self, request: &WebhookRequest) -> WebhookReply {
+        let token_ok = match (&self.config.webhook_verify_token, request.query_param("hub.verify_token")) {
+            (Some(expected), Some(given)) => {
+                signature::secret_eq(expected.expose_secret().as_bytes(), given.as_bytes())
+            }
+            _ => false,
+        };
+        match (request.query_param("hub.mode"), request.query_param("hub.challenge")) {
+            (Some("subscribe"), Some(challenge)) if token_ok && self.secret_ok(request) => {
+                WebhookReply::text(200, challenge)
+            }
+            _ => WebhookReply::text(403, "webhook validation failed: check `webhook_verify_token`"),
+        }
+    }
+
+    /// §7.2: REST webhook events.
+    async fn events(&self, request: &WebhookRequest) -> WebhookReply {
+        if !self.secret_ok(request) {
+            tracing::warn!("rejected a webhook without the right X-Dimelo-Secret");
+            return WebhookReply::text(401, "X-Dimelo-Secret is missing or wrong");
+        }
+        let events = match wire::parse_events(&request.body) {
+            Ok(events) => events,
+            Err(error) => return WebhookReply::text(400, error.message().to_owned()),
+        };
+        let mut redeliver = false;
+        for event in events {
+            if event.source_id.as_deref().is_some_and(|s| s != self.config.source_id) {
+                continue;
+            }
+            let delivery = match event.kind {
+                EventKind::InterventionOpen => Delivery::InterventionOpen(event.resource_id.clone()),
+                EventKind::InterventionClosed => Delivery::InterventionClosed,
+                EventKind::InterventionCanceled => Delivery::InterventionCanceled,
+                EventKind::Other => continue,
+            };
+            let Some(engage) = event.thread_id.as_deref() else { continue };
+            let known = lock(&self.threads).get(engage).cloned();
+            let thread = match known {
+                Some(thread) => thread,
+                None => match self.client.thread_foreign_id(engage).await {
+                    Ok(Some(thread)) => thread,
+                    Ok(None) => continue,
+                    Err(error) if error.kind() == ErrorKind::SessionNotFound => continue,
+                    Err(error) => {
+                        tracing::warn!(%error, "could not map an event's thread; asking for a redelivery");
+                        redeliver = true;
+                        continue;
+                    }
+                },
+            };
+            let key = format!("event:{}", event.id);
+            let item = Item { key: key.clone(), delivery };
+            if self.router.deliver(&thread, &key, item, request.body.len()).await == Routed::Full {
+                redeliver = true;
+            }
+        }
+        if redeliver { WebhookReply::text(503, "redeliver later") } else { WebhookReply::ok() }
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@ use handover_core::{ErrorKind, WebhookRequest};
 use handover_testkit::hostile::{arbitrary_bytes, fixtures, mutate, mutations, runtime, webhook_status};
 use handover_transport::retry::RetryPolicy;
 use proptest::prelude::*;
-use provider_ringcentral::webhook::{SIGNATURE_HEADER, parse_callback, parse_events, sign};
+use provider_ringcentral::hostile::{decode_callback, decode_events};
+use provider_ringcentral::webhook::{SIGNATURE_HEADER, sign};
 use provider_ringcentral::{RingCentralConfig, RingCentralProvider};
 
 const TOKEN: &str = "hostile-source-token";
@@ -19,7 +20,7 @@ fn provider() -> RingCentralProvider {
     let config = RingCentralConfig::new("acme.digital.ringcentral.com", "src", TOKEN, "api", "cat")
         .with_urls("http://127.0.0.1:9/1.0", "http://127.0.0.1:9/realtime/sdk/src")
         .with_webhook_secret(SECRET);
-    RingCentralProvider::new(config).unwrap().with_retry_policy(RetryPolicy::none())
+    RingCentralProvider::builder(config).retry(RetryPolicy::none()).build().unwrap()
 }
 
 fn callback(body: Vec<u8>) -> WebhookRequest {
@@ -32,7 +33,7 @@ fn event(body: Vec<u8>) -> WebhookRequest {
 }
 
 fn decode(body: &[u8]) {
-    for error in [parse_callback(body).err(), parse_events(body).err()].into_iter().flatten() {
+    for error in [decode_callback(body).err(), decode_events(body).err()].into_iter().flatten() {
         assert_eq!(error.kind(), ErrorKind::Protocol, "{error}");
     }
 }

@@ -18,7 +18,7 @@ impl EmulatorHarness for RingCentralHarness {
     async fn setup() -> Self {
         Self(
             PushSetup::start("ringcentral", |config: RingCentralConfig| {
-                RingCentralProvider::new(config).expect("valid config").with_retry_policy(fast_retry())
+                RingCentralProvider::builder(config).retry(fast_retry()).build().expect("valid config")
             })
             .await,
         )

@@ -1,9 +1,9 @@
 //! RingCentral Engage contract tests: the testkit suite against the emulator, wiremock pins
-//! of the Send API and REST requests, callback signing, and fixtures of every shape read.
+//! of the Send API and REST requests, and callback signing (the fixture tests of every
+//! shape read sit next to the decoders, in `src/wire.rs`).
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
-mod fixtures;
 mod harness;
 mod pins;
 

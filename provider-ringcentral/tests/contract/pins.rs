@@ -58,7 +58,7 @@ fn config(server: &MockServer) -> RingCentralConfig {
 }
 
 fn provider(config: RingCentralConfig) -> RingCentralProvider {
-    RingCentralProvider::new(config).unwrap().with_retry_policy(fast_retry())
+    RingCentralProvider::builder(config).retry(fast_retry()).build().unwrap()
 }
 
 async fn start(server: &MockServer) -> (RingCentralProvider, Session) {
