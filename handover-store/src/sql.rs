@@ -1,0 +1,674 @@
+//! The store on SQL: one implementation for SQLite and PostgreSQL through sqlx's `Any`
+//! driver, the same SQL wherever the dialects allow (`$N` parameters, `RETURNING`,
+//! `ON CONFLICT`), and the few places they do not marked by [`Backend`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::{AnyPool, Row};
+use tokio::sync::watch;
+
+use crate::{
+    Commit, Committed, ConversationKey, Created, HandoverRecord, HandoverState, InboxDelivery, Lease, NewDelivery,
+    NewHandover, NewInput, OutboxInput, Sealer, Store, StoreError, StoreResult, StoredEvent,
+};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+#[cfg(feature = "postgres")]
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The channel PostgreSQL notifications go out on.
+#[cfg(feature = "postgres")]
+const CHANNEL: &str = "handover_store";
+
+/// Which database a [`SqlStore`] runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Backend {
+    Sqlite,
+    #[cfg(feature = "postgres")]
+    Postgres,
+}
+
+impl Backend {
+    /// How a writing transaction begins: SQLite takes the write lock at once (a deferred
+    /// transaction that reads first and then writes fails with SQLITE_BUSY instead of
+    /// waiting its turn).
+    fn begin(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            #[cfg(feature = "postgres")]
+            Backend::Postgres => "BEGIN",
+        }
+    }
+
+    /// The store's clock in Unix milliseconds.
+    fn now(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "SELECT CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
+            #[cfg(feature = "postgres")]
+            Backend::Postgres => "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+        }
+    }
+
+    /// Claims expired handovers; PostgreSQL skips rows another claimer has locked.
+    fn claim(self) -> &'static str {
+        match self {
+            Backend::Sqlite => {
+                "UPDATE handovers SET owner = $1, epoch = epoch + 1, lease_until = $2, updated_at = $3 \
+                 WHERE id IN (SELECT id FROM handovers WHERE state <> 'ended' AND lease_until < $3 \
+                 ORDER BY lease_until LIMIT $4) RETURNING id, epoch, lease_until"
+            }
+            #[cfg(feature = "postgres")]
+            Backend::Postgres => {
+                "UPDATE handovers SET owner = $1, epoch = epoch + 1, lease_until = $2, updated_at = $3 \
+                 WHERE id IN (SELECT id FROM handovers WHERE state <> 'ended' AND lease_until < $3 \
+                 ORDER BY lease_until LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING id, epoch, lease_until"
+            }
+        }
+    }
+}
+
+/// The store on SQLite (a file, WAL, `BEGIN IMMEDIATE`; several processes of one host may
+/// share it) or PostgreSQL (feature `postgres`: a pool, `FOR UPDATE SKIP LOCKED`,
+/// `LISTEN/NOTIFY` as a wake-up hint).
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+    sealer: Sealer,
+    changes: Arc<watch::Sender<u64>>,
+    #[cfg(feature = "postgres")]
+    listener: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for SqlStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlStore").field("backend", &self.backend).field("sealer", &self.sealer).finish()
+    }
+}
+
+impl Drop for SqlStore {
+    fn drop(&mut self) {
+        #[cfg(feature = "postgres")]
+        if let Some(listener) = &self.listener {
+            listener.abort();
+        }
+    }
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 4)
+}
+
+fn unsigned(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+fn signed(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+impl SqlStore {
+    /// Opens the store at `url` (see [`crate::open`]).
+    pub async fn open(url: &str, sealer: Sealer) -> StoreResult<Self> {
+        sqlx::any::install_default_drivers();
+        let (backend, url, max) = if let Some(rest) = url.strip_prefix("sqlite:") {
+            if rest == ":memory:" || rest == "//:memory:" {
+                // One connection: each connection of a pool would see its own database.
+                (Backend::Sqlite, "sqlite::memory:".to_owned(), 1)
+            } else {
+                let path = rest.trim_start_matches("//");
+                let sep = if path.contains('?') { '&' } else { '?' };
+                (Backend::Sqlite, format!("sqlite://{path}{sep}mode=rwc"), 8)
+            }
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            #[cfg(feature = "postgres")]
+            {
+                (Backend::Postgres, url.to_owned(), 16)
+            }
+            #[cfg(not(feature = "postgres"))]
+            {
+                return Err(StoreError::Config(
+                    "a postgres:// store needs the `postgres` feature of handover-store".to_owned(),
+                ));
+            }
+        } else {
+            return Err(StoreError::Config(format!(
+                "unknown store URL `{}`: use sqlite://path/to/file.db, sqlite::memory: or postgres://user@host/db",
+                url.split('@').next_back().unwrap_or_default()
+            )));
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        use sqlx::Executor as _;
+                        // WAL: readers never block the writer; busy_timeout: writers of other
+                        // processes wait their turn instead of failing at once.
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            .map_err(|e| StoreError::Database(format!("cannot open the store: {e}")))?;
+        let migrator = match backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            #[cfg(feature = "postgres")]
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&pool).await.map_err(|error| match error {
+            MigrateError::VersionMissing(version) => {
+                StoreError::NewerSchema(format!("it holds migration {version}, which this version does not know"))
+            }
+            other => StoreError::Database(format!("the schema could not be applied: {other}")),
+        })?;
+        let store = Self {
+            pool,
+            backend,
+            sealer,
+            changes: Arc::new(watch::Sender::new(0)),
+            #[cfg(feature = "postgres")]
+            listener: None,
+        };
+        store.check_key().await?;
+        #[cfg(feature = "postgres")]
+        let store = if backend == Backend::Postgres { store.listen(&url).await? } else { store };
+        Ok(store)
+    }
+
+    /// Records the key check on first open; refuses a store written with another key.
+    async fn check_key(&self) -> StoreResult<()> {
+        let check = self.sealer.key_check()?;
+        sqlx::query("INSERT INTO store_meta (key, value) VALUES ('key_check', $1) ON CONFLICT (key) DO NOTHING")
+            .bind(check)
+            .execute(&self.pool)
+            .await?;
+        let recorded: String = sqlx::query("SELECT value FROM store_meta WHERE key = 'key_check'")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        self.sealer.verify(&recorded)
+    }
+
+    /// Turns PostgreSQL notifications (from any process) into change hints; the listener
+    /// reconnects by itself, and notifications sent meanwhile are lost (readers poll).
+    #[cfg(feature = "postgres")]
+    async fn listen(mut self, url: &str) -> StoreResult<Self> {
+        let mut listener = sqlx::postgres::PgListener::connect(url).await?;
+        listener.listen(CHANNEL).await?;
+        let changes = self.changes.clone();
+        self.listener = Some(tokio::spawn(async move {
+            loop {
+                match listener.try_recv().await {
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::debug!(%error, "the store's notification listener dropped; reconnecting");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+                changes.send_modify(|n| *n = n.wrapping_add(1));
+            }
+        }));
+        Ok(self)
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Tells other processes something changed (PostgreSQL; a hint, lost if nobody listens).
+    async fn notify(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> StoreResult<()> {
+        #[cfg(feature = "postgres")]
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_notify($1, '')").bind(CHANNEL).execute(&mut **tx).await?;
+        }
+        let _ = tx;
+        Ok(())
+    }
+
+    async fn begin(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(self.pool.begin_with(self.backend.begin()).await?)
+    }
+
+    async fn now_in(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> StoreResult<i64> {
+        Ok(sqlx::query(self.backend.now()).fetch_one(&mut **tx).await?.try_get(0)?)
+    }
+
+    fn record(&self, row: &AnyRow) -> StoreResult<HandoverRecord> {
+        let text = |name: &str| -> StoreResult<Option<String>> { Ok(row.try_get::<Option<String>, _>(name)?) };
+        let json = |name: &str| -> StoreResult<Option<Value>> {
+            text(name)?.map(|t| serde_json::from_str(&t)).transpose().map_err(StoreError::from)
+        };
+        let spec: Vec<u8> = row.try_get("spec")?;
+        let snapshot: Option<Vec<u8>> = row.try_get("snapshot")?;
+        let state: String = row.try_get("state")?;
+        Ok(HandoverRecord {
+            id: row.try_get("id")?,
+            provider: row.try_get("provider")?,
+            idempotency_key: text("idempotency_key")?,
+            spec: serde_json::from_slice(&self.sealer.open(&spec)?)?,
+            state: HandoverState::parse(&state)
+                .ok_or_else(|| StoreError::Database(format!("unknown handover state `{state}`")))?,
+            snapshot: snapshot.map(|s| self.sealer.open(&s)).transpose()?,
+            node_state: json("node_state")?,
+            status: json("status")?,
+            owner: text("owner")?,
+            epoch: unsigned(row.try_get("epoch")?),
+            lease_until_ms: row.try_get("lease_until")?,
+            last_seq: unsigned(row.try_get("last_seq")?),
+            callback_seq: unsigned(row.try_get("callback_seq")?),
+            callback_state: json("callback_state")?,
+            created_at_ms: row.try_get("created_at")?,
+            updated_at_ms: row.try_get("updated_at")?,
+        })
+    }
+
+    async fn get_in(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>, id: &str) -> StoreResult<Option<HandoverRecord>> {
+        let row = sqlx::query("SELECT * FROM handovers WHERE id = $1").bind(id).fetch_optional(&mut **tx).await?;
+        row.map(|row| self.record(&row)).transpose()
+    }
+
+    fn fenced(lease: &Lease) -> StoreError {
+        StoreError::Fenced { handover_id: lease.handover_id.clone(), epoch: lease.epoch }
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn now_ms(&self) -> StoreResult<i64> {
+        Ok(sqlx::query(self.backend.now()).fetch_one(&self.pool).await?.try_get(0)?)
+    }
+
+    async fn create(&self, new: NewHandover, owner: &str, ttl: Duration) -> StoreResult<Created> {
+        let spec = self.sealer.seal(&serde_json::to_vec(&new.spec)?)?;
+        for attempt in 0..2 {
+            let mut tx = self.begin().await?;
+            if let Some(key) = &new.idempotency_key {
+                let existing: Option<String> = sqlx::query("SELECT id FROM handovers WHERE idempotency_key = $1")
+                    .bind(key)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map(|row| row.try_get(0))
+                    .transpose()?;
+                if let Some(existing) = existing {
+                    let record = self.get_in(&mut tx, &existing).await?.ok_or(StoreError::NotFound(existing))?;
+                    tx.commit().await?;
+                    return Ok(Created { record, lease: None, existing: true });
+                }
+            }
+            let now = self.now_in(&mut tx).await?;
+            let until = now.saturating_add(millis(ttl));
+            let inserted = sqlx::query(
+                "INSERT INTO handovers (id, provider, idempotency_key, spec, state, owner, epoch, lease_until, \
+                 created_at, updated_at) VALUES ($1, $2, $3, $4, 'starting', $5, 1, $6, $7, $7)",
+            )
+            .bind(&new.id)
+            .bind(&new.provider)
+            .bind(&new.idempotency_key)
+            .bind(&spec)
+            .bind(owner)
+            .bind(until)
+            .bind(now)
+            .execute(&mut *tx)
+            .await;
+            match inserted {
+                Ok(_) => {}
+                // Two instances created with the same key at once: the other one won.
+                Err(sqlx::Error::Database(error)) if error.is_unique_violation() && attempt == 0 => continue,
+                Err(error) => return Err(error.into()),
+            }
+            let record = self.get_in(&mut tx, &new.id).await?.ok_or_else(|| StoreError::NotFound(new.id.clone()))?;
+            self.notify(&mut tx).await?;
+            tx.commit().await?;
+            self.changed();
+            let lease = Lease { handover_id: new.id.clone(), owner: owner.to_owned(), epoch: 1, until_ms: until };
+            return Ok(Created { record, lease: Some(lease), existing: false });
+        }
+        Err(StoreError::Database("the handover could not be created".to_owned()))
+    }
+
+    async fn get(&self, id: &str) -> StoreResult<Option<HandoverRecord>> {
+        let row = sqlx::query("SELECT * FROM handovers WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        row.map(|row| self.record(&row)).transpose()
+    }
+
+    async fn list(&self, state: Option<HandoverState>, limit: u32) -> StoreResult<Vec<HandoverRecord>> {
+        let rows = match state {
+            Some(state) => {
+                sqlx::query("SELECT * FROM handovers WHERE state = $1 ORDER BY created_at DESC, id LIMIT $2")
+                    .bind(state.as_str())
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query("SELECT * FROM handovers ORDER BY created_at DESC, id LIMIT $1")
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter().map(|row| self.record(row)).collect()
+    }
+
+    async fn acquire(&self, id: &str, owner: &str, ttl: Duration) -> StoreResult<Option<Lease>> {
+        let mut tx = self.begin().await?;
+        let now = self.now_in(&mut tx).await?;
+        let row = sqlx::query(
+            "UPDATE handovers SET owner = $2, epoch = epoch + 1, lease_until = $3, updated_at = $4 \
+             WHERE id = $1 AND state <> 'ended' AND (owner IS NULL OR lease_until < $4) RETURNING epoch, lease_until",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(now.saturating_add(millis(ttl)))
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        self.notify(&mut tx).await?;
+        tx.commit().await?;
+        row.map(|row| {
+            Ok(Lease {
+                handover_id: id.to_owned(),
+                owner: owner.to_owned(),
+                epoch: unsigned(row.try_get("epoch")?),
+                until_ms: row.try_get("lease_until")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> StoreResult<Lease> {
+        let mut tx = self.begin().await?;
+        let now = self.now_in(&mut tx).await?;
+        let until = now.saturating_add(millis(ttl));
+        let renewed = sqlx::query(
+            "UPDATE handovers SET lease_until = $4, updated_at = $5 WHERE id = $1 AND epoch = $2 AND owner = $3",
+        )
+        .bind(&lease.handover_id)
+        .bind(signed(lease.epoch))
+        .bind(&lease.owner)
+        .bind(until)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if renewed.rows_affected() == 0 {
+            return Err(Self::fenced(lease));
+        }
+        tx.commit().await?;
+        Ok(Lease { until_ms: until, ..lease.clone() })
+    }
+
+    async fn release(&self, lease: &Lease) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let released = sqlx::query(
+            "UPDATE handovers SET owner = NULL, lease_until = 0 WHERE id = $1 AND epoch = $2 AND owner = $3",
+        )
+        .bind(&lease.handover_id)
+        .bind(signed(lease.epoch))
+        .bind(&lease.owner)
+        .execute(&mut *tx)
+        .await?;
+        if released.rows_affected() == 0 {
+            return Err(Self::fenced(lease));
+        }
+        self.notify(&mut tx).await?;
+        tx.commit().await?;
+        self.changed();
+        Ok(())
+    }
+
+    async fn claim_orphans(&self, owner: &str, ttl: Duration, limit: u32) -> StoreResult<Vec<Lease>> {
+        let mut tx = self.begin().await?;
+        let now = self.now_in(&mut tx).await?;
+        let rows = sqlx::query(self.backend.claim())
+            .bind(owner)
+            .bind(now.saturating_add(millis(ttl)))
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Lease {
+                    handover_id: row.try_get("id")?,
+                    owner: owner.to_owned(),
+                    epoch: unsigned(row.try_get("epoch")?),
+                    until_ms: row.try_get("lease_until")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn commit(&self, lease: &Lease, commit: Commit) -> StoreResult<Committed> {
+        let mut tx = self.begin().await?;
+        let now = self.now_in(&mut tx).await?;
+        // The fence: the epoch is still the handover's, checked and locked in this
+        // transaction; everything below commits with it or not at all.
+        let fence = sqlx::query(
+            "UPDATE handovers SET updated_at = $4 WHERE id = $1 AND epoch = $2 AND owner = $3 RETURNING last_seq",
+        )
+        .bind(&lease.handover_id)
+        .bind(signed(lease.epoch))
+        .bind(&lease.owner)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(fence) = fence else { return Err(Self::fenced(lease)) };
+        let mut last_seq: i64 = fence.try_get("last_seq")?;
+        let mut appended = Vec::new();
+        for event in &commit.events {
+            if let Some(event_id) = &event.event_id {
+                let seen = sqlx::query("SELECT 1 FROM handover_events WHERE handover_id = $1 AND event_id = $2")
+                    .bind(&lease.handover_id)
+                    .bind(event_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if seen.is_some() {
+                    continue;
+                }
+            }
+            last_seq += 1;
+            sqlx::query(
+                "INSERT INTO handover_events (handover_id, seq, event_id, body, created_at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&lease.handover_id)
+            .bind(last_seq)
+            .bind(&event.event_id)
+            .bind(event.body.to_string())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            appended.push(unsigned(last_seq));
+        }
+        for id in &commit.consumed {
+            sqlx::query("UPDATE inbox SET consumed_at = $2 WHERE id = $1 AND consumed_at IS NULL")
+                .bind(id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for input_id in &commit.sent_inputs {
+            sqlx::query("UPDATE outbox SET sent_at = $3 WHERE handover_id = $1 AND input_id = $2 AND sent_at IS NULL")
+                .bind(&lease.handover_id)
+                .bind(input_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for key in &commit.conversation_keys {
+            sqlx::query(
+                "INSERT INTO conversation_keys (provider, conversation_key, handover_id) VALUES ($1, $2, $3) \
+                 ON CONFLICT (provider, conversation_key) DO UPDATE SET handover_id = excluded.handover_id",
+            )
+            .bind(&key.provider)
+            .bind(&key.key)
+            .bind(&lease.handover_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let snapshot = commit.snapshot.as_deref().map(|s| self.sealer.seal(s)).transpose()?;
+        sqlx::query(
+            "UPDATE handovers SET last_seq = $2, snapshot = COALESCE($3, snapshot), \
+             node_state = COALESCE($4, node_state), state = COALESCE($5, state), status = COALESCE($6, status), \
+             callback_seq = COALESCE($7, callback_seq), callback_state = COALESCE($8, callback_state) WHERE id = $1",
+        )
+        .bind(&lease.handover_id)
+        .bind(last_seq)
+        .bind(snapshot)
+        .bind(commit.node_state.as_ref().map(Value::to_string))
+        .bind(commit.state.map(HandoverState::as_str))
+        .bind(commit.status.as_ref().map(Value::to_string))
+        .bind(commit.callback.as_ref().map(|c| signed(c.acked_seq)))
+        .bind(commit.callback.as_ref().and_then(|c| c.state.as_ref()).map(Value::to_string))
+        .execute(&mut *tx)
+        .await?;
+        self.notify(&mut tx).await?;
+        tx.commit().await?;
+        self.changed();
+        Ok(Committed { appended, last_seq: unsigned(last_seq) })
+    }
+
+    async fn events(&self, id: &str, after: u64, limit: u32) -> StoreResult<Vec<StoredEvent>> {
+        let rows = sqlx::query(
+            "SELECT seq, event_id, body, created_at FROM handover_events WHERE handover_id = $1 AND seq > $2 \
+             ORDER BY seq LIMIT $3",
+        )
+        .bind(id)
+        .bind(signed(after))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let body: String = row.try_get("body")?;
+                Ok(StoredEvent {
+                    seq: unsigned(row.try_get("seq")?),
+                    event_id: row.try_get("event_id")?,
+                    body: serde_json::from_str(&body)?,
+                    created_at_ms: row.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn put_delivery(&self, delivery: NewDelivery) -> StoreResult<bool> {
+        let payload = self.sealer.seal(&delivery.payload)?;
+        let mut tx = self.begin().await?;
+        let now = self.now_in(&mut tx).await?;
+        let inserted = sqlx::query(
+            "INSERT INTO inbox (provider, conversation_key, delivery_id, payload, received_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (provider, delivery_id) DO NOTHING",
+        )
+        .bind(&delivery.provider)
+        .bind(&delivery.conversation_key)
+        .bind(&delivery.delivery_id)
+        .bind(payload)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let new = inserted.rows_affected() == 1;
+        if new {
+            self.notify(&mut tx).await?;
+        }
+        tx.commit().await?;
+        if new {
+            self.changed();
+        }
+        Ok(new)
+    }
+
+    async fn deliveries(&self, id: &str, limit: u32) -> StoreResult<Vec<InboxDelivery>> {
+        let rows = sqlx::query(
+            "SELECT i.id, i.provider, i.conversation_key, i.delivery_id, i.payload, i.received_at FROM inbox i \
+             JOIN conversation_keys k ON k.provider = i.provider AND k.conversation_key = i.conversation_key \
+             WHERE k.handover_id = $1 AND i.consumed_at IS NULL ORDER BY i.id LIMIT $2",
+        )
+        .bind(id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let payload: Vec<u8> = row.try_get("payload")?;
+                Ok(InboxDelivery {
+                    id: row.try_get("id")?,
+                    provider: row.try_get("provider")?,
+                    conversation_key: row.try_get("conversation_key")?,
+                    delivery_id: row.try_get("delivery_id")?,
+                    payload: self.sealer.open(&payload)?,
+                    received_at_ms: row.try_get("received_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn handover_for_key(&self, key: &ConversationKey) -> StoreResult<Option<String>> {
+        let row =
+            sqlx::query("SELECT handover_id FROM conversation_keys WHERE provider = $1 AND conversation_key = $2")
+                .bind(&key.provider)
+                .bind(&key.key)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|row| row.try_get(0)).transpose()?)
+    }
+
+    async fn put_input(&self, id: &str, input: NewInput) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let now = self.now_in(&mut tx).await?;
+        let inserted = sqlx::query(
+            "INSERT INTO outbox (handover_id, input_id, position, payload, created_at) \
+             SELECT $1, $2, COALESCE(MAX(position), 0) + 1, $3, $4 FROM outbox WHERE handover_id = $1 \
+             ON CONFLICT (handover_id, input_id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(&input.input_id)
+        .bind(input.payload.to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let new = inserted.rows_affected() == 1;
+        if new {
+            self.notify(&mut tx).await?;
+        }
+        tx.commit().await?;
+        if new {
+            self.changed();
+        }
+        Ok(new)
+    }
+
+    async fn inputs(&self, id: &str) -> StoreResult<Vec<OutboxInput>> {
+        let rows = sqlx::query(
+            "SELECT input_id, position, payload FROM outbox WHERE handover_id = $1 AND sent_at IS NULL \
+             ORDER BY position, created_at, input_id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let payload: String = row.try_get("payload")?;
+                Ok(OutboxInput {
+                    input_id: row.try_get("input_id")?,
+                    position: row.try_get("position")?,
+                    payload: serde_json::from_str(&payload)?,
+                })
+            })
+            .collect()
+    }
+
+    fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+}
