@@ -68,7 +68,7 @@ impl Registry {
         #[cfg(feature = "genesys")]
         registry.register("genesys", |table, options| {
             let config = provider_config::<provider_genesys::GenesysConfig>("genesys", table)?;
-            Ok(Arc::new(provider_genesys::GenesysProvider::new(config)?.with_pending_limits(options.pending)))
+            Ok(Arc::new(provider_genesys::GenesysProvider::builder(config).pending(options.pending).build()?))
         });
         #[cfg(feature = "liveagent")]
         registry.register("liveagent", |table, options| {

@@ -1,6 +1,8 @@
-//! One OAuth client-credentials token per provider, shared by every session, renewed
-//! before expiry and once on `401` (`protocols/genesys.md` §3).
+//! One OAuth client-credentials token per provider, shared by every session and the
+//! notifications detector, renewed before expiry and once on `401` (`protocols/genesys.md`
+//! §3).
 
+use std::future::Future;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -10,6 +12,7 @@ use handover_transport::http;
 use handover_transport::reqwest::header::CONTENT_TYPE;
 use handover_transport::reqwest::{self, StatusCode};
 use handover_transport::retry::{self, Idempotency, RetryPolicy};
+use handover_transport::session::refresh_once_on_401;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tokio::time::Instant;
@@ -84,6 +87,16 @@ impl TokenCache {
             return Ok(cached.token);
         }
         self.fetch().await
+    }
+
+    /// Calls `call` with a valid token; on `401`, renews the token once and calls again.
+    pub(crate) async fn authorized<T, F, Fut>(&self, call: F) -> Result<T>
+    where
+        F: Fn(SecretString) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let token = self.token().await?;
+        refresh_once_on_401(token, call, |rejected| async move { self.renew(&rejected).await }).await
     }
 
     /// The API rejected `rejected` (401): get a new token unless another task already did.

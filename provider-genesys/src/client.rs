@@ -1,9 +1,9 @@
-//! The Genesys Platform API endpoints the provider uses (`protocols/genesys.md` §4) and
-//! `parse_error`.
+//! The Genesys Platform API endpoints the provider uses (`protocols/genesys.md` §4), the
+//! first message's custom attributes and the opening texts (§5.4), and `parse_error`.
 
 use std::borrow::Cow;
 
-use handover_core::{Error, ErrorKind, Result};
+use handover_core::{Error, ErrorKind, HandoverRequest, Result, transcript};
 use handover_transport::http;
 use handover_transport::reqwest::header::HeaderMap;
 use handover_transport::reqwest::{self, Method, RequestBuilder, Response, StatusCode};
@@ -13,7 +13,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use url::Url;
 
-use crate::NAME;
+use crate::config::GenesysConfig;
+use crate::{NAME, TRANSCRIPT_CHUNK_CHARS};
 
 /// Turns a failed response into an error: the Platform API's `{message, code, contextId}`
 /// when present (the context id helps Genesys support), else the body text.
@@ -32,6 +33,64 @@ pub fn parse_error(op: impl Into<Cow<'static, str>>, status: StatusCode, headers
         Err(_) => String::from_utf8_lossy(body).trim().to_owned(),
     };
     http::status_error(NAME, op, status, headers, message)
+}
+
+/// The custom attributes of the first message (§5.4): language, skills and priority
+/// under the configured keys, the configured and requested attributes, and the user id.
+pub(crate) fn custom_attributes(config: &GenesysConfig, request: &HandoverRequest) -> Map<String, Value> {
+    let mut attributes = Map::new();
+    let stringify = |value: &Value| match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    for (key, value) in config.custom_attributes.iter().chain(request.routing.attributes.iter()) {
+        attributes.insert(key.clone(), json!(stringify(value)));
+    }
+    let language = config
+        .language
+        .clone()
+        .or_else(|| request.routing.languages.first().cloned())
+        .or_else(|| request.user.language.clone());
+    if let Some(language) = language {
+        attributes.insert(config.language_attribute.clone(), json!(language));
+    }
+    let skills: Vec<&str> =
+        config.skills.iter().chain(request.routing.skills.iter()).map(String::as_str).collect::<Vec<_>>();
+    if !skills.is_empty() {
+        let mut unique = Vec::new();
+        for skill in skills {
+            if !unique.contains(&skill) {
+                unique.push(skill);
+            }
+        }
+        attributes.insert(config.skills_attribute.clone(), json!(unique.join(",")));
+    }
+    let priority =
+        config.priority.map(|p| p.to_string()).or_else(|| request.routing.priority.as_ref().map(ToString::to_string));
+    if let Some(priority) = priority {
+        attributes.insert(config.priority_attribute.clone(), json!(priority));
+    }
+    attributes.entry("userId").or_insert_with(|| json!(request.user.id));
+    attributes
+}
+
+/// The texts that open the conversation: the rendered transcript in chunks (when
+/// `send_transcript` is on and there is one), else the handover message.
+pub(crate) fn opening_texts(config: &GenesysConfig, request: &HandoverRequest) -> Result<Vec<String>> {
+    let rendered = transcript::render(&request.transcript);
+    let mut texts: Vec<String> = if config.send_transcript && !rendered.is_empty() {
+        transcript::split(&rendered, TRANSCRIPT_CHUNK_CHARS)
+            .map_err(|e| Error::invalid_input(NAME, "send transcript", e.to_string()))?
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if texts.is_empty() {
+        texts.push(config.handover_message.clone());
+    }
+    Ok(texts)
 }
 
 /// Who the customer is on the wire (`channel.from`).
@@ -96,7 +155,7 @@ pub(crate) struct Client {
     http: reqwest::Client,
     api: Url,
     integration_id: String,
-    pub(crate) retry: RetryPolicy,
+    retry: RetryPolicy,
 }
 
 impl Client {
@@ -182,7 +241,7 @@ impl Client {
     /// §4 #9: the conversation's participants.
     pub(crate) async fn participants(&self, token: &SecretString, conversation_id: &str) -> Result<Vec<Participant>> {
         let op = "get conversation";
-        let path = format!("/api/v2/conversations/messages/{conversation_id}");
+        let path = format!("/api/v2/conversations/messages/{}", http::segment(conversation_id));
         let response = self.send(op, Idempotency::Idempotent, || self.request(Method::GET, &path, token)).await?;
         #[derive(Deserialize)]
         struct Conversation {
@@ -200,7 +259,11 @@ impl Client {
         conversation_id: &str,
         participant_id: &str,
     ) -> Result<()> {
-        let path = format!("/api/v2/conversations/messages/{conversation_id}/participants/{participant_id}");
+        let path = format!(
+            "/api/v2/conversations/messages/{}/participants/{}",
+            http::segment(conversation_id),
+            http::segment(participant_id)
+        );
         let body = json!({ "state": "disconnected" });
         match self
             .send("disconnect participant", Idempotency::Idempotent, || {
@@ -217,7 +280,7 @@ impl Client {
     /// names: neither the webhook nor the detail events carry one.
     pub(crate) async fn user_name(&self, token: &SecretString, user_id: &str) -> Result<Option<String>> {
         let op = "get user";
-        let path = format!("/api/v2/users/{user_id}");
+        let path = format!("/api/v2/users/{}", http::segment(user_id));
         let response = self.send(op, Idempotency::Idempotent, || self.request(Method::GET, &path, token)).await?;
         let user: Value = http::read_json(NAME, op, response).await?;
         Ok(user["name"].as_str().map(str::to_owned))
@@ -254,7 +317,7 @@ impl Client {
         topics: &[String],
         replace: bool,
     ) -> Result<()> {
-        let path = format!("/api/v2/notifications/channels/{channel_id}/subscriptions");
+        let path = format!("/api/v2/notifications/channels/{}/subscriptions", http::segment(channel_id));
         let body: Vec<Value> = topics.iter().map(|topic| json!({ "id": topic })).collect();
         let method = if replace { Method::PUT } else { Method::POST };
         self.send("subscribe to topics", Idempotency::Idempotent, || {

@@ -1,6 +1,6 @@
 //! The `[genesys]` config table (`protocols/genesys.md` §1).
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use url::Url;
@@ -137,12 +137,23 @@ fn default_end_drain_ms() -> u64 {
 }
 
 impl GenesysConfig {
-    /// Checks every numeric key against its range (values that load must also run).
-    pub(crate) fn validate(&self) -> Result<()> {
+    /// Checks the config (the hosts, the required keys, every range) and returns the login
+    /// and API hosts (values that load must also run).
+    pub(crate) fn validate(&self) -> Result<(Url, Url)> {
+        let hosts = self.hosts()?;
+        for (key, value) in [("client_id", self.client_id.as_str()), ("integration_id", self.integration_id.as_str())] {
+            if value.trim().is_empty() {
+                return Err(Error::config(NAME, format!("[genesys] `{key}` must not be empty")));
+            }
+        }
         in_range(NAME, "transfer_grace_ms", self.transfer_grace_ms, 0, 600_000)?;
         in_range(NAME, "end_drain_ms", self.end_drain_ms, 0, 600_000)?;
+        // A notification channel holds 1000 topics, three per conversation: at most 333.
         in_range(NAME, "conversations_per_channel", self.conversations_per_channel as u64, 1, 333)?;
-        Ok(())
+        if self.webhook_secret.expose_secret().is_empty() {
+            return Err(Error::config(NAME, "[genesys] `webhook_secret` must not be empty: webhooks are verified"));
+        }
+        Ok(hosts)
     }
 
     /// A configuration for `region` with the given credentials and integration.

@@ -9,14 +9,13 @@
 //! was down is not lost.
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use handover_core::{ErrorKind, Result};
+use handover_transport::session::lock;
 use handover_transport::ws::{self, WsConfig, WsConnect, WsEvent, WsHandle};
-use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -24,10 +23,6 @@ use tokio::sync::mpsc;
 use crate::NAME;
 use crate::auth::TokenCache;
 use crate::client::Client;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 /// Why a participant's session ended (`disconnectType`); unknown values are kept.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -264,18 +259,6 @@ impl Drop for NotificationsDetector {
 }
 
 impl Shared {
-    async fn authorized<T, F, Fut>(&self, call: F) -> Result<T>
-    where
-        F: Fn(SecretString) -> Fut,
-        Fut: Future<Output = Result<T>>,
-    {
-        let token = self.tokens.token().await?;
-        match call(token.clone()).await {
-            Err(error) if error.kind() == ErrorKind::Unauthenticated => call(self.tokens.renew(&token).await?).await,
-            other => other,
-        }
-    }
-
     fn ensure_socket(self: &Arc<Self>) {
         let mut socket = lock(&self.socket);
         if socket.is_some() {
@@ -305,7 +288,8 @@ impl Shared {
         if reserved {
             let new = topics(conversation_id).to_vec();
             let new = &new;
-            let added = self.authorized(|token| async move { client.subscribe(&token, id, new, false).await }).await;
+            let added =
+                self.tokens.authorized(|token| async move { client.subscribe(&token, id, new, false).await }).await;
             if added.is_err() {
                 lock(&self.subscribed).remove(conversation_id);
             }
@@ -321,7 +305,7 @@ impl Shared {
             let watched: Vec<String> = lock(&self.watched).keys().cloned().collect();
             let all: Vec<String> = watched.iter().flat_map(|c| topics(c)).collect();
             let all = &all;
-            self.authorized(|token| async move { client.subscribe(&token, id, all, true).await }).await?;
+            self.tokens.authorized(|token| async move { client.subscribe(&token, id, all, true).await }).await?;
             *lock(&self.subscribed) = watched.into_iter().collect();
         }
         Ok(())
@@ -371,13 +355,13 @@ impl WsConnect for Connector {
         let shared = &self.0;
         let mut channel = shared.channel.write().await;
         let client = &shared.client;
-        let created = shared.authorized(|token| async move { client.create_channel(&token).await }).await?;
+        let created = shared.tokens.authorized(|token| async move { client.create_channel(&token).await }).await?;
         let watched: Vec<String> = lock(&shared.watched).keys().cloned().collect();
         if !watched.is_empty() {
             let all: Vec<String> = watched.iter().flat_map(|c| topics(c)).collect();
             let id = &created.id;
             let all = &all;
-            shared.authorized(|token| async move { client.subscribe(&token, id, all, true).await }).await?;
+            shared.tokens.authorized(|token| async move { client.subscribe(&token, id, all, true).await }).await?;
         }
         *channel = Some(created.id.clone());
         *lock(&shared.subscribed) = watched.into_iter().collect();
@@ -431,6 +415,8 @@ async fn read(shared: Arc<Shared>, mut events: mpsc::Receiver<WsEvent>) {
 
 #[cfg(test)]
 mod tests {
+    //! Notification frames of `protocols/genesys.md` §7, inline and from `tests/fixtures`.
+
     use super::*;
 
     #[test]
@@ -457,5 +443,46 @@ mod tests {
             parse_frame(r#"{"topicName":"v2.detail.events.conversation.c-1.acw","eventBody":{}}"#),
             Frame::Ignore
         );
+    }
+
+    fn read(name: &str) -> Vec<u8> {
+        std::fs::read(format!("{}/tests/fixtures/{name}.json", env!("CARGO_MANIFEST_DIR"))).expect("fixture exists")
+    }
+
+    fn frame(name: &str) -> Frame {
+        parse_frame(&String::from_utf8(read(&format!("notification_{name}"))).unwrap())
+    }
+
+    #[test]
+    fn notification_frames() {
+        assert_eq!(frame("heartbeat"), Frame::Heartbeat);
+        assert_eq!(frame("pong"), Frame::Heartbeat);
+        assert_eq!(frame("socket_closing"), Frame::SocketClosing);
+        assert_eq!(frame("acw"), Frame::Ignore);
+        assert_eq!(
+            frame("user_start"),
+            Frame::Event {
+                conversation_id: "conv-1".into(),
+                event: ParticipantEvent::AgentStarted {
+                    participant_id: "p-agent-1".into(),
+                    user_id: Some("user-ann".into())
+                }
+            }
+        );
+        assert_eq!(
+            frame("user_end_transfer"),
+            Frame::Event {
+                conversation_id: "conv-1".into(),
+                event: ParticipantEvent::AgentEnded {
+                    participant_id: "p-agent-1".into(),
+                    disconnect: DisconnectType::Transfer("TRANSFER".into())
+                }
+            }
+        );
+        assert!(matches!(
+            frame("user_end_client"),
+            Frame::Event { event: ParticipantEvent::AgentEnded { disconnect: DisconnectType::Other(_), .. }, .. }
+        ));
+        assert!(matches!(frame("customer_end"), Frame::Event { event: ParticipantEvent::CustomerEnded { .. }, .. }));
     }
 }

@@ -1,11 +1,18 @@
-//! The outbound webhook: agent messages, typing and receipts (`protocols/genesys.md` §6).
+//! The webhook endpoint (`protocols/genesys.md` §6): verify the signature, read
+//! ([`crate::wire`]), route to the customer's session, answer at once.
+//!
+//! A verified delivery for a customer no session has registered yet is kept for it
+//! (Genesys does retry 5xx, §6.1, but nothing here depends on it); deliveries of unknown
+//! types are acknowledged and dropped.
 
-use handover_core::{Error, Result};
+use std::sync::Arc;
+
+use handover_core::{WebhookReply, WebhookRequest};
+use handover_transport::push::PushRouter;
 use handover_transport::signature::{self, Algorithm, Encoding, SignatureError};
-use serde::Deserialize;
-use serde_json::Value;
+use secrecy::{ExposeSecret, SecretString};
 
-use crate::NAME;
+use crate::wire::{self, Delivery, Outbound};
 
 /// The signature header.
 pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
@@ -22,136 +29,40 @@ pub fn sign(secret: &[u8], body: &[u8]) -> String {
     format!("sha256={}", signature::sign(Algorithm::Sha256, Encoding::Base64, secret, body))
 }
 
-/// An outbound normalized message (`OpenMessageNormalizedMessage` and siblings, §6.2).
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Outbound {
-    /// Genesys message id.
-    pub id: String,
-    /// The channel; `to.id` is the customer id we sent as `from.id`.
-    pub channel: OutboundChannel,
-    /// `Text`, `Structured`, `Event`, `Receipt`, or a future type.
-    #[serde(rename = "type", default)]
-    pub kind: String,
-    /// Message text.
-    #[serde(default)]
-    pub text: Option<String>,
-    /// Attachments and structured content.
-    #[serde(default)]
-    pub content: Vec<Value>,
-    /// Events (typing).
-    #[serde(default)]
-    pub events: Vec<Value>,
-    /// `Human` or `Bot`.
-    #[serde(default)]
-    pub originating_entity: Option<String>,
-    /// The Genesys conversation id.
-    #[serde(default)]
-    pub conversation_id: Option<String>,
-    /// Receipt status.
-    #[serde(default)]
-    pub status: Option<String>,
-    /// Receipt failure reasons.
-    #[serde(default)]
-    pub reasons: Vec<Value>,
+/// The webhook endpoint: the secret deliveries are signed with, and the sessions they go to
+/// (by customer id).
+pub(crate) struct Ingress {
+    pub(crate) secret: SecretString,
+    pub(crate) router: Arc<PushRouter<Outbound>>,
 }
 
-/// The `channel` of an outbound message.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OutboundChannel {
-    /// The recipient: our customer id.
-    pub to: Party,
-    /// The sender (the integration); `nickname` or `nickName`.
-    #[serde(default)]
-    pub from: Option<Party>,
-    /// When (ISO-8601); part of the uniqueness key.
-    #[serde(default)]
-    pub time: Option<String>,
-}
-
-/// A party of the channel.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Party {
-    /// The id.
-    pub id: String,
-    /// A display name.
-    #[serde(default, alias = "nickName")]
-    pub nickname: Option<String>,
-}
-
-/// What a delivery means for the session.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Delivery {
-    /// A message to show the user.
-    Message {
-        /// The text (attachments as `[attachment] url` lines).
-        text: String,
-        /// Whether a bot or flow sent it (`originatingEntity: Bot`).
-        from_bot: bool,
-    },
-    /// The agent is typing.
-    Typing,
-    /// A receipt for a message we sent; `Failed` ones are logged.
-    Receipt {
-        /// The status.
-        status: String,
-    },
-    /// Nothing to do.
-    Ignore(&'static str),
-}
-
-impl Outbound {
-    /// The key Genesys guarantees unique: id and time (§6.2).
-    pub fn dedup_key(&self) -> String {
-        format!("{}@{}", self.id, self.channel.time.as_deref().unwrap_or(""))
-    }
-
-    /// What the delivery means.
-    pub fn interpret(&self) -> Delivery {
-        match self.kind.as_str() {
-            "Text" | "Structured" => {
-                let mut lines: Vec<String> = self.text.iter().filter(|t| !t.is_empty()).cloned().collect();
-                for item in &self.content {
-                    if let Some(url) = item["attachment"]["url"].as_str() {
-                        lines.push(format!("[attachment] {url}"));
-                    } else if let Some(text) = item["quickReply"]["text"].as_str() {
-                        lines.push(format!("[option] {text}"));
-                    } else if let Some(body) = item["template"]["body"]["text"].as_str() {
-                        lines.push(body.to_owned());
-                    }
-                }
-                if lines.is_empty() {
-                    return Delivery::Ignore("message without text");
-                }
-                Delivery::Message {
-                    text: lines.join("\n"),
-                    from_bot: self.originating_entity.as_deref() == Some("Bot"),
-                }
-            }
-            "Event" => {
-                if self.events.iter().any(|e| e["eventType"] == "Typing") {
-                    Delivery::Typing
-                } else {
-                    Delivery::Ignore("event other than typing")
-                }
-            }
-            "Receipt" => Delivery::Receipt { status: self.status.clone().unwrap_or_default() },
-            _ => Delivery::Ignore("message type this crate does not know"),
+impl Ingress {
+    /// Verifies, reads and routes one delivery; answers what Genesys expects.
+    pub(crate) async fn receive(&self, request: WebhookRequest) -> WebhookReply {
+        if request.method != "POST" {
+            return WebhookReply::text(405, "POST only");
         }
+        let signature = request.header(SIGNATURE_HEADER);
+        if let Err(error) = verify_signature(self.secret.expose_secret().as_bytes(), signature, &request.body) {
+            tracing::warn!(%error, "rejected a webhook");
+            return WebhookReply::text(401, format!("signature check failed: {error}"));
+        }
+        let delivery = match wire::parse(&request.body) {
+            Ok(delivery) => delivery,
+            Err(error) => {
+                tracing::warn!(%error, "rejected a malformed webhook");
+                return WebhookReply::text(400, error.message().to_owned());
+            }
+        };
+        if let Delivery::Ignore(why) = delivery.interpret() {
+            tracing::trace!(why, "webhook needs no session");
+            return WebhookReply::ok();
+        }
+        let key = delivery.dedup_key();
+        let to = delivery.channel.to.id.clone();
+        let routed = self.router.deliver(&to, &key, delivery, request.body.len()).await;
+        WebhookReply::status(routed.status())
     }
-}
-
-/// Parses a delivery's body.
-pub fn parse(body: &[u8]) -> Result<Outbound> {
-    serde_json::from_slice(body).map_err(|e| {
-        Error::protocol(
-            NAME,
-            "read webhook",
-            format!("the body is not an outbound open message: {}", handover_transport::log::sanitize(&e.to_string())),
-        )
-    })
 }
 
 #[cfg(test)]

@@ -6,8 +6,9 @@
 use handover_core::{ErrorKind, WebhookRequest};
 use handover_testkit::hostile::{arbitrary_bytes, fixtures, mutate, mutations, runtime, webhook_status};
 use proptest::prelude::*;
+use provider_genesys::hostile;
 use provider_genesys::notifications::parse_frame;
-use provider_genesys::webhook::{SIGNATURE_HEADER, parse, sign};
+use provider_genesys::webhook::{SIGNATURE_HEADER, sign};
 use provider_genesys::{GenesysConfig, GenesysProvider};
 
 const SECRET: &str = "hostile-secret";
@@ -25,12 +26,8 @@ fn webhook_fixtures() -> Vec<Vec<u8>> {
 }
 
 fn decode(body: &[u8]) {
-    match parse(body) {
-        Ok(outbound) => {
-            let _ = outbound.interpret();
-            let _ = outbound.dedup_key();
-        }
-        Err(error) => assert_eq!(error.kind(), ErrorKind::Protocol, "{error}"),
+    if let Err(error) = hostile::decode(body) {
+        assert_eq!(error.kind(), ErrorKind::Protocol, "{error}");
     }
     let _ = parse_frame(&String::from_utf8_lossy(body));
 }

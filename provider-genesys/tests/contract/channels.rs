@@ -16,7 +16,7 @@ async fn setup(per_channel: usize) -> PushSetup<GenesysProvider> {
     PushSetup::start("genesys", move |mut config: GenesysConfig| {
         config.conversations_per_channel = per_channel;
         let ws = WsConfig::default().with_reconnect(fast_retry().with_max_attempts(20));
-        GenesysProvider::with_ws_config(config, ws).unwrap().with_retry_policy(fast_retry())
+        GenesysProvider::builder(config).ws(ws).retry(fast_retry()).build().unwrap()
     })
     .await
 }

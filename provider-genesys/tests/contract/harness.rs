@@ -20,7 +20,7 @@ impl EmulatorHarness for GenesysHarness {
         Self(
             PushSetup::start("genesys", |config: GenesysConfig| {
                 let ws = WsConfig::default().with_reconnect(fast_retry().with_max_attempts(20));
-                GenesysProvider::with_ws_config(config, ws).expect("valid config").with_retry_policy(fast_retry())
+                GenesysProvider::builder(config).ws(ws).retry(fast_retry()).build().expect("valid config")
             })
             .await,
         )

@@ -1,10 +1,10 @@
-//! Genesys contract tests: the testkit suite against the emulator, wiremock pins of every
-//! request, and fixture tests of the webhook and notification shapes.
+//! Genesys contract tests: the testkit suite against the emulator and wiremock pins of
+//! every request (the fixture tests of the webhook and notification shapes sit next to
+//! their decoders, in `src/wire.rs` and `src/notifications.rs`).
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
 mod channels;
-mod fixtures;
 mod harness;
 mod pins;
 

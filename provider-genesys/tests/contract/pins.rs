@@ -96,7 +96,7 @@ impl Rig {
         let mut config = self.config();
         f(&mut config);
         let ws = WsConfig::default().with_reconnect(fast_retry().with_max_attempts(20));
-        GenesysProvider::with_ws_config(config, ws).unwrap().with_retry_policy(fast_retry())
+        GenesysProvider::builder(config).ws(ws).retry(fast_retry()).build().unwrap()
     }
 }
 
@@ -297,7 +297,7 @@ async fn a_bad_request_fails_the_start_with_the_platform_error() {
     let mut config = GenesysConfig::new("eu_central_1", "c", "s", INTEGRATION, SECRET);
     config.login_url = Some(server.uri());
     config.api_url = Some(server.uri());
-    let provider = GenesysProvider::new(config).unwrap().with_retry_policy(fast_retry());
+    let provider = GenesysProvider::builder(config).retry(fast_retry()).build().unwrap();
     let error = provider.start(sample_request()).await.expect_err("400");
     assert_eq!(error.kind(), ErrorKind::InvalidInput);
     assert!(error.to_string().contains("bad.request") && error.to_string().contains("ctx-9"), "{error}");
@@ -548,9 +548,11 @@ async fn the_retry_policy_reaches_every_client_the_provider_holds() {
         .named("token unavailable once")
         .mount(&rig.server)
         .await;
-    let provider = GenesysProvider::with_ws_config(rig.config(), WsConfig::default())
-        .unwrap()
-        .with_retry_policy(handover_transport::retry::RetryPolicy::none());
+    let provider = GenesysProvider::builder(rig.config())
+        .ws(WsConfig::default())
+        .retry(handover_transport::retry::RetryPolicy::none())
+        .build()
+        .unwrap();
     let error = provider.check().await.expect_err("no retries: the 503 fails the check");
     assert_eq!(error.kind(), ErrorKind::Transport, "{error}");
     assert_eq!(requests_to(&rig.server, "POST", "/oauth/token").await.len(), 1, "not retried");
