@@ -1,16 +1,21 @@
 //! Access tokens: guest, from a given identity token, or from a minted identity JWT
-//! (`protocols/salesforce-miaw.md` §2, §5, §7).
+//! (`protocols/salesforce-miaw.md` §2, §5, §7); each session's own token, renewed ahead of
+//! expiry and once on `401`.
 
+use std::future::Future;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use handover_core::{Error, Result};
+use handover_transport::session::refresh_once_on_401;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::NAME;
+use crate::client::Client;
 use crate::config::{IdentityAlgorithm, MiawConfig};
 
 /// How the end user is identified.
@@ -153,6 +158,115 @@ impl AccessToken {
 /// (`v2/iamessage/ANON/…`).
 pub(crate) fn is_verified_subject(subject: &str) -> bool {
     subject.contains("/AUTH/") && !subject.contains("/ANON/")
+}
+
+/// Obtains an access token for `user_id`, refusing a silent guest fallback (§5); also the
+/// token's `lastEventId`.
+pub(crate) async fn authenticate(
+    client: &Client,
+    identity: &Identity,
+    user_id: &str,
+) -> Result<(AccessToken, Option<String>)> {
+    let response = match identity.identity_jwt(user_id)? {
+        None => client.guest_token().await?,
+        Some(jwt) => {
+            let response = client.authenticated_token(&jwt).await?;
+            let subject = response.subject().unwrap_or_default();
+            if !is_verified_subject(&subject) {
+                return Err(Error::unauthenticated(
+                    NAME,
+                    "get authenticated access token",
+                    "Salesforce rejected the identity token and answered with a guest token; check the keyset, \
+                     issuer, audience, key id and expiry of the identity JWT. The handover does not go on as a guest.",
+                ));
+            }
+            response
+        }
+    };
+    let last_event_id = response.last_event_id();
+    Ok((AccessToken::new(SecretString::from(response.access_token)), last_event_id))
+}
+
+/// One session's access token (a Messaging token belongs to one end user): renewed for
+/// the same user when the identity allows it.
+pub(crate) struct SessionToken {
+    client: Arc<Client>,
+    identity: Arc<Identity>,
+    user_id: String,
+    /// The session's conversation (for the logs).
+    conversation_id: String,
+    current: RwLock<AccessToken>,
+}
+
+impl SessionToken {
+    pub(crate) fn new(
+        (client, identity): (&Arc<Client>, &Arc<Identity>),
+        user_id: String,
+        conversation_id: String,
+        token: AccessToken,
+    ) -> Self {
+        Self {
+            client: client.clone(),
+            identity: identity.clone(),
+            user_id,
+            conversation_id,
+            current: RwLock::new(token),
+        }
+    }
+
+    /// The user the token is for.
+    pub(crate) fn user_id(&self) -> &str {
+        &self.user_id
+    }
+
+    fn state(&self) -> AccessToken {
+        self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// The current token.
+    pub(crate) fn token(&self) -> SecretString {
+        self.state().token
+    }
+
+    /// Whether the token has expired (a resumed session's may have).
+    pub(crate) fn expired(&self) -> bool {
+        self.state().expires_at.is_some_and(|exp| exp <= unix_now())
+    }
+
+    /// When to renew ahead of expiry (never for a guest).
+    pub(crate) fn renew_in(&self) -> Option<Duration> {
+        if self.identity.renewable() { self.state().renew_in() } else { None }
+    }
+
+    /// A new access token for the same user (verified users only: a guest's new token is a
+    /// new subject that cannot see the conversation).
+    pub(crate) async fn refresh(&self) -> Result<()> {
+        if !self.identity.renewable() {
+            return Err(Error::unauthenticated(
+                NAME,
+                "renew access token",
+                "the guest access token expired or was rejected, and guest tokens cannot be renewed; \
+                 configure an identity token for handovers that outlast the token lifetime",
+            ));
+        }
+        let (token, _) = authenticate(&self.client, &self.identity, &self.user_id).await?;
+        tracing::debug!(conversation = %self.conversation_id, "renewed the access token");
+        *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = token;
+        Ok(())
+    }
+
+    /// Runs `call` with the current token; on `401` renews once and runs it again.
+    pub(crate) async fn authorized<T, F, Fut>(&self, call: F) -> Result<T>
+    where
+        F: Fn(SecretString) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        refresh_once_on_401(self.token(), call, |_| async {
+            self.refresh().await?;
+            Ok(self.token())
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

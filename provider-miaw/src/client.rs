@@ -1,9 +1,10 @@
-//! The raw MIAW endpoints (`protocols/salesforce-miaw.md` §3) and `parse_error`.
+//! The raw MIAW endpoints (`protocols/salesforce-miaw.md` §3), the routing attributes they
+//! carry, and `parse_error`.
 
 use std::borrow::Cow;
 
-use handover_core::{Error, ErrorKind, Result};
-use handover_transport::http::{self, HttpConfig};
+use handover_core::{Error, ErrorKind, HandoverRequest, Result};
+use handover_transport::http::{self, HttpConfig, segment};
 use handover_transport::reqwest::header::HeaderMap;
 use handover_transport::reqwest::{self, Method, RequestBuilder, Response, StatusCode};
 use handover_transport::retry::{self, Idempotency, RetryPolicy};
@@ -14,7 +15,7 @@ use url::Url;
 
 use crate::NAME;
 use crate::config::MiawConfig;
-use crate::events::WireEntry;
+use crate::wire::{self, WireEntry};
 
 /// The token endpoints' answer (§4.1).
 #[derive(Debug, Deserialize)]
@@ -56,11 +57,20 @@ pub(crate) enum Sent {
 /// The endpoints of one deployment.
 pub(crate) struct Client {
     http: reqwest::Client,
-    pub(crate) stream_http: reqwest::Client,
+    stream_http: reqwest::Client,
     base: Url,
-    pub(crate) org_id: String,
-    pub(crate) es_developer_name: String,
-    pub(crate) retry: RetryPolicy,
+    org_id: String,
+    es_developer_name: String,
+    retry: RetryPolicy,
+}
+
+/// Merges the configured routing attributes with the request's (the request wins).
+pub(crate) fn routing_attributes(config: &MiawConfig, request: &HandoverRequest) -> Map<String, Value> {
+    let mut attributes = config.routing_attributes.clone();
+    for (key, value) in &request.routing.attributes {
+        attributes.insert(key.clone(), value.clone());
+    }
+    attributes
 }
 
 /// Turns a failed response into an error: the kind from the status, the message from the
@@ -95,11 +105,6 @@ impl Client {
     pub(crate) fn new(config: &MiawConfig, retry: RetryPolicy) -> Result<Self> {
         let base = http::base_url(NAME, "scrt_url", &config.scrt_url, config.allow_insecure_http)?;
         let http_config = HttpConfig::default();
-        for (key, value) in [("org_id", &config.org_id), ("es_developer_name", &config.es_developer_name)] {
-            if value.trim().is_empty() {
-                return Err(Error::config(NAME, format!("[miaw] `{key}` must not be empty")));
-            }
-        }
         Ok(Self {
             http: http::client(NAME, &http_config)?,
             stream_http: http::streaming_client(NAME, &http_config)?,
@@ -110,7 +115,7 @@ impl Client {
         })
     }
 
-    pub(crate) fn url(&self, path: &str) -> Url {
+    fn url(&self, path: &str) -> Url {
         http::join(&self.base, path)
     }
 
@@ -122,6 +127,8 @@ impl Client {
         }
     }
 
+    /// The one send every request goes through: retried per the policy; a success's
+    /// response for the caller to read, a failure read by [`parse_error`].
     async fn send(
         &self,
         op: &'static str,
@@ -132,14 +139,10 @@ impl Client {
         if response.status().is_success() {
             return Ok(response);
         }
-        Err(self.failure(op, response).await)
-    }
-
-    async fn failure(&self, op: &'static str, response: Response) -> Error {
         let status = response.status();
         let headers = response.headers().clone();
         let body = http::read_body(NAME, op, response, 64 * 1024).await.unwrap_or_default();
-        parse_error(op, status, &headers, &body)
+        Err(parse_error(op, status, &headers, &body))
     }
 
     fn token_body(&self) -> Value {
@@ -227,16 +230,15 @@ impl Client {
                 body["language"] = json!(language);
             }
         }
-        let path = format!("/iamessage/api/v2/conversation/{conversation_id}/message");
+        let path = format!("/iamessage/api/v2/conversation/{}/message", segment(conversation_id));
         // The message id makes a repeat harmless: retrying is safe.
-        let response = retry::send(&self.retry, NAME, op, Idempotency::Idempotent, || {
-            self.request(Method::POST, &path, Some(token)).json(&body)
-        })
-        .await?;
-        match response.status() {
-            status if status.is_success() => Ok(Sent::Accepted),
-            StatusCode::EXPECTATION_FAILED => Ok(Sent::NoMessagingSession),
-            _ => Err(self.failure(op, response).await),
+        match self
+            .send(op, Idempotency::Idempotent, || self.request(Method::POST, &path, Some(token)).json(&body))
+            .await
+        {
+            Ok(_) => Ok(Sent::Accepted),
+            Err(error) if http::is_status(&error, StatusCode::EXPECTATION_FAILED) => Ok(Sent::NoMessagingSession),
+            Err(error) => Err(error),
         }
     }
 
@@ -246,7 +248,7 @@ impl Client {
             "entryType": if on { "TypingStartedIndicator" } else { "TypingStoppedIndicator" },
             "id": uuid::Uuid::new_v4().to_string(),
         });
-        let path = format!("/iamessage/api/v2/conversation/{conversation_id}/entry");
+        let path = format!("/iamessage/api/v2/conversation/{}/entry", segment(conversation_id));
         self.send("send typing indicator", Idempotency::Idempotent, || {
             self.request(Method::POST, &path, Some(token)).json(&body)
         })
@@ -257,7 +259,7 @@ impl Client {
     /// #6: the routing status (`ROUTED`, `NEEDS_ROUTING`, `INITIAL`, `TRANSFER`).
     pub(crate) async fn routing_status(&self, token: &SecretString, conversation_id: &str) -> Result<String> {
         let op = "get routing status";
-        let path = format!("/iamessage/api/v2/conversation/{conversation_id}");
+        let path = format!("/iamessage/api/v2/conversation/{}", segment(conversation_id));
         let response = self.send(op, Idempotency::Idempotent, || self.request(Method::GET, &path, Some(token))).await?;
         let body: Value = http::read_json(NAME, op, response).await?;
         body["routingStatus"]
@@ -275,7 +277,7 @@ impl Client {
         limit: u32,
     ) -> Result<Vec<WireEntry>> {
         let op = "list conversation entries";
-        let path = format!("/iamessage/api/v2/conversation/{conversation_id}/entries");
+        let path = format!("/iamessage/api/v2/conversation/{}/entries", segment(conversation_id));
         let mut query = vec![("limit", limit.min(50).to_string()), ("direction", "FromStart".to_owned())];
         if let Some(start) = start_ms {
             query.push(("startTimestamp", start.to_string()));
@@ -290,23 +292,12 @@ impl Client {
             conversation_entries: Vec<Value>,
         }
         let page: Page = http::read_json(NAME, op, response).await?;
-        // An entry we cannot read is skipped, not fatal: the rest still back-fill.
-        Ok(page
-            .conversation_entries
-            .into_iter()
-            .filter_map(|entry| match serde_json::from_value::<WireEntry>(entry) {
-                Ok(entry) => Some(entry),
-                Err(error) => {
-                    tracing::warn!(%error, "skipping an unreadable conversation entry");
-                    None
-                }
-            })
-            .collect())
+        Ok(wire::entries(page.conversation_entries))
     }
 
     /// #13: closes the conversation. An already closed conversation (404) is fine.
     pub(crate) async fn close_conversation(&self, token: &SecretString, conversation_id: &str) -> Result<()> {
-        let path = format!("/iamessage/api/v2/conversation/{conversation_id}");
+        let path = format!("/iamessage/api/v2/conversation/{}", segment(conversation_id));
         let query = [("esDeveloperName", self.es_developer_name.as_str())];
         match self
             .send("close conversation", Idempotency::Idempotent, || {

@@ -87,9 +87,15 @@ pub enum IdentityAlgorithm {
 }
 
 impl MiawConfig {
-    /// Checks every numeric key against its range (values that load must also run).
+    /// Checks the required keys and every numeric key against its range (values that load
+    /// must also run).
     pub(crate) fn validate(&self) -> handover_core::Result<()> {
         in_range(crate::NAME, "identity_ttl_secs", self.identity_ttl_secs, 60, MAX_SECS)?;
+        for (key, value) in [("org_id", &self.org_id), ("es_developer_name", &self.es_developer_name)] {
+            if value.trim().is_empty() {
+                return Err(handover_core::Error::config(crate::NAME, format!("[miaw] `{key}` must not be empty")));
+            }
+        }
         Ok(())
     }
 

@@ -6,7 +6,7 @@
 use handover_core::ErrorKind;
 use handover_testkit::hostile::{arbitrary_bytes, fixtures, mutate, mutations};
 use proptest::prelude::*;
-use provider_miaw::events::{interpret, parse_envelope};
+use provider_miaw::hostile;
 
 /// The SSE `data` of every fixture that has one.
 fn datas() -> Vec<String> {
@@ -19,13 +19,8 @@ fn datas() -> Vec<String> {
 
 fn decode(data: &[u8], event: Option<&str>) {
     let text = String::from_utf8_lossy(data);
-    match parse_envelope(&text) {
-        Ok(envelope) => {
-            if let Err(error) = interpret(&envelope.conversation_entry, event) {
-                assert_eq!(error.kind(), ErrorKind::Protocol, "{error}");
-            }
-        }
-        Err(error) => assert_eq!(error.kind(), ErrorKind::Protocol, "{error}"),
+    if let Err(error) = hostile::decode(&text, event) {
+        assert_eq!(error.kind(), ErrorKind::Protocol, "{error}");
     }
 }
 

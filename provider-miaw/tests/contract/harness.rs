@@ -19,10 +19,11 @@ pub(crate) use handover_testkit::fast_retry;
 pub(crate) fn provider_for(emulator: &Emulator, f: impl FnOnce(&mut MiawConfig)) -> MiawProvider {
     let mut config: MiawConfig = serde_json::from_value(emulator.provider_config()).expect("emulator config");
     f(&mut config);
-    MiawProvider::new(config)
+    MiawProvider::builder(config)
+        .retry(fast_retry())
+        .sse(SseConfig::default().with_reconnect(fast_retry().with_max_attempts(20)))
+        .build()
         .expect("valid config")
-        .with_retry_policy(fast_retry())
-        .with_sse_config(SseConfig::default().with_reconnect(fast_retry().with_max_attempts(20)))
 }
 
 impl MiawHarness {}

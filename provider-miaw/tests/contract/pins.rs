@@ -61,7 +61,7 @@ fn provider(config: MiawConfig, delays: &Arc<Mutex<Vec<Duration>>>) -> MiawProvi
     }));
     let sse = SseConfig::default()
         .with_reconnect(RetryPolicy::default().with_backoff(Duration::from_millis(5), Duration::from_millis(50)));
-    MiawProvider::new(config).unwrap().with_retry_policy(retry).with_sse_config(sse)
+    MiawProvider::builder(config).retry(retry).sse(sse).build().unwrap()
 }
 
 fn request() -> HandoverRequest {
