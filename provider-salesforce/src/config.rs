@@ -56,6 +56,23 @@ fn number_or_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String
 }
 
 impl SalesforceConfig {
+    /// Checks the required keys (values that load must also run).
+    pub(crate) fn validate(&self) -> handover_core::Result<()> {
+        for (key, value) in [
+            ("organization_id", &self.organization_id),
+            ("deployment_id", &self.deployment_id),
+            ("button_id", &self.button_id),
+        ] {
+            if value.trim().is_empty() {
+                return Err(handover_core::Error::config(
+                    crate::NAME,
+                    format!("[salesforce] `{key}` must not be empty"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// A configuration with API version 52.
     pub fn new(
         base_url: impl Into<String>,

@@ -6,16 +6,11 @@
 use handover_core::ErrorKind;
 use handover_testkit::hostile::{arbitrary_bytes, fixtures, mutate, mutations};
 use proptest::prelude::*;
-use provider_salesforce::events::parse_batch;
+use provider_salesforce::hostile;
 
 fn decode(body: &[u8]) {
-    match parse_batch(body) {
-        Ok(batch) => {
-            for (n, message) in batch.messages.iter().enumerate() {
-                let _ = message.interpret(|| format!("id-{n}"));
-            }
-        }
-        Err(error) => assert_eq!(error.kind(), ErrorKind::Protocol, "{error}"),
+    if let Err(error) = hostile::decode(body) {
+        assert_eq!(error.kind(), ErrorKind::Protocol, "{error}");
     }
 }
 

@@ -17,10 +17,11 @@ pub(crate) use handover_testkit::fast_retry;
 
 pub(crate) fn provider_for(emulator: &Emulator) -> SalesforceProvider {
     let config: SalesforceConfig = serde_json::from_value(emulator.provider_config()).expect("emulator config");
-    SalesforceProvider::new(config)
+    SalesforceProvider::builder(config)
+        .retry(fast_retry())
+        .poll(LongPollConfig::default().with_backoff(fast_retry().with_max_attempts(20)))
+        .build()
         .expect("valid config")
-        .with_retry_policy(fast_retry())
-        .with_poll_config(LongPollConfig::default().with_backoff(fast_retry().with_max_attempts(20)))
 }
 
 impl SalesforceHarness {}

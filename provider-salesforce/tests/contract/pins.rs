@@ -71,10 +71,11 @@ async fn server(polls: Vec<ResponseTemplate>) -> MockServer {
 fn provider(server: &MockServer) -> SalesforceProvider {
     let mut config = SalesforceConfig::new(server.uri(), "00D000000000001", "572000000000001", "573000000000001");
     config.transcript_field = Some("Bot_Transcript__c".into());
-    SalesforceProvider::new(config)
+    SalesforceProvider::builder(config)
+        .retry(fast_retry())
+        .poll(LongPollConfig::default().with_backoff(fast_retry()))
+        .build()
         .unwrap()
-        .with_retry_policy(fast_retry())
-        .with_poll_config(LongPollConfig::default().with_backoff(fast_retry()))
 }
 
 async fn start(server: &MockServer) -> Session {
