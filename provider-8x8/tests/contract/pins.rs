@@ -12,33 +12,49 @@ use handover_testkit::scenarios::{assert_stream_ended, events_until, next_event}
 use provider_8x8::{ApiError, EightByEightConfig, EightByEightProvider};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, MockServer, ResponseTemplate, Times};
 
 use crate::harness::fast_retry;
 use crate::signatures::{jwk_path, meta};
 
 const CONV: &str = "/chat-gateway/v1/conversations";
 
-async fn mount(server: &MockServer, verb: &str, at: &str, response: ResponseTemplate, name: &str) {
-    Mock::given(method(verb)).and(path(at)).respond_with(response).named(name.to_owned()).mount(server).await;
+/// Mounts `verb at` answering `response`, named `name`, expected `times` times.
+async fn mount(
+    server: &MockServer,
+    verb: &str,
+    at: &str,
+    response: ResponseTemplate,
+    name: &str,
+    times: impl Into<Times>,
+) {
+    Mock::given(method(verb)).and(path(at)).respond_with(response).named(name).expect(times).mount(server).await;
 }
 
-async fn server() -> MockServer {
+/// How many requests each endpoint of [`server`] must see in a test.
+#[derive(Default)]
+struct Calls {
+    jwk: u64,
+    create: u64,
+    message: u64,
+    typing: u64,
+    leave: u64,
+}
+
+async fn server(calls: Calls) -> MockServer {
     let server = strict_server().await;
     let key = SigningKey::shared();
-    mount(&server, "GET", &jwk_path(key.kid()), ResponseTemplate::new(200).set_body_json(key.jwk()), "jwk").await;
-    mount(
-        &server,
-        "POST",
-        CONV,
-        ResponseTemplate::new(202)
-            .set_body_json(json!({ "conversationId": "ID-0", "createdAt": "2021-01-30T08:30:00Z" })),
-        "create",
-    )
-    .await;
-    mount(&server, "POST", &format!("{CONV}/ID-0/messages"), ResponseTemplate::new(202), "message").await;
-    mount(&server, "POST", &format!("{CONV}/ID-0/typing"), ResponseTemplate::new(204), "typing").await;
-    mount(&server, "PATCH", &format!("{CONV}/ID-0/participants/user"), ResponseTemplate::new(204), "leave").await;
+    let jwk = ResponseTemplate::new(200).set_body_json(key.jwk());
+    mount(&server, "GET", &jwk_path(key.kid()), jwk, "jwk", calls.jwk).await;
+    let created = ResponseTemplate::new(202)
+        .set_body_json(json!({ "conversationId": "ID-0", "createdAt": "2021-01-30T08:30:00Z" }));
+    mount(&server, "POST", CONV, created, "create", calls.create).await;
+    let messages = format!("{CONV}/ID-0/messages");
+    mount(&server, "POST", &messages, ResponseTemplate::new(202), "message", calls.message).await;
+    let typing = format!("{CONV}/ID-0/typing");
+    mount(&server, "POST", &typing, ResponseTemplate::new(204), "typing", calls.typing).await;
+    let leave = format!("{CONV}/ID-0/participants/user");
+    mount(&server, "PATCH", &leave, ResponseTemplate::new(204), "leave", calls.leave).await;
     server
 }
 
@@ -102,7 +118,7 @@ fn bob() -> Agent {
 
 #[tokio::test]
 async fn start_creates_the_conversation_with_user_routing_and_history() {
-    let server = server().await;
+    let server = server(Calls { create: 1, ..Calls::default() }).await;
     let _ = start(&server).await;
     let create = &requests_to(&server, "POST", CONV).await[0];
     assert_eq!(header(create, "x-api-key"), "key-8x8");
@@ -136,7 +152,7 @@ async fn start_creates_the_conversation_with_user_routing_and_history() {
 
 #[tokio::test]
 async fn messages_typing_and_presence_lines_are_posted() {
-    let server = server().await;
+    let server = server(Calls { create: 1, message: 2, typing: 1, ..Calls::default() }).await;
     let (_provider, session) = start(&server).await;
     session.send(UserInput::message("u-1", "Hello — 你好")).await.unwrap();
     session.send(UserInput::Typing { on: true }).await.unwrap();
@@ -153,7 +169,7 @@ async fn messages_typing_and_presence_lines_are_posted() {
 
 #[tokio::test]
 async fn cancelling_removes_the_user_and_ends_the_stream() {
-    let server = server().await;
+    let server = server(Calls { create: 1, leave: 1, ..Calls::default() }).await;
     let (_provider, mut session) = start(&server).await;
     session.end(EndReason::Cancelled).await.unwrap();
     let leave = requests_to(&server, "PATCH", &format!("{CONV}/ID-0/participants/user")).await;
@@ -176,6 +192,7 @@ async fn check_reads_the_channel() {
         "/chat-gateway/v1/channels/chan-1",
         ResponseTemplate::new(200).set_body_json(json!({ "id": "chan-1", "type": "ChatAPI" })),
         "channel",
+        1,
     )
     .await;
     provider(config(&server)).check().await.unwrap();
@@ -218,7 +235,8 @@ async fn every_error_shape_becomes_a_typed_error() {
         ),
     ] {
         let server = strict_server().await;
-        mount(&server, "POST", CONV, ResponseTemplate::new(status).set_body_json(body.clone()), "create").await;
+        let refused = ResponseTemplate::new(status).set_body_json(body.clone());
+        mount(&server, "POST", CONV, refused, "create", 1).await;
         let Err(error) = provider(config(&server)).start(sample_request()).await else { panic!("refused") };
         assert_eq!(error.kind(), kind, "{status} {body}");
         assert!(error.message().contains(text), "{status}: {}", error.message());
@@ -235,9 +253,12 @@ async fn rate_limits_are_retried_and_a_missing_id_is_a_protocol_error() {
         .and(path(CONV))
         .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "0"))
         .up_to_n_times(1)
+        .named("create: rate limited")
+        .expect(1)
         .mount(&server)
         .await;
-    mount(&server, "POST", CONV, ResponseTemplate::new(202).set_body_json(json!({ "createdAt": "x" })), "create").await;
+    let no_id = ResponseTemplate::new(202).set_body_json(json!({ "createdAt": "x" }));
+    mount(&server, "POST", CONV, no_id, "create", 1).await;
     let Err(error) = provider(config(&server)).start(sample_request()).await else { panic!("no id") };
     assert_eq!(error.kind(), ErrorKind::Protocol);
     assert_eq!(requests_to(&server, "POST", CONV).await.len(), 2, "the 429 was retried");
@@ -245,7 +266,7 @@ async fn rate_limits_are_retried_and_a_missing_id_is_a_protocol_error() {
 
 #[tokio::test]
 async fn agent_messages_are_relayed_once_and_echoes_dropped() {
-    let server = server().await;
+    let server = server(Calls { jwk: 1, create: 1, ..Calls::default() }).await;
     let (provider, mut session) = start(&server).await;
     let queued = event("QUEUED", Some(json!({ "queueId": "112", "queueName": "Billing" })));
     assert_eq!(deliver(&provider, queued, "e-0").await, 200);
@@ -279,7 +300,7 @@ async fn agent_messages_are_relayed_once_and_echoes_dropped() {
 
 #[tokio::test]
 async fn a_transfer_is_not_an_end_in_either_order() {
-    let server = server().await;
+    let server = server(Calls { jwk: 1, create: 1, ..Calls::default() }).await;
     let (provider, mut session) = start(&server).await;
     deliver(&provider, joined("agent-ann"), "e-1").await;
     assert_eq!(next_event(session.events()).await, Event::AgentJoined { agent: ann() });
@@ -309,7 +330,7 @@ async fn a_transfer_is_not_an_end_in_either_order() {
 
 #[tokio::test]
 async fn the_agent_leaving_ends_the_handover_and_frees_the_agent() {
-    let server = server().await;
+    let server = server(Calls { jwk: 1, create: 1, leave: 1, ..Calls::default() }).await;
     let (provider, mut session) = start(&server).await;
     // A message may overtake its join.
     deliver(&provider, says("agent-ann", "early"), "e-1").await;
@@ -332,7 +353,7 @@ async fn the_agent_leaving_ends_the_handover_and_frees_the_agent() {
 
 #[tokio::test]
 async fn leave_after_agent_can_be_turned_off_and_a_removed_user_ends_it() {
-    let server = server().await;
+    let server = server(Calls { jwk: 1, create: 1, ..Calls::default() }).await;
     let mut config = config(&server);
     config.leave_after_agent = false;
     let provider = provider(config);
@@ -349,7 +370,7 @@ async fn leave_after_agent_can_be_turned_off_and_a_removed_user_ends_it() {
 
 #[tokio::test]
 async fn deliveries_without_a_live_session_are_kept_and_strangers_acknowledged() {
-    let server = server().await;
+    let server = server(Calls { jwk: 1, ..Calls::default() }).await;
     let provider = provider(config(&server));
     assert_eq!(deliver(&provider, says("agent-ann", "nobody"), "e-1").await, 200, "kept for its session");
     let unknown = json!({ "eventType": "SOMETHING_NEW", "conversationId": "ID-9" });
@@ -366,7 +387,8 @@ async fn deliveries_without_a_live_session_are_kept_and_strangers_acknowledged()
 
 #[tokio::test]
 async fn a_resumed_session_catches_up_and_drops_redeliveries() {
-    let server = server().await;
+    // One key fetch per provider: the first and the resumed one.
+    let server = server(Calls { jwk: 2, create: 1, ..Calls::default() }).await;
     mount(
         &server,
         "GET",
@@ -376,6 +398,7 @@ async fn a_resumed_session_catches_up_and_drops_redeliveries() {
             { "id": "agent-bob", "type": "agent", "removed": false },
         ] }, "page": { "size": 20, "number": 0, "totalElements": 2, "totalPages": 1 } })),
         "participants",
+        1,
     )
     .await;
     let (provider, mut session) = start(&server).await;

@@ -8,7 +8,7 @@ use handover_testkit::mock::{header, requests_to, strict_server};
 use provider_8x8::{EightByEightConfig, EightByEightProvider, jws};
 use serde_json::json;
 use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, MockServer, ResponseTemplate, Times};
 
 use crate::harness::fast_retry;
 
@@ -20,13 +20,16 @@ pub(crate) fn jwk_path(kid: &str) -> String {
     format!("/chat-gateway/v1/jwk/{kid}/public")
 }
 
-async fn server() -> MockServer {
+/// The signing key's endpoint (`public key`, fetched `public_key` times) and a retired
+/// key's (`unknown key`, `unknown_key` times).
+async fn server(public_key: impl Into<Times>, unknown_key: impl Into<Times>) -> MockServer {
     let server = strict_server().await;
     let key = SigningKey::shared();
     Mock::given(method("GET"))
         .and(path(jwk_path(key.kid())))
         .respond_with(ResponseTemplate::new(200).set_body_json(key.jwk()))
         .named("public key")
+        .expect(public_key)
         .mount(&server)
         .await;
     Mock::given(method("GET"))
@@ -35,6 +38,7 @@ async fn server() -> MockServer {
             "message": "Resource of type Jwk with id retired-key was not found.", "errors": ["not found"],
         })))
         .named("unknown key")
+        .expect(unknown_key)
         .mount(&server)
         .await;
     server
@@ -77,7 +81,7 @@ async fn the_checksum_is_the_crc32_of_the_raw_body() {
 
 #[tokio::test]
 async fn a_valid_signature_is_accepted_and_the_key_fetched_once() {
-    let server = server().await;
+    let server = server(1, 0).await;
     let provider = provider(&server);
     assert_eq!(provider.webhook(signed(VERIFY_BODY, &meta())).await.status, 200);
     // Verified, then kept for the session that will own the conversation.
@@ -91,7 +95,7 @@ async fn a_valid_signature_is_accepted_and_the_key_fetched_once() {
 
 #[tokio::test]
 async fn a_tampered_body_is_rejected() {
-    let server = server().await;
+    let server = server(1, 0).await;
     let provider = provider(&server);
     let mut tampered = signed(DOC_BODY, &meta());
     tampered.body = DOC_BODY.replace("cmalutan", "cmalutam").into_bytes();
@@ -102,7 +106,7 @@ async fn a_tampered_body_is_rejected() {
 
 #[tokio::test]
 async fn each_signed_header_is_covered() {
-    let server = server().await;
+    let server = server(1, 0).await;
     let provider = provider(&server);
     for (name, value) in [
         ("x-8x8-customer-id", "customer-2"),
@@ -130,7 +134,7 @@ async fn each_signed_header_is_covered() {
 
 #[tokio::test]
 async fn missing_or_foreign_signatures_are_rejected() {
-    let server = server().await;
+    let server = server(1, 0).await;
     let provider = provider(&server);
     let unsigned: Vec<(String, String)> = SigningKey::shared()
         .headers(VERIFY_BODY.as_bytes(), &meta())
@@ -145,7 +149,7 @@ async fn missing_or_foreign_signatures_are_rejected() {
 
 #[tokio::test]
 async fn an_unknown_kid_is_rejected_without_refetching() {
-    let server = server().await;
+    let server = server(0, 1).await;
     let provider = provider(&server);
     let retired = SigningKey::generate("retired-key");
     for _ in 0..3 {
@@ -164,11 +168,15 @@ async fn a_key_that_cannot_be_fetched_asks_for_a_redelivery() {
         .and(path(jwk_path(key.kid())))
         .respond_with(ResponseTemplate::new(500).set_body_json(json!({ "message": "down" })))
         .up_to_n_times(3)
+        .named("public key: down")
+        .expect(3)
         .mount(&server)
         .await;
     Mock::given(method("GET"))
         .and(path(jwk_path(key.kid())))
         .respond_with(ResponseTemplate::new(200).set_body_json(key.jwk()))
+        .named("public key")
+        .expect(1)
         .mount(&server)
         .await;
     let config = EightByEightConfig::new("key-8x8", "chan-1").with_base_url(server.uri());
@@ -179,7 +187,7 @@ async fn a_key_that_cannot_be_fetched_asks_for_a_redelivery() {
 
 #[tokio::test]
 async fn a_replay_outside_the_window_is_refused() {
-    let server = server().await;
+    let server = server(1, 0).await;
     let provider = provider(&server);
     let old = DeliveryMeta { transmission_time: handover_emulator::model::now_ms() - 3_600_000, ..meta() };
     let reply = provider.webhook(signed(VERIFY_BODY, &old)).await;
@@ -199,11 +207,12 @@ fn forged(kid: &str, alg: &str) -> WebhookRequest {
 
 #[tokio::test]
 async fn forged_key_ids_cost_at_most_the_fetch_budget_in_requests_to_8x8() {
-    let server = server().await;
+    let server = server(0..=1, 0).await;
     Mock::given(method("GET"))
         .and(wiremock::matchers::path_regex("^/chat-gateway/v1/jwk/forged-[0-9]+/public$"))
         .respond_with(ResponseTemplate::new(404).set_body_json(json!({ "message": "not found" })))
         .named("forged keys")
+        .expect(1..=6)
         .mount(&server)
         .await;
     let provider = provider(&server);
@@ -221,7 +230,7 @@ async fn forged_key_ids_cost_at_most_the_fetch_budget_in_requests_to_8x8() {
 
 #[tokio::test]
 async fn with_configured_key_ids_a_forged_one_is_refused_without_any_request() {
-    let server = server().await;
+    let server = server(1, 0).await;
     let mut config = EightByEightConfig::new("key-8x8", "chan-1").with_base_url(server.uri()).with_tenant("tenant-1");
     config.webhook_key_ids = vec![SigningKey::shared().kid().to_owned()];
     let provider = EightByEightProvider::builder(config).retry(fast_retry()).build().unwrap();
@@ -234,7 +243,7 @@ async fn with_configured_key_ids_a_forged_one_is_refused_without_any_request() {
 
 #[tokio::test]
 async fn hostile_key_ids_and_algorithms_never_reach_a_log_line_or_the_reply_raw() {
-    let server = server().await;
+    let server = server(0, 0).await;
     let provider = provider(&server);
     let logs = handover_testkit::logs::capture();
     let before = logs.len();

@@ -26,8 +26,27 @@ struct Rig {
     socket: WsServer,
 }
 
+/// How many requests each endpoint of a [`Rig`] must see in a test.
+#[derive(Default)]
+struct Calls {
+    token: u64,
+    message: u64,
+    channel: u64,
+    subscriptions: u64,
+    integration: u64,
+    user: u64,
+}
+
+impl Calls {
+    /// A `start`: one token, the first message, a notification channel and its topics.
+    fn start() -> Self {
+        Self { token: 1, message: 1, channel: 1, subscriptions: 1, ..Self::default() }
+    }
+}
+
 impl Rig {
-    async fn new() -> Self {
+    /// The API and the notifications socket, each endpoint expecting its count of `calls`.
+    async fn new(calls: Calls) -> Self {
         let server = strict_server().await;
         let socket = WsServer::start().await;
         Mock::given(method("POST"))
@@ -37,6 +56,7 @@ impl Rig {
                     .set_body_json(json!({ "access_token": "tok-1", "token_type": "bearer", "expires_in": 86400 })),
             )
             .named("token")
+            .expect(calls.token)
             .mount(&server)
             .await;
         Mock::given(method("POST"))
@@ -46,6 +66,7 @@ impl Rig {
                     .set_body_json(json!({ "id": "gid", "type": "Text", "conversationId": "conv-1" })),
             )
             .named("inbound message")
+            .expect(calls.message)
             .mount(&server)
             .await;
         Mock::given(method("POST"))
@@ -56,23 +77,27 @@ impl Rig {
                 "expires": "2026-11-25T12:00:00.000Z",
             })))
             .named("create channel")
+            .expect(calls.channel)
             .mount(&server)
             .await;
         Mock::given(path("/api/v2/notifications/channels/streaming-0-abc/subscriptions"))
             .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "entities": [] })))
             .named("subscriptions")
+            .expect(calls.subscriptions)
             .mount(&server)
             .await;
         Mock::given(method("GET"))
             .and(path(format!("/api/v2/conversations/messaging/integrations/open/{INTEGRATION}").as_str()))
             .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": INTEGRATION, "name": "Bot" })))
             .named("integration")
+            .expect(calls.integration)
             .mount(&server)
             .await;
         Mock::given(method("GET"))
             .and(path_regex("^/api/v2/users/"))
             .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": "user-ann", "name": "Ann Agent" })))
             .named("user")
+            .expect(calls.user)
             .mount(&server)
             .await;
         Self { server, socket }
@@ -128,7 +153,8 @@ async fn start(provider: &GenesysProvider) -> Session {
 
 #[tokio::test]
 async fn one_token_with_basic_auth_serves_every_session() {
-    let rig = Rig::new().await;
+    // Two sessions, one token, one channel.
+    let rig = Rig::new(Calls { message: 2, ..Calls::start() }).await;
     let provider = rig.provider(|_| {});
     let _a = start(&provider).await;
     let _b = start(&provider).await;
@@ -143,7 +169,7 @@ async fn one_token_with_basic_auth_serves_every_session() {
 
 #[tokio::test]
 async fn the_first_message_carries_the_customer_and_the_routing_attributes_and_asks_for_the_conversation_id() {
-    let rig = Rig::new().await;
+    let rig = Rig::new(Calls::start()).await;
     let _session = start(&rig.provider(|_| {})).await;
     let sent = requests_to(&rig.server, "POST", MESSAGE_PATH).await;
     let first = &sent[0];
@@ -175,7 +201,7 @@ async fn the_first_message_carries_the_customer_and_the_routing_attributes_and_a
 
 #[tokio::test]
 async fn attribute_keys_are_configurable_and_no_transcript_sends_the_handover_message() {
-    let rig = Rig::new().await;
+    let rig = Rig::new(Calls::start()).await;
     let provider = rig.provider(|c| {
         c.language_attribute = "lang".into();
         c.skills_attribute = "skillset".into();
@@ -191,7 +217,7 @@ async fn attribute_keys_are_configurable_and_no_transcript_sends_the_handover_me
 
 #[tokio::test]
 async fn the_conversation_is_watched_on_a_fresh_channel_with_its_three_topics() {
-    let rig = Rig::new().await;
+    let rig = Rig::new(Calls::start()).await;
     let _session = start(&rig.provider(|_| {})).await;
     assert_eq!(requests_to(&rig.server, "POST", "/api/v2/notifications/channels").await.len(), 1);
     let subscriptions =
@@ -209,10 +235,12 @@ async fn the_conversation_is_watched_on_a_fresh_channel_with_its_three_topics() 
 
 #[tokio::test]
 async fn user_messages_and_typing_are_inbound_calls() {
-    let rig = Rig::new().await;
+    // The first message and the user's.
+    let rig = Rig::new(Calls { message: 2, ..Calls::start() }).await;
     Mock::given(method("POST"))
         .and(path("/api/v2/conversations/messages/int-0001/inbound/open/event"))
         .respond_with(ResponseTemplate::new(200))
+        .named("typing event")
         .expect(1)
         .mount(&rig.server)
         .await;
@@ -235,13 +263,16 @@ async fn user_messages_and_typing_are_inbound_calls() {
 
 #[tokio::test]
 async fn ending_sends_a_final_message_then_disconnects_the_customer_participant() {
-    let rig = Rig::new().await;
+    // The first message and the final one.
+    let rig = Rig::new(Calls { message: 2, ..Calls::start() }).await;
     Mock::given(method("GET"))
         .and(path("/api/v2/conversations/messages/conv-1"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": "conv-1", "participants": [
             { "id": "p-cust", "purpose": "customer", "state": "connected" },
             { "id": "p-agent", "purpose": "agent", "state": "connected" },
         ] })))
+        .named("conversation")
+        .expect(1)
         .mount(&rig.server)
         .await;
     Mock::given(method("PATCH"))
@@ -262,7 +293,8 @@ async fn ending_sends_a_final_message_then_disconnects_the_customer_participant(
 
 #[tokio::test]
 async fn a_401_renews_the_shared_token_once_and_retries() {
-    let rig = Rig::new().await;
+    // The token renewed once, the message sent again with it.
+    let rig = Rig::new(Calls { token: 2, message: 2, ..Calls::start() }).await;
     let session = start(&rig.provider(|c| c.send_transcript = false)).await;
     Mock::given(method("POST"))
         .and(path(MESSAGE_PATH))
@@ -273,6 +305,7 @@ async fn a_401_renews_the_shared_token_once_and_retries() {
         )
         .with_priority(1)
         .up_to_n_times(1)
+        .named("inbound message: expired token")
         .expect(1)
         .mount(&rig.server)
         .await;
@@ -286,12 +319,16 @@ async fn a_bad_request_fails_the_start_with_the_platform_error() {
     Mock::given(method("POST"))
         .and(path("/oauth/token"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "access_token": "t", "expires_in": 86400 })))
+        .named("token")
+        .expect(1)
         .mount(&server)
         .await;
     Mock::given(method("POST"))
         .and(path(MESSAGE_PATH))
         .and(query_param("prefetchConversationId", "true"))
         .respond_with(ResponseTemplate::new(400).set_body_json(json!({ "message": "The request could not be understood.", "code": "bad.request", "status": 400, "contextId": "ctx-9" })))
+        .named("inbound message: bad request")
+        .expect(1)
         .mount(&server)
         .await;
     let mut config = GenesysConfig::new("eu_central_1", "c", "s", INTEGRATION, SECRET);
@@ -310,6 +347,8 @@ async fn wrong_client_credentials_are_unauthenticated() {
     Mock::given(method("POST"))
         .and(path("/oauth/token"))
         .respond_with(ResponseTemplate::new(401).set_body_json(json!({ "error": "invalid_client" })))
+        .named("token: refused")
+        .expect(1)
         .mount(&server)
         .await;
     let mut config = GenesysConfig::new("x.example", "c", "wrong-secret", INTEGRATION, SECRET);
@@ -322,7 +361,7 @@ async fn wrong_client_credentials_are_unauthenticated() {
 
 #[tokio::test]
 async fn the_webhook_verifies_deduplicates_and_routes_agent_messages() {
-    let rig = Rig::new().await;
+    let rig = Rig::new(Calls::start()).await;
     let provider = rig.provider(|c| c.send_transcript = false);
     let mut session = start(&provider).await;
     let to = customer_id(&requests_to(&rig.server, "POST", MESSAGE_PATH).await);
@@ -362,7 +401,7 @@ async fn the_webhook_verifies_deduplicates_and_routes_agent_messages() {
 
 #[tokio::test]
 async fn bot_messages_are_forwarded_when_configured() {
-    let rig = Rig::new().await;
+    let rig = Rig::new(Calls::start()).await;
     let provider = rig.provider(|c| {
         c.send_transcript = false;
         c.forward_bot_messages = true;
@@ -385,7 +424,8 @@ fn frame(kind: &str, body: Value) -> String {
 
 #[tokio::test]
 async fn participant_changes_arrive_over_the_socket_and_a_requeue_is_not_an_end() {
-    let rig = Rig::new().await;
+    // Each agent's name is read when the agent starts.
+    let rig = Rig::new(Calls { user: 3, ..Calls::start() }).await;
     let mut session = start(&rig.provider(|c| c.send_transcript = false)).await;
     rig.socket.wait_until(|c| !c.is_empty()).await;
     rig.socket.send_text(
@@ -413,7 +453,8 @@ async fn participant_changes_arrive_over_the_socket_and_a_requeue_is_not_an_end(
 
 #[tokio::test]
 async fn an_end_while_the_socket_was_down_is_found_by_the_resync() {
-    let rig = Rig::new().await;
+    // A new channel, its topics and the agent's name after the socket came back.
+    let rig = Rig::new(Calls { channel: 2, subscriptions: 2, user: 1, ..Calls::start() }).await;
     let mut session = start(&rig.provider(|c| c.send_transcript = false)).await;
     rig.socket.wait_until(|c| !c.is_empty()).await;
     rig.socket.send_text(frame("user.start", json!({ "participantId": "pa", "userId": "user-ann" })));
@@ -436,7 +477,7 @@ async fn an_end_while_the_socket_was_down_is_found_by_the_resync() {
 
 #[tokio::test]
 async fn deliveries_no_session_owns_yet_are_kept_for_the_one_that_registers() {
-    let rig = Rig::new().await;
+    let rig = Rig::new(Calls::start()).await;
     let provider = Arc::new(rig.provider(|c| c.send_transcript = false));
     let delivery = outbound("nobody", "g-x", "Text", json!({ "text": "late", "originatingEntity": "Human" }));
     assert_eq!(provider.webhook(signed(&delivery)).await.status, 200, "kept, not refused");
@@ -454,6 +495,7 @@ async fn deliveries_no_session_owns_yet_are_kept_for_the_one_that_registers() {
         .and(path("/api/v2/conversations/messages/conv-1"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": "conv-1", "participants": [] })))
         .named("conversation")
+        .expect(1)
         .mount(&rig.server)
         .await;
     let mut resumed = provider.resume(snapshot).await.unwrap();
@@ -462,7 +504,8 @@ async fn deliveries_no_session_owns_yet_are_kept_for_the_one_that_registers() {
 
 #[tokio::test]
 async fn a_reply_posted_while_start_is_in_flight_reaches_the_session_first() {
-    let rig = Rig::new().await;
+    // This test's own message mocks answer the messages.
+    let rig = Rig::new(Calls { message: 0, ..Calls::start() }).await;
     // The first message goes through at once, the transcript's second part slowly: Genesys
     // answers the customer before `start` has returned.
     Mock::given(method("POST"))
@@ -474,6 +517,7 @@ async fn a_reply_posted_while_start_is_in_flight_reaches_the_session_first() {
         .up_to_n_times(1)
         .with_priority(1)
         .named("first inbound message")
+        .expect(1)
         .mount(&rig.server)
         .await;
     Mock::given(method("POST"))
@@ -481,6 +525,7 @@ async fn a_reply_posted_while_start_is_in_flight_reaches_the_session_first() {
         .respond_with(ResponseTemplate::new(200).set_delay(std::time::Duration::from_millis(300)))
         .with_priority(2)
         .named("slow inbound message")
+        .expect(4)
         .mount(&rig.server)
         .await;
     let provider = Arc::new(rig.provider(|c| c.send_transcript = true));
@@ -506,7 +551,7 @@ async fn a_reply_posted_while_start_is_in_flight_reaches_the_session_first() {
 
 #[tokio::test]
 async fn a_replay_is_dropped_however_many_deliveries_came_between() {
-    let rig = Rig::new().await;
+    let rig = Rig::new(Calls::start()).await;
     let provider = rig.provider(|c| c.send_transcript = false);
     let mut session = start(&provider).await;
     let to = customer_id(&requests_to(&rig.server, "POST", MESSAGE_PATH).await);
@@ -539,13 +584,15 @@ async fn a_replay_is_dropped_however_many_deliveries_came_between() {
 async fn the_retry_policy_reaches_every_client_the_provider_holds() {
     // The token cache is shared with the notifications detector: before the policy reached
     // every client, the detector's copy kept the token cache on the default policy.
-    let rig = Rig::new().await;
+    // After the 503 of this test's own token mock.
+    let rig = Rig::new(Calls { token: 1, integration: 1, ..Calls::default() }).await;
     Mock::given(method("POST"))
         .and(path("/oauth/token"))
         .respond_with(ResponseTemplate::new(503))
         .up_to_n_times(1)
         .with_priority(1)
         .named("token unavailable once")
+        .expect(1)
         .mount(&rig.server)
         .await;
     let provider = GenesysProvider::builder(rig.config())
@@ -561,7 +608,7 @@ async fn the_retry_policy_reaches_every_client_the_provider_holds() {
 
 #[tokio::test]
 async fn check_takes_a_token_and_reads_the_integration() {
-    let rig = Rig::new().await;
+    let rig = Rig::new(Calls { token: 1, integration: 1, ..Calls::default() }).await;
     let report = rig.provider(|_| {}).check().await.expect("check");
     let read =
         requests_to(&rig.server, "GET", &format!("/api/v2/conversations/messaging/integrations/open/{INTEGRATION}"))
@@ -573,7 +620,7 @@ async fn check_takes_a_token_and_reads_the_integration() {
 
 #[tokio::test]
 async fn check_names_an_integration_id_genesys_does_not_know() {
-    let rig = Rig::new().await;
+    let rig = Rig::new(Calls { token: 1, ..Calls::default() }).await;
     Mock::given(method("GET"))
         .and(path("/api/v2/conversations/messaging/integrations/open/wrong-id"))
         .respond_with(
@@ -581,6 +628,7 @@ async fn check_names_an_integration_id_genesys_does_not_know() {
                 .set_body_json(json!({ "status": 404, "code": "not.found", "message": "not found" })),
         )
         .named("unknown integration")
+        .expect(1)
         .mount(&rig.server)
         .await;
     let error = rig.provider(|c| c.integration_id = "wrong-id".into()).check().await.unwrap_err();

@@ -18,7 +18,24 @@ use crate::harness::fast_retry;
 const BASE: &str = "/api/v1/accounts/3";
 const SECRET: &str = "whsec-live";
 
-async fn server() -> MockServer {
+/// How many requests each endpoint of [`server`] must see in a test.
+#[derive(Default)]
+struct Calls {
+    contact: u64,
+    conversation: u64,
+    /// Messages and notes (the transcript note is one).
+    message: u64,
+    priority: u64,
+}
+
+impl Calls {
+    /// A `start`: the contact, the conversation, its priority and the transcript note.
+    fn start() -> Self {
+        Self { contact: 1, conversation: 1, message: 1, priority: 1 }
+    }
+}
+
+async fn server(calls: Calls) -> MockServer {
     let server = strict_server().await;
     Mock::given(method("POST"))
         .and(path(format!("{BASE}/contacts").as_str()))
@@ -28,24 +45,28 @@ async fn server() -> MockServer {
             "contact_inbox": { "inbox": { "id": 9 }, "source_id": "src-55" },
         } })))
         .named("create contact")
+        .expect(calls.contact)
         .mount(&server)
         .await;
     Mock::given(method("POST"))
         .and(path(format!("{BASE}/conversations").as_str()))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": 1042, "status": "open", "inbox_id": 9 })))
         .named("create conversation")
+        .expect(calls.conversation)
         .mount(&server)
         .await;
     Mock::given(method("POST"))
         .and(path(format!("{BASE}/conversations/1042/messages").as_str()))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": 9001 })))
         .named("post message")
+        .expect(calls.message)
         .mount(&server)
         .await;
     Mock::given(method("POST"))
         .and(path(format!("{BASE}/conversations/1042/toggle_priority").as_str()))
         .respond_with(ResponseTemplate::new(200))
         .named("toggle priority")
+        .expect(calls.priority)
         .mount(&server)
         .await;
     server
@@ -89,7 +110,7 @@ fn agent_message(id: u64, text: &str) -> Value {
 
 #[tokio::test]
 async fn start_creates_the_contact_the_conversation_the_priority_and_the_transcript_note() {
-    let server = server().await;
+    let server = server(Calls::start()).await;
     let _ = start(&server).await;
     let contact = &requests_to(&server, "POST", &format!("{BASE}/contacts")).await[0];
     assert_eq!(header(contact, "api_access_token"), "tok-live");
@@ -125,6 +146,8 @@ async fn an_existing_contact_is_found_and_a_resolved_locked_conversation_reopene
             ResponseTemplate::new(422)
                 .set_body_json(json!({ "message": "Identifier has already been taken", "attributes": ["identifier"] })),
         )
+        .named("create contact: taken")
+        .expect(1)
         .mount(&server)
         .await;
     Mock::given(method("GET"))
@@ -133,6 +156,7 @@ async fn an_existing_contact_is_found_and_a_resolved_locked_conversation_reopene
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "payload": [
             { "id": 56, "identifier": "user-42", "contact_inboxes": [{ "inbox": { "id": 9 }, "source_id": "src-56" }] },
         ] })))
+        .named("find contact")
         .expect(1)
         .mount(&server)
         .await;
@@ -140,6 +164,8 @@ async fn an_existing_contact_is_found_and_a_resolved_locked_conversation_reopene
         .and(path(format!("{BASE}/conversations").as_str()))
         .and(wiremock::matchers::body_partial_json(json!({ "source_id": "src-56", "contact_id": 56 })))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": 1042, "status": "resolved" })))
+        .named("create conversation: locked and resolved")
+        .expect(1)
         .mount(&server)
         .await;
     Mock::given(method("POST"))
@@ -171,12 +197,15 @@ async fn a_failed_priority_does_not_abort_the_handover() {
         Mock::given(method("POST"))
             .and(path(format!("{BASE}/{p}").as_str()))
             .respond_with(ResponseTemplate::new(200).set_body_json(body))
+            .named(p)
+            .expect(1)
             .mount(&server)
             .await;
     }
     Mock::given(method("POST"))
         .and(path(format!("{BASE}/conversations/1042/toggle_priority").as_str()))
         .respond_with(ResponseTemplate::new(422).set_body_json(json!({ "error": "Priority is invalid" })))
+        .named("toggle priority: refused")
         .expect(1)
         .mount(&server)
         .await;
@@ -185,7 +214,8 @@ async fn a_failed_priority_does_not_abort_the_handover() {
 
 #[tokio::test]
 async fn user_messages_are_incoming_and_presence_private_notes() {
-    let server = server().await;
+    // The transcript note, the message and the presence note.
+    let server = server(Calls { message: 3, ..Calls::start() }).await;
     let (_provider, session) = start(&server).await;
     session.send(UserInput::message("m1", "Hello?")).await.unwrap();
     session.send(UserInput::Disconnected).await.unwrap();
@@ -205,7 +235,7 @@ async fn user_messages_are_incoming_and_presence_private_notes() {
 
 #[tokio::test]
 async fn the_webhook_verifies_filters_deduplicates_and_routes() {
-    let server = server().await;
+    let server = server(Calls::start()).await;
     let (provider, mut session) = start(&server).await;
     let first = signed(&agent_message(7001, "Hi, Ann here"));
     assert_eq!(provider.webhook(first.clone()).await.status, 200);
@@ -239,13 +269,15 @@ async fn the_webhook_verifies_filters_deduplicates_and_routes() {
 
 #[tokio::test]
 async fn a_delivery_posted_while_start_is_in_flight_reaches_the_session_first() {
-    let server = server().await;
+    // The slow priority mock of this test answers the priority.
+    let server = server(Calls { priority: 0, ..Calls::start() }).await;
     // The priority call is slow: the desk's greeting arrives before `start` returns.
     Mock::given(method("POST"))
         .and(path(format!("{BASE}/conversations/1042/toggle_priority").as_str()))
         .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(300)))
         .with_priority(1)
         .named("slow priority")
+        .expect(1)
         .mount(&server)
         .await;
     let provider = Arc::new(provider(config(&server)));
@@ -266,7 +298,7 @@ async fn a_delivery_posted_while_start_is_in_flight_reaches_the_session_first() 
 
 #[tokio::test]
 async fn deliveries_for_a_conversation_nobody_started_are_kept_not_refused() {
-    let server = server().await;
+    let server = server(Calls::default()).await;
     let provider = provider(config(&server));
     let mut message = agent_message(7010, "late");
     message["conversation"]["id"] = json!(99);
@@ -275,7 +307,7 @@ async fn deliveries_for_a_conversation_nobody_started_are_kept_not_refused() {
 
 #[tokio::test]
 async fn a_replayed_signed_message_is_dropped_whatever_its_headers_and_however_late() {
-    let server = server().await;
+    let server = server(Calls::start()).await;
     let (provider, mut session) = start(&server).await;
     let original = signed(&agent_message(7200, "once"));
     assert_eq!(provider.webhook(original.clone()).await.status, 200);
@@ -304,7 +336,7 @@ async fn a_replayed_signed_message_is_dropped_whatever_its_headers_and_however_l
 
 #[tokio::test]
 async fn resolution_ends_the_stream_and_no_message_reopens_it() {
-    let server = server().await;
+    let server = server(Calls::start()).await;
     let (provider, mut session) = start(&server).await;
     provider
         .webhook(signed(&json!({ "event": "conversation_status_changed", "id": 1042, "status": "resolved" })))
@@ -319,11 +351,12 @@ async fn resolution_ends_the_stream_and_no_message_reopens_it() {
 
 #[tokio::test]
 async fn cancel_resolves_the_conversation() {
-    let server = server().await;
+    let server = server(Calls::start()).await;
     Mock::given(method("POST"))
         .and(path(format!("{BASE}/conversations/1042/toggle_status").as_str()))
         .and(has_body(json!({ "status": "resolved" })))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "payload": { "success": true } })))
+        .named("resolve")
         .expect(1)
         .mount(&server)
         .await;
@@ -334,7 +367,7 @@ async fn cancel_resolves_the_conversation() {
 
 #[tokio::test]
 async fn the_queue_is_computed_from_older_unassigned_conversations_of_the_inbox() {
-    let server = server().await;
+    let server = server(Calls::start()).await;
     Mock::given(method("GET"))
         .and(path(format!("{BASE}/conversations").as_str()))
         .and(query_param("inbox_id", "9"))
@@ -343,6 +376,7 @@ async fn the_queue_is_computed_from_older_unassigned_conversations_of_the_inbox(
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "data": { "meta": {}, "payload": [
             { "id": 1001 }, { "id": 1030 }, { "id": 1042 }, { "id": 1050 },
         ] } })))
+        .named("unassigned conversations")
         .expect(1..)
         .mount(&server)
         .await;
@@ -372,7 +406,7 @@ fn webhooks_must_be_authenticated_unless_explicitly_allowed() {
 
 #[tokio::test]
 async fn a_resumed_session_reads_the_messages_written_while_it_was_away_once() {
-    let server = server().await;
+    let server = server(Calls::start()).await;
     let (provider, mut session) = start(&server).await;
     provider.webhook(signed(&agent_message(7300, "before"))).await;
     events_until(session.events(), |e| matches!(e, Event::AgentMessage { text, .. } if text == "before")).await;
@@ -418,7 +452,7 @@ async fn a_resumed_session_reads_the_messages_written_while_it_was_away_once() {
 
 #[tokio::test]
 async fn check_reads_the_inbox_and_its_queue() {
-    let server = server().await;
+    let server = server(Calls::default()).await;
     Mock::given(method("GET"))
         .and(path(format!("{BASE}/inboxes/9").as_str()))
         .and(has_header("api_access_token", "tok-live"))
@@ -441,7 +475,7 @@ async fn check_reads_the_inbox_and_its_queue() {
 
 #[tokio::test]
 async fn check_names_an_inbox_the_account_does_not_have() {
-    let server = server().await;
+    let server = server(Calls::default()).await;
     Mock::given(method("GET"))
         .and(path(format!("{BASE}/inboxes/9").as_str()))
         .respond_with(ResponseTemplate::new(404).set_body_json(json!({ "error": "Resource could not be found" })))

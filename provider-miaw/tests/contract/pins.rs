@@ -16,7 +16,7 @@ use handover_transport::sse::SseConfig;
 use provider_miaw::{IdentityAlgorithm, MiawConfig, MiawProvider};
 use serde_json::{Value, json};
 use wiremock::matchers::{body_partial_json, header as has_header, method, path, path_regex, query_param};
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate, Times};
 
 const ORG: &str = "00DTEST000000001";
 const DEPLOYMENT: &str = "Test_Deployment";
@@ -134,9 +134,35 @@ struct Rig {
     delays: Arc<Mutex<Vec<Duration>>>,
 }
 
+/// How many requests each endpoint of a [`Rig`] must see in a test.
+struct Calls {
+    token: Times,
+    /// Stream connections: the first asks for a quick reconnect, which may or may not come
+    /// before the test is done.
+    stream: Times,
+    create: Times,
+    message: Times,
+    /// Back-fills: one after each reconnect that came in time.
+    entries: Times,
+}
+
+impl Calls {
+    /// A `start` sending `messages` messages.
+    fn start(messages: u64) -> Self {
+        Self {
+            token: 1.into(),
+            stream: (1..).into(),
+            create: 1.into(),
+            message: messages.into(),
+            entries: (..=1).into(),
+        }
+    }
+}
+
 impl Rig {
-    /// A server with the guest token, SSE (scripted by `frames`), create and message mocks.
-    async fn new(frames: impl Fn(usize, &str) -> Vec<String> + Send + Sync + 'static) -> Self {
+    /// A server with the guest token, SSE (scripted by `frames`), create and message mocks,
+    /// each expecting its count of `calls`.
+    async fn new(calls: Calls, frames: impl Fn(usize, &str) -> Vec<String> + Send + Sync + 'static) -> Self {
         let server = strict_server().await;
         let conversation: Slot = Arc::default();
         let connections = Arc::new(AtomicUsize::new(0));
@@ -145,6 +171,7 @@ impl Rig {
             .and(path(TOKEN_PATH))
             .respond_with(ResponseTemplate::new(200).set_body_json(token_response(&token, "v2/iamessage/ANON/1")))
             .named("guest token")
+            .expect(calls.token)
             .mount(&server)
             .await;
         Mock::given(method("GET"))
@@ -155,18 +182,21 @@ impl Rig {
                 frames: Arc::new(frames),
             })
             .named("event stream")
+            .expect(calls.stream)
             .mount(&server)
             .await;
         Mock::given(method("POST"))
             .and(path(CREATE_PATH))
             .respond_with(Create(conversation.clone()))
             .named("create conversation")
+            .expect(calls.create)
             .mount(&server)
             .await;
         Mock::given(method("POST"))
             .and(path_regex(r"^/iamessage/api/v2/conversation/[0-9a-f-]+/message$"))
             .respond_with(ResponseTemplate::new(202).set_body_json(json!({ "conversationEntries": [] })))
             .named("send message")
+            .expect(calls.message)
             .with_priority(10)
             .mount(&server)
             .await;
@@ -174,6 +204,7 @@ impl Rig {
             .and(path_regex(r"^/iamessage/api/v2/conversation/[0-9a-f-]+/entries$"))
             .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "conversationEntries": [] })))
             .named("entries")
+            .expect(calls.entries)
             .with_priority(10)
             .mount(&server)
             .await;
@@ -201,7 +232,7 @@ fn is_uuid_v4_lowercase(id: &str) -> bool {
 
 #[tokio::test]
 async fn start_takes_a_guest_token_opens_the_stream_then_creates_the_conversation_and_sends_the_transcript() {
-    let rig = Rig::new(|_, _| Vec::new()).await;
+    let rig = Rig::new(Calls::start(1), |_, _| Vec::new()).await;
     let provider = rig.provider(|_| {});
     let session = provider.start(request()).await.expect("start");
 
@@ -273,7 +304,7 @@ async fn start_takes_a_guest_token_opens_the_stream_then_creates_the_conversatio
 
 #[tokio::test]
 async fn without_send_transcript_as_first_message_no_message_is_sent() {
-    let rig = Rig::new(|_, _| Vec::new()).await;
+    let rig = Rig::new(Calls::start(0), |_, _| Vec::new()).await;
     let provider = rig.provider(|c| c.send_transcript_as_first_message = false);
     let _session = provider.start(request()).await.expect("start");
     let messages = requests_to(&rig.server, "POST", &format!("{CREATE_PATH}/{}/message", rig.conversation())).await;
@@ -317,6 +348,7 @@ async fn a_silent_guest_fallback_is_unauthenticated_and_goes_no_further() {
     Mock::given(method("POST"))
         .and(path(AUTH_TOKEN_PATH))
         .respond_with(ResponseTemplate::new(200).set_body_json(token_response(&jwt(subject, 1), subject)))
+        .named("authenticated token: a guest's")
         .expect(1)
         .mount(&server)
         .await;
@@ -343,6 +375,7 @@ async fn minted_identity_jwts_carry_the_configured_claims_and_verify_with_the_pu
         Mock::given(method("POST"))
             .and(path(AUTH_TOKEN_PATH))
             .respond_with(ResponseTemplate::new(200).set_body_json(token_response(&jwt(subject, 1), subject)))
+            .named("authenticated token")
             .expect(1)
             .mount(&server)
             .await;
@@ -376,7 +409,7 @@ async fn minted_identity_jwts_carry_the_configured_claims_and_verify_with_the_pu
 
 #[tokio::test]
 async fn a_417_resends_with_a_new_messaging_session_and_the_routing_attributes() {
-    let rig = Rig::new(|_, _| Vec::new()).await;
+    let rig = Rig::new(Calls::start(1), |_, _| Vec::new()).await;
     let provider = rig.provider(|c| c.send_transcript_as_first_message = false);
     let session = provider.start(request()).await.expect("start");
     let at = format!("{CREATE_PATH}/{}/message", rig.conversation());
@@ -407,12 +440,13 @@ async fn a_417_resends_with_a_new_messaging_session_and_the_routing_attributes()
 
 #[tokio::test]
 async fn typing_posts_an_entry() {
-    let rig = Rig::new(|_, _| Vec::new()).await;
+    let rig = Rig::new(Calls::start(0), |_, _| Vec::new()).await;
     let session = rig.provider(|c| c.send_transcript_as_first_message = false).start(request()).await.unwrap();
     let at = format!("{CREATE_PATH}/{}/entry", rig.conversation());
     Mock::given(method("POST"))
         .and(path(at.as_str()))
         .respond_with(ResponseTemplate::new(202))
+        .named("typing entry")
         .expect(2)
         .mount(&rig.server)
         .await;
@@ -426,7 +460,7 @@ async fn typing_posts_an_entry() {
 
 #[tokio::test]
 async fn user_presence_is_sent_as_text() {
-    let rig = Rig::new(|_, _| Vec::new()).await;
+    let rig = Rig::new(Calls::start(2), |_, _| Vec::new()).await;
     let session = rig.provider(|c| c.send_transcript_as_first_message = false).start(request()).await.unwrap();
     session.send(UserInput::Disconnected).await.unwrap();
     session.send(UserInput::Connected).await.unwrap();
@@ -437,7 +471,7 @@ async fn user_presence_is_sent_as_text() {
 
 #[tokio::test]
 async fn ending_deletes_the_conversation_with_the_deployment_name_and_ends_the_stream() {
-    let rig = Rig::new(|_, _| Vec::new()).await;
+    let rig = Rig::new(Calls::start(0), |_, _| Vec::new()).await;
     let mut session = rig.provider(|c| c.send_transcript_as_first_message = false).start(request()).await.unwrap();
     let at = format!("{CREATE_PATH}/{}", rig.conversation());
     Mock::given(method("DELETE"))
@@ -467,6 +501,7 @@ async fn a_401_mid_session_renews_a_verified_users_token_once_and_retries() {
             let n = u32::try_from(counter.fetch_add(1, Ordering::SeqCst)).unwrap() + 1;
             ResponseTemplate::new(200).set_body_json(token_response(&jwt(subject, n), subject))
         })
+        .named("authenticated token")
         .expect(2)
         .mount(&server)
         .await;
@@ -477,13 +512,23 @@ async fn a_401_mid_session_renews_a_verified_users_token_once_and_retries() {
             connections: Arc::default(),
             frames: Arc::new(|_, _| Vec::new()),
         })
+        .named("event stream")
+        .expect(1..)
         .mount(&server)
         .await;
-    Mock::given(method("POST")).and(path(CREATE_PATH)).respond_with(Create(conversation.clone())).mount(&server).await;
+    Mock::given(method("POST"))
+        .and(path(CREATE_PATH))
+        .respond_with(Create(conversation.clone()))
+        .named("create conversation")
+        .expect(1)
+        .mount(&server)
+        .await;
     // The stream's quick first reconnect back-fills.
     Mock::given(method("GET"))
         .and(path_regex(r"/entries$"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "conversationEntries": [] })))
+        .named("entries")
+        .expect(..=1)
         .mount(&server)
         .await;
     let mut config = config(&server);
@@ -495,6 +540,7 @@ async fn a_401_mid_session_renews_a_verified_users_token_once_and_retries() {
         .and(path(message_path.as_str()))
         .and(has_header("authorization", format!("Bearer {}", jwt(subject, 1)).as_str()))
         .respond_with(ResponseTemplate::new(401).set_body_json(json!({ "message": "Jwt is expired" })))
+        .named("send message: expired token")
         .expect(1)
         .mount(&server)
         .await;
@@ -502,6 +548,7 @@ async fn a_401_mid_session_renews_a_verified_users_token_once_and_retries() {
         .and(path(message_path.as_str()))
         .and(has_header("authorization", format!("Bearer {}", jwt(subject, 2)).as_str()))
         .respond_with(ResponseTemplate::new(202))
+        .named("send message: renewed token")
         .expect(1)
         .mount(&server)
         .await;
@@ -510,13 +557,14 @@ async fn a_401_mid_session_renews_a_verified_users_token_once_and_retries() {
 
 #[tokio::test]
 async fn a_guest_401_mid_session_is_unauthenticated() {
-    let rig = Rig::new(|_, _| Vec::new()).await;
+    let rig = Rig::new(Calls::start(0), |_, _| Vec::new()).await;
     let session = rig.provider(|c| c.send_transcript_as_first_message = false).start(request()).await.unwrap();
     let at = format!("{CREATE_PATH}/{}/message", rig.conversation());
     Mock::given(method("POST"))
         .and(path(at.as_str()))
         .respond_with(ResponseTemplate::new(401).set_body_string("Jwt is expired"))
         .with_priority(1)
+        .named("send message: expired token")
         .expect(1)
         .mount(&rig.server)
         .await;
@@ -527,7 +575,7 @@ async fn a_guest_401_mid_session_is_unauthenticated() {
 
 #[tokio::test]
 async fn rate_limits_and_server_errors_on_send_are_retried_honouring_retry_after() {
-    let rig = Rig::new(|_, _| Vec::new()).await;
+    let rig = Rig::new(Calls::start(1), |_, _| Vec::new()).await;
     let session = rig.provider(|c| c.send_transcript_as_first_message = false).start(request()).await.unwrap();
     let at = format!("{CREATE_PATH}/{}/message", rig.conversation());
     for (i, response) in [ResponseTemplate::new(429).insert_header("retry-after", "3"), ResponseTemplate::new(503)]
@@ -539,6 +587,7 @@ async fn rate_limits_and_server_errors_on_send_are_retried_honouring_retry_after
             .respond_with(response)
             .up_to_n_times(1)
             .with_priority(u8::try_from(i + 1).unwrap())
+            .named(format!("send message: refused once ({i})"))
             .expect(1)
             .mount(&rig.server)
             .await;
@@ -551,17 +600,26 @@ async fn rate_limits_and_server_errors_on_send_are_retried_honouring_retry_after
 
 #[tokio::test]
 async fn reconnects_send_the_last_event_id_and_back_fill_from_the_entries_endpoint() {
-    let rig = Rig::new(|n, conversation| match n {
-        1 => vec![
-            "event: ping\ndata: 0\n\n".to_owned(),
-            frame("CONVERSATION_MESSAGE", 100, conversation, "Message", text("one"), "Agent", 1_710_000_000_100),
-            "retry: 1\n\n".to_owned(),
-        ],
-        _ => {
-            vec![frame("CONVERSATION_MESSAGE", 102, conversation, "Message", text("three"), "Agent", 1_710_000_000_300)]
-        }
-    })
-    .await;
+    let rig =
+        Rig::new(Calls { stream: (3..).into(), entries: (1..).into(), ..Calls::start(0) }, |n, conversation| match n {
+            1 => vec![
+                "event: ping\ndata: 0\n\n".to_owned(),
+                frame("CONVERSATION_MESSAGE", 100, conversation, "Message", text("one"), "Agent", 1_710_000_000_100),
+                "retry: 1\n\n".to_owned(),
+            ],
+            _ => {
+                vec![frame(
+                    "CONVERSATION_MESSAGE",
+                    102,
+                    conversation,
+                    "Message",
+                    text("three"),
+                    "Agent",
+                    1_710_000_000_300,
+                )]
+            }
+        })
+        .await;
     let entries = json!({ "conversationEntries": [
         { "identifier": "entry-100", "entryType": "Message", "entryPayload": text("one"), "sender": { "role": "Agent" }, "senderDisplayName": "Jane", "transcriptedTimestamp": 1_710_000_000_100u64 },
         { "identifier": "entry-101", "entryType": "Message", "entryPayload": text("two"), "sender": { "role": "Agent" }, "senderDisplayName": "Jane", "transcriptedTimestamp": 1_710_000_000_200u64 },
@@ -576,6 +634,7 @@ async fn reconnects_send_the_last_event_id_and_back_fill_from_the_entries_endpoi
         .respond_with(ResponseTemplate::new(200).set_body_json(entries))
         .with_priority(1)
         .named("back-fill from the watermark")
+        .expect(1)
         .mount(&rig.server)
         .await;
     let events =
@@ -589,7 +648,7 @@ async fn reconnects_send_the_last_event_id_and_back_fill_from_the_entries_endpoi
 
 #[tokio::test]
 async fn a_removed_agent_is_a_transfer_when_the_routing_status_says_so() {
-    let rig = Rig::new(|n, conversation| {
+    let rig = Rig::new(Calls { stream: (2..).into(), entries: (1..).into(), ..Calls::start(1) }, |n, conversation| {
         if n != 1 {
             return Vec::new();
         }
@@ -649,7 +708,7 @@ async fn a_removed_agent_is_a_transfer_when_the_routing_status_says_so() {
 
 #[tokio::test]
 async fn pings_echoes_unknown_events_and_other_conversations_are_ignored() {
-    let rig = Rig::new(|n, conversation| {
+    let rig = Rig::new(Calls { stream: (2..).into(), entries: (1..).into(), ..Calls::start(0) }, |n, conversation| {
         if n != 1 {
             return Vec::new();
         }

@@ -11,7 +11,7 @@ use provider_ringcentral::webhook::{SIGNATURE_HEADER, implementation_info, sign}
 use provider_ringcentral::{RingCentralConfig, RingCentralProvider};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate, Times};
 
 use crate::harness::fast_retry;
 
@@ -22,8 +22,16 @@ const REALTIME: &str = "/realtime/sdk/src-1";
 const THREAD: &str = "5f0d000000000000000000t1";
 const INTERVENTION: &str = "5f0d000000000000000000i1";
 
-async fn mount(server: &MockServer, verb: &str, at: &str, response: ResponseTemplate) {
-    Mock::given(method(verb)).and(path(at)).respond_with(response).mount(server).await;
+/// Mounts `verb at` answering `response`, named `name`, expected `times` times.
+async fn mount(
+    server: &MockServer,
+    verb: &str,
+    at: &str,
+    response: ResponseTemplate,
+    name: &str,
+    times: impl Into<Times>,
+) {
+    Mock::given(method(verb)).and(path(at)).respond_with(response).named(name).expect(times).mount(server).await;
 }
 
 fn records(items: Value) -> ResponseTemplate {
@@ -31,18 +39,41 @@ fn records(items: Value) -> ResponseTemplate {
 }
 
 /// Engage with the thread imported after one empty lookup.
-async fn server() -> MockServer {
+/// How many requests each endpoint of [`server`] must see in a test.
+#[derive(Default)]
+struct Calls {
+    /// Send API requests (thread, transcript, messages, typing).
+    send: u64,
+    /// Thread lookups: the first finds nothing yet, the next finds the thread.
+    lookups: u64,
+    /// Recategorizations.
+    recategorize: u64,
+}
+
+impl Calls {
+    /// A `start`: the thread and three transcript lines, two lookups, one recategorization.
+    fn start() -> Self {
+        Self { send: 4, lookups: 2, recategorize: 1 }
+    }
+}
+
+async fn server(calls: Calls) -> MockServer {
     let server = strict_server().await;
-    mount(&server, "POST", REALTIME, ResponseTemplate::new(200).set_body_string("ok")).await;
+    let ok = ResponseTemplate::new(200).set_body_string("ok");
+    mount(&server, "POST", REALTIME, ok, "send api", calls.send).await;
     Mock::given(method("GET"))
         .and(path("/1.0/content_threads"))
         .respond_with(records(json!([])))
         .up_to_n_times(1)
+        .named("find thread: not imported yet")
+        .expect(calls.lookups.min(1))
         .mount(&server)
         .await;
-    mount(&server, "GET", "/1.0/content_threads", records(json!([{ "id": THREAD, "source_id": SOURCE }]))).await;
+    let found = records(json!([{ "id": THREAD, "source_id": SOURCE }]));
+    mount(&server, "GET", "/1.0/content_threads", found, "find thread", calls.lookups.saturating_sub(1)).await;
     let recategorized = ResponseTemplate::new(200).set_body_json(json!({ "id": THREAD }));
-    mount(&server, "PUT", &format!("/1.0/content_threads/{THREAD}/update_categories"), recategorized).await;
+    let at = format!("/1.0/content_threads/{THREAD}/update_categories");
+    mount(&server, "PUT", &at, recategorized, "recategorize", calls.recategorize).await;
     server
 }
 
@@ -113,7 +144,7 @@ fn our_thread(sent: &[Value]) -> String {
 
 #[tokio::test]
 async fn start_imports_the_thread_and_transcript_then_recategorizes_to_the_agents() {
-    let server = server().await;
+    let server = server(Calls::start()).await;
     let _ = start(&server).await;
     let sent = sent(&server).await;
     let thread = our_thread(&sent);
@@ -165,8 +196,8 @@ async fn start_imports_the_thread_and_transcript_then_recategorizes_to_the_agent
 #[tokio::test]
 async fn a_running_categorization_is_retried() {
     let server = strict_server().await;
-    mount(&server, "POST", REALTIME, ResponseTemplate::new(200).set_body_string("ok")).await;
-    mount(&server, "GET", "/1.0/content_threads", records(json!([{ "id": THREAD }]))).await;
+    mount(&server, "POST", REALTIME, ResponseTemplate::new(200).set_body_string("ok"), "send api", 4).await;
+    mount(&server, "GET", "/1.0/content_threads", records(json!([{ "id": THREAD }])), "find thread", 1).await;
     let at = format!("/1.0/content_threads/{THREAD}/update_categories");
     Mock::given(method("PUT"))
         .and(path(at.as_str()))
@@ -175,9 +206,12 @@ async fn a_running_categorization_is_retried() {
                 .set_body_json(json!({ "error": "conflict", "message": "categorization in progress", "status": 409 })),
         )
         .up_to_n_times(2)
+        .named("recategorize: still running")
+        .expect(2)
         .mount(&server)
         .await;
-    mount(&server, "PUT", &at, ResponseTemplate::new(200).set_body_json(json!({ "id": THREAD }))).await;
+    mount(&server, "PUT", &at, ResponseTemplate::new(200).set_body_json(json!({ "id": THREAD })), "recategorize", 1)
+        .await;
     let _ = start(&server).await;
     assert_eq!(requests_to(&server, "PUT", &at).await.len(), 3);
 }
@@ -185,8 +219,8 @@ async fn a_running_categorization_is_retried() {
 #[tokio::test]
 async fn a_thread_never_imported_is_a_clear_error() {
     let server = strict_server().await;
-    mount(&server, "POST", REALTIME, ResponseTemplate::new(200).set_body_string("ok")).await;
-    mount(&server, "GET", "/1.0/content_threads", records(json!([]))).await;
+    mount(&server, "POST", REALTIME, ResponseTemplate::new(200).set_body_string("ok"), "send api", 4).await;
+    mount(&server, "GET", "/1.0/content_threads", records(json!([])), "find thread", 1).await;
     let mut config = config(&server);
     config.thread_lookup_timeout_secs = 0;
     let Err(error) = provider(config).start(sample_request()).await else { panic!("no thread") };
@@ -197,14 +231,23 @@ async fn a_thread_never_imported_is_a_clear_error() {
 #[tokio::test]
 async fn send_api_errors_say_what_to_check() {
     let server = strict_server().await;
-    mount(&server, "POST", REALTIME, ResponseTemplate::new(422).set_body_string("Invalid signature")).await;
+    mount(&server, "POST", REALTIME, ResponseTemplate::new(422).set_body_string("Invalid signature"), "send api", 1)
+        .await;
     let Err(error) = provider(config(&server)).start(sample_request()).await else { panic!("refused") };
     assert_eq!(error.kind(), ErrorKind::InvalidInput);
     assert!(error.message().contains("check `source_token`"), "{}", error.message());
     let server = strict_server().await;
-    mount(&server, "POST", REALTIME, ResponseTemplate::new(200).set_body_string("ok")).await;
+    mount(&server, "POST", REALTIME, ResponseTemplate::new(200).set_body_string("ok"), "send api", 4).await;
     let unauthorized = json!({ "error": "invalid_token", "message": "The access token is invalid", "status": 401 });
-    mount(&server, "GET", "/1.0/content_threads", ResponseTemplate::new(401).set_body_json(unauthorized)).await;
+    mount(
+        &server,
+        "GET",
+        "/1.0/content_threads",
+        ResponseTemplate::new(401).set_body_json(unauthorized),
+        "find thread",
+        1,
+    )
+    .await;
     let Err(error) = provider(config(&server)).start(sample_request()).await else { panic!("refused") };
     assert_eq!(error.kind(), ErrorKind::Unauthenticated);
     assert!(error.message().contains("invalid_token: The access token is invalid; check `access_token`"));
@@ -212,7 +255,8 @@ async fn send_api_errors_say_what_to_check() {
 
 #[tokio::test]
 async fn user_messages_typing_and_presence_go_through_the_send_api() {
-    let server = server().await;
+    // Four at the start, then two messages and two typing calls.
+    let server = server(Calls { send: 8, ..Calls::start() }).await;
     let (_provider, session) = start(&server).await;
     let before = sent(&server).await.len();
     session.send(UserInput::message("u-1", "Hello — 你好")).await.unwrap();
@@ -235,7 +279,7 @@ async fn user_messages_typing_and_presence_go_through_the_send_api() {
 
 #[tokio::test]
 async fn every_callback_is_answered_signed() {
-    let server = server().await;
+    let server = server(Calls::start()).await;
     let (provider, mut session) = start(&server).await;
     let thread = our_thread(&sent(&server).await);
     let info =
@@ -290,7 +334,7 @@ async fn every_callback_is_answered_signed() {
 
 #[tokio::test]
 async fn a_replayed_reply_outside_the_window_changes_nothing() {
-    let server = server().await;
+    let server = server(Calls::start()).await;
     let (provider, mut session) = start(&server).await;
     let thread = our_thread(&sent(&server).await);
     let mut old = reply(&thread, "c-old", "replayed");
@@ -304,7 +348,7 @@ async fn a_replayed_reply_outside_the_window_changes_nothing() {
 
 #[tokio::test]
 async fn bad_or_missing_signatures_change_nothing() {
-    let server = server().await;
+    let server = server(Calls::start()).await;
     let (provider, mut session) = start(&server).await;
     let thread = our_thread(&sent(&server).await);
     let body = reply(&thread, "c-9", "forged").to_string().into_bytes();
@@ -323,7 +367,7 @@ async fn bad_or_missing_signatures_change_nothing() {
 
 #[tokio::test]
 async fn intervention_closed_ends_after_late_replies_and_late_deliveries_are_acknowledged() {
-    let server = server().await;
+    let server = server(Calls::start()).await;
     let (provider, mut session) = start(&server).await;
     let thread = our_thread(&sent(&server).await);
     assert_eq!(provider.webhook(event("intervention.closed", "e-1", THREAD)).await.status, 200);
@@ -342,7 +386,7 @@ async fn intervention_closed_ends_after_late_replies_and_late_deliveries_are_ack
 
 #[tokio::test]
 async fn events_need_the_secret_and_our_source() {
-    let server = server().await;
+    let server = server(Calls::start()).await;
     let (provider, mut session) = start(&server).await;
     let mut wrong = event("intervention.closed", "e-1", THREAD);
     wrong.headers.retain(|(k, _)| k != "x-dimelo-secret");
@@ -363,13 +407,15 @@ async fn events_need_the_secret_and_our_source() {
 
 #[tokio::test]
 async fn events_for_threads_learned_from_engage_map_through_foreign_id() {
-    let server = server().await;
+    let server = server(Calls::default()).await;
     mount(
         &server,
         "GET",
         "/1.0/content_threads/5f0d0000000000000000zz99",
         ResponseTemplate::new(200)
             .set_body_json(json!({ "id": "5f0d0000000000000000zz99", "foreign_id": "h-unknown" })),
+        "read thread",
+        1,
     )
     .await;
     let provider = provider(config(&server));
@@ -382,7 +428,7 @@ async fn events_for_threads_learned_from_engage_map_through_foreign_id() {
 
 #[tokio::test]
 async fn the_webhook_validation_handshake() {
-    let server = server().await;
+    let server = server(Calls::default()).await;
     let provider = provider(config(&server));
     let validation = |token: &str| {
         WebhookRequest::post(Vec::new())
@@ -400,19 +446,22 @@ async fn the_webhook_validation_handshake() {
     assert_eq!(provider.webhook(WebhookRequest::post(Vec::new()).with_method("PUT")).await.status, 405);
 }
 
-async fn mount_interventions(server: &MockServer, list: Value) {
-    mount(server, "GET", "/1.0/interventions", records(list)).await;
+/// The thread's interventions, `list`, listed `times` times.
+async fn mount_interventions(server: &MockServer, list: Value, times: u64) {
+    mount(server, "GET", "/1.0/interventions", records(list), "list interventions", times).await;
 }
 
 #[tokio::test]
 async fn cancelling_before_a_reply_cancels_the_intervention() {
-    let server = server().await;
-    mount_interventions(&server, json!([{ "id": INTERVENTION, "closed": false, "thread_id": THREAD }])).await;
+    let server = server(Calls::start()).await;
+    mount_interventions(&server, json!([{ "id": INTERVENTION, "closed": false, "thread_id": THREAD }]), 1).await;
     mount(
         &server,
         "DELETE",
         &format!("/1.0/interventions/{INTERVENTION}/cancel"),
         ResponseTemplate::new(200).set_body_json(json!({ "id": INTERVENTION })),
+        "cancel intervention",
+        1,
     )
     .await;
     let (_provider, mut session) = start(&server).await;
@@ -428,12 +477,20 @@ async fn cancelling_before_a_reply_cancels_the_intervention() {
 
 #[tokio::test]
 async fn closing_after_a_reply_closes_the_intervention_and_falls_back_when_refused() {
-    let server = server().await;
+    let server = server(Calls::start()).await;
     let close = format!("/1.0/interventions/{INTERVENTION}/close");
     let cancel = format!("/1.0/interventions/{INTERVENTION}/cancel");
     let refused = json!({ "error": "forbidden", "message": "has no agent reply", "status": 403 });
-    mount(&server, "PUT", &close, ResponseTemplate::new(403).set_body_json(refused)).await;
-    mount(&server, "DELETE", &cancel, ResponseTemplate::new(200).set_body_json(json!({ "id": INTERVENTION }))).await;
+    mount(&server, "PUT", &close, ResponseTemplate::new(403).set_body_json(refused), "close intervention", 1).await;
+    mount(
+        &server,
+        "DELETE",
+        &cancel,
+        ResponseTemplate::new(200).set_body_json(json!({ "id": INTERVENTION })),
+        "cancel intervention",
+        1,
+    )
+    .await;
     let (provider, mut session) = start(&server).await;
     let thread = our_thread(&sent(&server).await);
     let opened = event("intervention.opened", "e-1", THREAD);
@@ -448,8 +505,9 @@ async fn closing_after_a_reply_closes_the_intervention_and_falls_back_when_refus
 
 #[tokio::test]
 async fn without_an_intervention_the_thread_goes_back_to_the_bot_category() {
-    let server = server().await;
-    mount_interventions(&server, json!([])).await;
+    // To the agents at the start, back to the bot at the end.
+    let server = server(Calls { recategorize: 2, ..Calls::start() }).await;
+    mount_interventions(&server, json!([]), 1).await;
     let (_provider, mut session) = start(&server).await;
     session.end(EndReason::Cancelled).await.unwrap();
     let puts = requests_to(&server, "PUT", &format!("/1.0/content_threads/{THREAD}/update_categories")).await;
@@ -460,8 +518,8 @@ async fn without_an_intervention_the_thread_goes_back_to_the_bot_category() {
 
 #[tokio::test]
 async fn a_resumed_session_sees_an_intervention_closed_meanwhile() {
-    let server = server().await;
-    mount_interventions(&server, json!([{ "id": INTERVENTION, "closed": true, "thread_id": THREAD }])).await;
+    let server = server(Calls::start()).await;
+    mount_interventions(&server, json!([{ "id": INTERVENTION, "closed": true, "thread_id": THREAD }]), 1).await;
     let (provider, session) = start(&server).await;
     let snapshot = session.snapshot().unwrap();
     drop(session);
@@ -480,10 +538,12 @@ async fn check_reads_the_categories() {
         "GET",
         &format!("/1.0/content_sources/{SOURCE}"),
         ResponseTemplate::new(200).set_body_json(json!({ "id": SOURCE, "active": true })),
+        "read source",
+        1,
     )
     .await;
     let known = json!([{ "id": "cat-agent" }, { "id": "cat-vip" }]);
-    mount(&server, "GET", "/1.0/categories", records(known)).await;
+    mount(&server, "GET", "/1.0/categories", records(known), "read categories", 1).await;
     let Err(error) = provider(config(&server)).check().await else { panic!("cat-bot is missing") };
     assert_eq!(error.kind(), ErrorKind::Config);
     assert!(error.message().contains("no category cat-bot"), "{}", error.message());
@@ -518,7 +578,7 @@ async fn check_reads_the_source_and_reports_what_only_traffic_proves() {
         .mount(&server)
         .await;
     let known = json!([{ "id": "cat-agent" }, { "id": "cat-vip" }, { "id": "cat-bot" }]);
-    mount(&server, "GET", "/1.0/categories", records(known)).await;
+    mount(&server, "GET", "/1.0/categories", records(known), "read categories", 1).await;
     let report = provider(config(&server)).check().await.expect("check");
     assert!(report.verified_items().iter().any(|v| v.contains("source_id")), "{report}");
     assert!(report.unverified_items().iter().any(|v| v.starts_with("source_token")), "{report}");

@@ -11,7 +11,7 @@ use handover_transport::longpoll::LongPollConfig;
 use provider_salesforce::{SalesforceConfig, SalesforceProvider};
 use serde_json::{Value, json};
 use wiremock::matchers::{body_json as has_body, header as has_header, method, path, query_param};
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate, Times};
 
 use crate::harness::fast_retry;
 
@@ -39,7 +39,10 @@ fn batch(sequence: i64, offset: i64, messages: &[(&str, Value)]) -> ResponseTemp
     ResponseTemplate::new(200).set_body_json(json!({ "messages": messages, "sequence": sequence, "offset": offset }))
 }
 
-async fn server(polls: Vec<ResponseTemplate>) -> MockServer {
+/// A server that opens a session, takes the chat request once, and answers polls from
+/// `polls`; `polled` is how many polls it must see (the scripted ones, and perhaps one
+/// more held open past the test).
+async fn server(polls: Vec<ResponseTemplate>, polled: impl Into<Times>) -> MockServer {
     let server = strict_server().await;
     Mock::given(method("GET"))
         .and(path("/chat/rest/System/SessionId"))
@@ -63,6 +66,7 @@ async fn server(polls: Vec<ResponseTemplate>) -> MockServer {
         .and(path("/chat/rest/System/Messages"))
         .respond_with(Polls { script: Mutex::new(polls) })
         .named("messages")
+        .expect(polled)
         .mount(&server)
         .await;
     server
@@ -92,7 +96,7 @@ fn established() -> (&'static str, Value) {
 
 #[tokio::test]
 async fn start_creates_a_session_then_requests_the_chat_with_every_header_and_field() {
-    let server = server(Vec::new()).await;
+    let server = server(Vec::new(), ..=1).await;
     let _session = start(&server).await;
     let init = &requests_to(&server, "POST", "/chat/rest/Chasitor/ChasitorInit").await[0];
     assert_eq!(header(init, "x-liveagent-api-version"), "52");
@@ -120,12 +124,15 @@ async fn start_creates_a_session_then_requests_the_chat_with_every_header_and_fi
 
 #[tokio::test]
 async fn the_poll_acks_only_after_200_repolls_204_with_the_same_ack_and_sends_no_sequence() {
-    let server = server(vec![
-        ResponseTemplate::new(204),
-        batch(3, 300, &[("ChatRequestSuccess", json!({ "queuePosition": 2 }))]),
-        ResponseTemplate::new(204),
-        batch(5, 500, &[established()]),
-    ])
+    let server = server(
+        vec![
+            ResponseTemplate::new(204),
+            batch(3, 300, &[("ChatRequestSuccess", json!({ "queuePosition": 2 }))]),
+            ResponseTemplate::new(204),
+            batch(5, 500, &[established()]),
+        ],
+        4..=5,
+    )
     .await;
     let mut session = start(&server).await;
     events_until(session.events(), |e| matches!(e, Event::AgentJoined { .. })).await;
@@ -150,11 +157,12 @@ async fn the_poll_acks_only_after_200_repolls_204_with_the_same_ack_and_sends_no
 #[tokio::test]
 async fn messages_wait_for_chat_established_and_sequences_keep_counting() {
     let server =
-        server(vec![batch(1, 100, &[("ChatRequestSuccess", json!({}))]), batch(2, 200, &[established()])]).await;
+        server(vec![batch(1, 100, &[("ChatRequestSuccess", json!({}))]), batch(2, 200, &[established()])], 2..=3).await;
     Mock::given(method("POST"))
         .and(path("/chat/rest/Chasitor/ChatMessage"))
         .respond_with(ResponseTemplate::new(200))
         .named("chat message")
+        .expect(3)
         .mount(&server)
         .await;
     let mut session = start(&server).await;
@@ -188,11 +196,14 @@ async fn messages_wait_for_chat_established_and_sequences_keep_counting() {
 
 #[tokio::test]
 async fn a_503_reconnects_with_the_last_offset_resyncs_and_resends_after_session_data() {
-    let server = server(vec![
-        batch(2, 2000, &[("ChatRequestSuccess", json!({})), established()]),
-        ResponseTemplate::new(503),
-        batch(3, 3000, &[("ChasitorSessionData", json!({ "chatMessages": [] }))]),
-    ])
+    let server = server(
+        vec![
+            batch(2, 2000, &[("ChatRequestSuccess", json!({})), established()]),
+            ResponseTemplate::new(503),
+            batch(3, 3000, &[("ChasitorSessionData", json!({ "chatMessages": [] }))]),
+        ],
+        3..=4,
+    )
     .await;
     Mock::given(method("GET"))
         .and(path("/chat/rest/System/ReconnectSession"))
@@ -218,6 +229,8 @@ async fn a_503_reconnects_with_the_last_offset_resyncs_and_resends_after_session
     Mock::given(method("POST"))
         .and(path("/chat/rest/Chasitor/ChatMessage"))
         .respond_with(ResponseTemplate::new(200))
+        .named("chat message")
+        .expect(1)
         .mount(&server)
         .await;
     let mut session = start(&server).await;
@@ -240,16 +253,19 @@ async fn a_503_reconnects_with_the_last_offset_resyncs_and_resends_after_session
 
 #[tokio::test]
 async fn a_batch_with_the_last_message_and_chat_ended_delivers_both_in_order() {
-    let server = server(vec![batch(
-        3,
-        300,
-        &[
-            ("ChatRequestSuccess", json!({})),
-            established(),
-            ("ChatMessage", json!({ "name": "Ann", "text": "bye" })),
-            ("ChatEnded", json!({})),
-        ],
-    )])
+    let server = server(
+        vec![batch(
+            3,
+            300,
+            &[
+                ("ChatRequestSuccess", json!({})),
+                established(),
+                ("ChatMessage", json!({ "name": "Ann", "text": "bye" })),
+                ("ChatEnded", json!({})),
+            ],
+        )],
+        1,
+    )
     .await;
     let mut session = start(&server).await;
     let events = events_until(session.events(), Event::is_terminal).await;
@@ -260,7 +276,7 @@ async fn a_batch_with_the_last_message_and_chat_ended_delivers_both_in_order() {
 
 #[tokio::test]
 async fn chat_request_fail_is_a_rejected_error_with_the_reason() {
-    let server = server(vec![batch(1, 100, &[("ChatRequestFail", json!({ "reason": "Unavailable" }))])]).await;
+    let server = server(vec![batch(1, 100, &[("ChatRequestFail", json!({ "reason": "Unavailable" }))])], 1).await;
     let mut session = start(&server).await;
     let error = session.events().recv().await.unwrap().unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Rejected);
@@ -270,11 +286,11 @@ async fn chat_request_fail_is_a_rejected_error_with_the_reason() {
 
 #[tokio::test]
 async fn a_403_ends_and_a_409_fails() {
-    let server = server(vec![ResponseTemplate::new(403)]).await;
+    let server = server(vec![ResponseTemplate::new(403)], 1).await;
     let mut session = start(&server).await;
     assert!(matches!(session.events().recv().await, Some(Ok(Event::Ended { by: EndedBy::System, .. }))));
 
-    let server2 = crate::pins::server(vec![ResponseTemplate::new(409)]).await;
+    let server2 = crate::pins::server(vec![ResponseTemplate::new(409)], 1).await;
     let mut session = start(&server2).await;
     let error = session.events().recv().await.unwrap().unwrap_err();
     assert!(error.to_string().contains("409"), "{error}");
@@ -282,7 +298,7 @@ async fn a_403_ends_and_a_409_fails() {
 
 #[tokio::test]
 async fn ending_posts_chat_end_with_reason_client_and_deletes_the_session() {
-    let server = server(Vec::new()).await;
+    let server = server(Vec::new(), ..=1).await;
     Mock::given(method("POST"))
         .and(path("/chat/rest/Chasitor/ChatEnd"))
         .and(has_body(json!({ "reason": "client" })))
@@ -312,11 +328,12 @@ async fn ending_posts_chat_end_with_reason_client_and_deletes_the_session() {
 
 #[tokio::test]
 async fn typing_goes_out_only_once_an_agent_is_in() {
-    let server = server(vec![batch(2, 200, &[("ChatRequestSuccess", json!({})), established()])]).await;
+    let server = server(vec![batch(2, 200, &[("ChatRequestSuccess", json!({})), established()])], 1..=2).await;
     Mock::given(method("POST"))
         .and(path("/chat/rest/Chasitor/ChasitorTyping"))
         .and(has_body(json!({})))
         .respond_with(ResponseTemplate::new(200))
+        .named("typing")
         .expect(1)
         .mount(&server)
         .await;
@@ -355,6 +372,7 @@ async fn check_opens_a_session_and_asks_for_the_buttons_availability() {
             "message": { "results": [{ "id": "573000000000001", "isAvailable": true }] } }] })))
         .up_to_n_times(1)
         .named("availability")
+        .expect(1)
         .mount(&server)
         .await;
     let provider = provider(&server);
@@ -366,6 +384,7 @@ async fn check_opens_a_session_and_asks_for_the_buttons_availability() {
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "messages": [{ "type": "Availability",
             "message": { "results": [] } }] })))
         .named("availability, nothing known")
+        .expect(1)
         .mount(&server)
         .await;
     let error = provider.check().await.unwrap_err();
