@@ -155,7 +155,7 @@ impl Provider for EightByEightProvider {
         Ok(report.unverified("the webhook signing keys: only a delivery from 8x8 proves them"))
     }
 
-    /// §6: see [`crate::webhook`].
+    /// §6: verify the signature, read, route (the `webhook` module).
     async fn webhook(&self, request: WebhookRequest) -> WebhookReply {
         self.ingress.receive(request).await
     }

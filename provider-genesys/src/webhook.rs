@@ -1,5 +1,5 @@
 //! The webhook endpoint (`protocols/genesys.md` §6): verify the signature, read
-//! ([`crate::wire`]), route to the customer's session, answer at once.
+//! (`wire`), route to the customer's session, answer at once.
 //!
 //! A verified delivery for a customer no session has registered yet is kept for it
 //! (Genesys does retry 5xx, §6.1, but nothing here depends on it); deliveries of unknown

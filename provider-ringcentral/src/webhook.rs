@@ -1,7 +1,7 @@
 //! The webhook endpoint (`protocols/ringcentral-engage.md` §1, §3, §7): one URL for all of
 //! Engage. Source SDK callbacks are signed with HMAC-SHA512 under the source token and
 //! answered signed; REST webhook events carry `X-Dimelo-Secret`; a `GET` is the webhook's
-//! `hub.*` validation. Verify, read ([`crate::wire`]), route.
+//! `hub.*` validation. Verify, read (`wire`), route.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
