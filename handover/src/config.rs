@@ -421,8 +421,10 @@ fn queue_updates(raw: RawQueue) -> QueueUpdates {
     queue
 }
 
-/// Replaces every `x_env = "VAR"` with `x = <value of VAR>`.
-fn resolve_env(
+/// Replaces every `x_env = "VAR"` of table `[provider]` with `x = <value of VAR>`, looking
+/// variables up with `env`; an error names the key (a variable unset, or both `x` and
+/// `x_env` given).
+pub fn resolve_env(
     provider: &str,
     table: toml::Table,
     env: &dyn Fn(&str) -> Option<String>,
@@ -461,6 +463,140 @@ struct TranscriptLine {
     text: String,
     #[serde(default)]
     at: Option<u64>,
+}
+
+/// The node's keys as a service takes them (DESIGN.md §7.3): the `[node]` table of
+/// `handover serve`, which may also carry the queue keys (`get_queue_position`, …) that
+/// `handover chat` reads from the provider's table, and a request's `node` object, which
+/// overrides them key by key. Every key is optional; an unknown key is an error naming it.
+///
+/// ```
+/// use handover::config::NodeKeys;
+///
+/// let defaults: NodeKeys = toml::from_str(r#"accepted_message = "Connecting you.""#).unwrap();
+/// let request: NodeKeys = serde_json::from_str(r#"{"cancel_intent":"stop"}"#).unwrap();
+/// let node = defaults.merged(request).to_config().unwrap();
+/// assert_eq!(node.accepted_message, "Connecting you.");
+/// assert_eq!(node.cancel_intent.as_deref(), Some("stop"));
+/// assert!(serde_json::from_str::<NodeKeys>(r#"{"cancel":"x"}"#).is_err());
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct NodeKeys {
+    /// Said when the contact center took the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_message: Option<String>,
+    /// Say it again on every user message until an agent answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat_accepted_message: Option<bool>,
+    /// The intent that cancels the handover while queued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_intent: Option<String>,
+    /// The quick reply that cancels the handover while queued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_button_text: Option<String>,
+    /// Where the flow continues after `completed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_continuation: Option<FlowContinuation>,
+    /// Emit the resolve event when the agent ends the handover.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_resolve_event: Option<bool>,
+    /// Emit the queue event once queued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_queue_event: Option<bool>,
+    /// Emit the active event on the first agent message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_active_event: Option<bool>,
+    /// Relay the user's `connected` input to the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_connects_message: Option<bool>,
+    /// Relay the user's `disconnected` input to the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_disconnects_message: Option<bool>,
+    /// Report the queue position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub get_queue_position: Option<bool>,
+    /// At most one position report per this many seconds (1 to 86400).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_update_interval: Option<u64>,
+    /// Report the estimated wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub get_estimated_wait_time: Option<bool>,
+    /// At most one wait report per this many seconds (1 to 86400).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_time_update_interval: Option<u64>,
+    /// Say `alternative_text` once when the queue is too long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alternative_update: Option<bool>,
+    /// The position past which the queue is too long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_queue_position: Option<u32>,
+    /// The wait past which the queue is too long, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_estimated_wait_time_ms: Option<u64>,
+    /// What to say then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alternative_text: Option<String>,
+}
+
+impl NodeKeys {
+    /// These keys with every key `over` sets replacing ours.
+    #[must_use]
+    pub fn merged(self, over: NodeKeys) -> NodeKeys {
+        macro_rules! pick {
+            ($($field:ident),*) => { NodeKeys { $($field: over.$field.or(self.$field)),* } };
+        }
+        pick!(
+            accepted_message,
+            repeat_accepted_message,
+            cancel_intent,
+            cancel_button_text,
+            flow_continuation,
+            send_resolve_event,
+            send_queue_event,
+            send_active_event,
+            user_connects_message,
+            user_disconnects_message,
+            get_queue_position,
+            queue_update_interval,
+            get_estimated_wait_time,
+            wait_time_update_interval,
+            alternative_update,
+            max_queue_position,
+            max_estimated_wait_time_ms,
+            alternative_text
+        )
+    }
+
+    /// The node configuration these keys make; an error names a key out of range.
+    pub fn to_config(&self) -> std::result::Result<NodeConfig, String> {
+        let queue = RawQueue {
+            get_queue_position: self.get_queue_position,
+            queue_update_interval: self.queue_update_interval,
+            get_estimated_wait_time: self.get_estimated_wait_time,
+            wait_time_update_interval: self.wait_time_update_interval,
+            alternative_update: self.alternative_update,
+            max_queue_position: self.max_queue_position,
+            max_estimated_wait_time_ms: self.max_estimated_wait_time_ms,
+            alternative_text: self.alternative_text.clone(),
+        };
+        check_queue("node", &queue)?;
+        let defaults = NodeConfig::default();
+        let mut node = NodeConfig::default();
+        node.accepted_message = self.accepted_message.clone().unwrap_or_default();
+        node.repeat_accepted_message = self.repeat_accepted_message.unwrap_or(defaults.repeat_accepted_message);
+        node.cancel_intent = self.cancel_intent.clone().filter(|s| !s.is_empty());
+        node.cancel_button_text = self.cancel_button_text.clone().filter(|s| !s.is_empty());
+        node.flow_continuation = self.flow_continuation.unwrap_or_default();
+        node.send_resolve_event = self.send_resolve_event.unwrap_or(defaults.send_resolve_event);
+        node.send_queue_event = self.send_queue_event.unwrap_or(defaults.send_queue_event);
+        node.send_active_event = self.send_active_event.unwrap_or(defaults.send_active_event);
+        node.user_connects_message = self.user_connects_message.unwrap_or(defaults.user_connects_message);
+        node.user_disconnects_message = self.user_disconnects_message.unwrap_or(defaults.user_disconnects_message);
+        node.queue = queue_updates(queue);
+        Ok(node)
+    }
 }
 
 /// Reads a JSON-lines transcript: `{"from":"user"|"bot"|"agent","text":…}` per line.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::QueueUpdates;
+use super::{NodeState, QueueUpdates};
 
 /// One reported quantity.
 #[derive(Debug, Default)]
@@ -53,13 +53,31 @@ pub(super) struct QueueReporter {
 }
 
 impl QueueReporter {
-    pub(super) fn new(config: &QueueUpdates) -> Self {
+    /// A reporter that already reported what `state` says (nothing, for a new handover).
+    pub(super) fn resumed(config: &QueueUpdates, state: &NodeState) -> Self {
         Self {
-            position: Track { enabled: config.position, interval: config.position_interval, ..Track::default() },
-            wait: Track { enabled: config.wait_time, interval: config.wait_time_interval, ..Track::default() },
+            position: Track {
+                enabled: config.position,
+                interval: config.position_interval,
+                last_sent: state.reported_position.map(u64::from),
+                ..Track::default()
+            },
+            wait: Track {
+                enabled: config.wait_time,
+                interval: config.wait_time_interval,
+                last_sent: state.reported_wait_ms,
+                ..Track::default()
+            },
             alternative: config.alternative.clone(),
-            alternative_said: false,
+            alternative_said: state.alternative_said,
         }
+    }
+
+    /// Records what was reported into `state`.
+    pub(super) fn save(&self, state: &mut NodeState) {
+        state.reported_position = self.position.last_sent.map(|p| u32::try_from(p).unwrap_or(u32::MAX));
+        state.reported_wait_ms = self.wait.last_sent;
+        state.alternative_said = self.alternative_said;
     }
 
     /// Records new queue data; returns the alternative text when it is due (once).
