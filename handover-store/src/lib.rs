@@ -12,15 +12,15 @@ mod types;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::watch;
+use tokio::sync::broadcast;
 
 pub use crate::crypto::Sealer;
 pub use crate::error::{StoreError, StoreResult};
 pub use crate::lease::LeaseHolder;
 pub use crate::sql::SqlStore;
 pub use crate::types::{
-    CallbackUpdate, Commit, Committed, ConversationKey, Created, HandoverRecord, HandoverState, InboxDelivery, Lease,
-    NewDelivery, NewEvent, NewHandover, NewInput, OutboxInput, StoredEvent,
+    CallbackUpdate, Change, ChangeKind, Commit, Committed, ConversationKey, Created, HandoverRecord, HandoverState,
+    InboxDelivery, Lease, NewDelivery, NewEvent, NewHandover, NewInput, OutboxInput, StoredEvent,
 };
 
 /// Durable handovers for many instances: the handovers, their event logs, the inbox of
@@ -67,17 +67,28 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn list(&self, state: Option<HandoverState>, limit: u32) -> StoreResult<Vec<HandoverRecord>>;
 
     /// Grants `owner` the lease of handover `id` when nobody holds it (or the holder's
-    /// lease expired); `None` when someone holds it, or it has ended.
+    /// lease expired); `None` when someone holds it, or it has ended (and its callback
+    /// endpoint, if any, has every event).
     async fn acquire(&self, id: &str, owner: &str, ttl: Duration) -> StoreResult<Option<Lease>>;
 
     /// Extends `lease` by `ttl` from now; [`StoreError::Fenced`] when it was taken over.
     async fn renew(&self, lease: &Lease, ttl: Duration) -> StoreResult<Lease>;
 
+    /// Extends by `ttl` from now every lease `owner` holds that has not expired, in one
+    /// write (an instance renews all its leases at once), and returns them: a handover
+    /// missing from the answer is no longer `owner`'s to act on.
+    async fn renew_owned(&self, owner: &str, ttl: Duration) -> StoreResult<Vec<Lease>>;
+
+    /// The handovers `owner` holds that have work waiting: bot inputs not sent, or webhook
+    /// deliveries not applied (the poll behind [`changes`](Store::changes)).
+    async fn pending_work(&self, owner: &str) -> StoreResult<Vec<String>>;
+
     /// Gives `lease` up, so others may claim the handover at once.
     async fn release(&self, lease: &Lease) -> StoreResult<()>;
 
-    /// Claims up to `limit` handovers that are not ended and whose lease expired (or was
-    /// released), each for `owner`; every one claimed once, however many claim at once.
+    /// Claims up to `limit` handovers whose lease expired (or was released) and that are
+    /// not ended, or ended with events their callback endpoint has not taken yet; each for
+    /// `owner`, every one claimed once, however many claim at once.
     async fn claim_orphans(&self, owner: &str, ttl: Duration, limit: u32) -> StoreResult<Vec<Lease>>;
 
     /// Writes `commit` for the holder of `lease`, all or nothing, fenced by the epoch.
@@ -102,9 +113,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// The kept, unsent inputs of handover `id`, in arrival order.
     async fn inputs(&self, id: &str) -> StoreResult<Vec<OutboxInput>>;
 
-    /// A hint that something changed (bumped on every write this process makes, and on
-    /// PostgreSQL on every write any process makes). Readers poll as well.
-    fn changes(&self) -> watch::Receiver<u64>;
+    /// Hints of what changed: every commit, kept input or delivery and release this process
+    /// makes, and on PostgreSQL those of every process. A hint may be missed (another
+    /// process on SQLite, a listener reconnecting, a receiver lagging behind), so readers
+    /// also poll, every [`POLL_BACKSTOP`].
+    fn changes(&self) -> broadcast::Receiver<Change>;
 }
 
 /// Opens the store at `url`: `sqlite://path/to/file.db`, `sqlite::memory:` (tests), or

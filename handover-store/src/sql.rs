@@ -2,7 +2,6 @@
 //! driver, the same SQL wherever the dialects allow (`$N` parameters, `RETURNING`,
 //! `ON CONFLICT`), and the few places they do not marked by [`Backend`].
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -10,11 +9,11 @@ use serde_json::Value;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::{AnyPool, Row};
-use tokio::sync::watch;
+use tokio::sync::broadcast;
 
 use crate::{
-    Commit, Committed, ConversationKey, Created, HandoverRecord, HandoverState, InboxDelivery, Lease, NewDelivery,
-    NewHandover, NewInput, OutboxInput, Sealer, Store, StoreError, StoreResult, StoredEvent,
+    Change, ChangeKind, Commit, Committed, ConversationKey, Created, HandoverRecord, HandoverState, InboxDelivery,
+    Lease, NewDelivery, NewHandover, NewInput, OutboxInput, Sealer, Store, StoreError, StoreResult, StoredEvent,
 };
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -24,6 +23,17 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 /// The channel PostgreSQL notifications go out on.
 #[cfg(feature = "postgres")]
 const CHANNEL: &str = "handover_store";
+
+/// The handovers someone should own: not ended, or ended with events their callback
+/// endpoint has not taken yet.
+macro_rules! claimable {
+    () => {
+        "(state <> 'ended' OR (callback_pending = 1 AND callback_seq < last_seq))"
+    };
+}
+
+/// How many change hints wait for a slow receiver before it lags (and polls).
+const CHANGES_CAPACITY: usize = 16 * 1024;
 
 /// Which database a [`SqlStore`] runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,17 +67,19 @@ impl Backend {
     /// Claims expired handovers; PostgreSQL skips rows another claimer has locked.
     fn claim(self) -> &'static str {
         match self {
-            Backend::Sqlite => {
-                "UPDATE handovers SET owner = $1, epoch = epoch + 1, lease_until = $2, updated_at = $3 \
-                 WHERE id IN (SELECT id FROM handovers WHERE state <> 'ended' AND lease_until < $3 \
-                 ORDER BY lease_until LIMIT $4) RETURNING id, epoch, lease_until"
-            }
+            Backend::Sqlite => concat!(
+                "UPDATE handovers SET owner = $1, epoch = epoch + 1, lease_until = $2, updated_at = $3 ",
+                "WHERE id IN (SELECT id FROM handovers WHERE lease_until < $3 AND ",
+                claimable!(),
+                " ORDER BY lease_until LIMIT $4) RETURNING id, epoch, lease_until"
+            ),
             #[cfg(feature = "postgres")]
-            Backend::Postgres => {
-                "UPDATE handovers SET owner = $1, epoch = epoch + 1, lease_until = $2, updated_at = $3 \
-                 WHERE id IN (SELECT id FROM handovers WHERE state <> 'ended' AND lease_until < $3 \
-                 ORDER BY lease_until LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING id, epoch, lease_until"
-            }
+            Backend::Postgres => concat!(
+                "UPDATE handovers SET owner = $1, epoch = epoch + 1, lease_until = $2, updated_at = $3 ",
+                "WHERE id IN (SELECT id FROM handovers WHERE lease_until < $3 AND ",
+                claimable!(),
+                " ORDER BY lease_until LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING id, epoch, lease_until"
+            ),
         }
     }
 }
@@ -79,7 +91,7 @@ pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
     sealer: Sealer,
-    changes: Arc<watch::Sender<u64>>,
+    changes: broadcast::Sender<Change>,
     #[cfg(feature = "postgres")]
     listener: Option<tokio::task::JoinHandle<()>>,
 }
@@ -97,6 +109,16 @@ impl Drop for SqlStore {
             listener.abort();
         }
     }
+}
+
+/// A lease from a row of `id`, `epoch`, `lease_until`.
+fn lease_of(row: &AnyRow, owner: &str) -> StoreResult<Lease> {
+    Ok(Lease {
+        handover_id: row.try_get("id")?,
+        owner: owner.to_owned(),
+        epoch: unsigned(row.try_get("epoch")?),
+        until_ms: row.try_get("lease_until")?,
+    })
 }
 
 fn millis(duration: Duration) -> i64 {
@@ -176,7 +198,7 @@ impl SqlStore {
             pool,
             backend,
             sealer,
-            changes: Arc::new(watch::Sender::new(0)),
+            changes: broadcast::channel(CHANGES_CAPACITY).0,
             #[cfg(feature = "postgres")]
             listener: None,
         };
@@ -210,29 +232,41 @@ impl SqlStore {
         self.listener = Some(tokio::spawn(async move {
             loop {
                 match listener.try_recv().await {
-                    Ok(_) => {}
+                    Ok(Some(notification)) => {
+                        if let Some(change) = Change::from_payload(notification.payload()) {
+                            let _ = changes.send(change);
+                        }
+                    }
+                    // The connection dropped and reconnects on the next call: hints sent
+                    // meanwhile are lost, which readers' polls make up for.
+                    Ok(None) => tracing::debug!("the store's notification listener reconnects"),
                     Err(error) => {
-                        tracing::debug!(%error, "the store's notification listener dropped; reconnecting");
+                        tracing::debug!(%error, "the store's notification listener failed; reconnecting");
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
                 }
-                changes.send_modify(|n| *n = n.wrapping_add(1));
             }
         }));
         Ok(self)
     }
 
-    fn changed(&self) {
-        self.changes.send_modify(|n| *n = n.wrapping_add(1));
-    }
-
-    /// Tells other processes something changed (PostgreSQL; a hint, lost if nobody listens).
-    async fn notify(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> StoreResult<()> {
+    /// Tells this process's receivers (PostgreSQL's listener tells them for every process).
+    fn changed(&self, change: Change) {
         #[cfg(feature = "postgres")]
         if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_notify($1, '')").bind(CHANNEL).execute(&mut **tx).await?;
+            return;
         }
-        let _ = tx;
+        let _ = self.changes.send(change);
+    }
+
+    /// Tells other processes (PostgreSQL: delivered on commit; a hint, lost if nobody
+    /// listens).
+    async fn notify(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>, change: &Change) -> StoreResult<()> {
+        #[cfg(feature = "postgres")]
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(change.to_payload()).execute(&mut **tx).await?;
+        }
+        let _ = (tx, change);
         Ok(())
     }
 
@@ -268,6 +302,7 @@ impl SqlStore {
             last_seq: unsigned(row.try_get("last_seq")?),
             callback_seq: unsigned(row.try_get("callback_seq")?),
             callback_state: json("callback_state")?,
+            callback_pending: row.try_get::<i64, _>("callback_pending")? != 0,
             created_at_ms: row.try_get("created_at")?,
             updated_at_ms: row.try_get("updated_at")?,
         })
@@ -310,7 +345,7 @@ impl Store for SqlStore {
             let until = now.saturating_add(millis(ttl));
             let inserted = sqlx::query(
                 "INSERT INTO handovers (id, provider, idempotency_key, spec, state, owner, epoch, lease_until, \
-                 created_at, updated_at) VALUES ($1, $2, $3, $4, 'starting', $5, 1, $6, $7, $7)",
+                 callback_pending, created_at, updated_at) VALUES ($1, $2, $3, $4, 'starting', $5, 1, $6, $8, $7, $7)",
             )
             .bind(&new.id)
             .bind(&new.provider)
@@ -319,6 +354,7 @@ impl Store for SqlStore {
             .bind(owner)
             .bind(until)
             .bind(now)
+            .bind(i64::from(new.callback))
             .execute(&mut *tx)
             .await;
             match inserted {
@@ -328,9 +364,7 @@ impl Store for SqlStore {
                 Err(error) => return Err(error.into()),
             }
             let record = self.get_in(&mut tx, &new.id).await?.ok_or_else(|| StoreError::NotFound(new.id.clone()))?;
-            self.notify(&mut tx).await?;
             tx.commit().await?;
-            self.changed();
             let lease = Lease { handover_id: new.id.clone(), owner: owner.to_owned(), epoch: 1, until_ms: until };
             return Ok(Created { record, lease: Some(lease), existing: false });
         }
@@ -364,17 +398,18 @@ impl Store for SqlStore {
     async fn acquire(&self, id: &str, owner: &str, ttl: Duration) -> StoreResult<Option<Lease>> {
         let mut tx = self.begin().await?;
         let now = self.now_in(&mut tx).await?;
-        let row = sqlx::query(
-            "UPDATE handovers SET owner = $2, epoch = epoch + 1, lease_until = $3, updated_at = $4 \
-             WHERE id = $1 AND state <> 'ended' AND (owner IS NULL OR lease_until < $4) RETURNING epoch, lease_until",
-        )
+        let row = sqlx::query(concat!(
+            "UPDATE handovers SET owner = $2, epoch = epoch + 1, lease_until = $3, updated_at = $4 ",
+            "WHERE id = $1 AND (owner IS NULL OR lease_until < $4) AND ",
+            claimable!(),
+            " RETURNING epoch, lease_until"
+        ))
         .bind(id)
         .bind(owner)
         .bind(now.saturating_add(millis(ttl)))
         .bind(now)
         .fetch_optional(&mut *tx)
         .await?;
-        self.notify(&mut tx).await?;
         tx.commit().await?;
         row.map(|row| {
             Ok(Lease {
@@ -408,6 +443,36 @@ impl Store for SqlStore {
         Ok(Lease { until_ms: until, ..lease.clone() })
     }
 
+    async fn renew_owned(&self, owner: &str, ttl: Duration) -> StoreResult<Vec<Lease>> {
+        let mut tx = self.begin().await?;
+        let now = self.now_in(&mut tx).await?;
+        let rows = sqlx::query(
+            "UPDATE handovers SET lease_until = $2, updated_at = $3 WHERE owner = $1 AND lease_until >= $3 \
+             RETURNING id, epoch, lease_until",
+        )
+        .bind(owner)
+        .bind(now.saturating_add(millis(ttl)))
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.iter().map(|row| lease_of(row, owner)).collect()
+    }
+
+    async fn pending_work(&self, owner: &str) -> StoreResult<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT o.handover_id FROM outbox o JOIN handovers h ON h.id = o.handover_id \
+             WHERE h.owner = $1 AND o.sent_at IS NULL \
+             UNION SELECT k.handover_id FROM inbox i JOIN conversation_keys k \
+             ON k.provider = i.provider AND k.conversation_key = i.conversation_key \
+             JOIN handovers h ON h.id = k.handover_id WHERE h.owner = $1 AND i.consumed_at IS NULL",
+        )
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|row| row.try_get(0)).collect::<Result<_, _>>()?)
+    }
+
     async fn release(&self, lease: &Lease) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         let released = sqlx::query(
@@ -421,9 +486,10 @@ impl Store for SqlStore {
         if released.rows_affected() == 0 {
             return Err(Self::fenced(lease));
         }
-        self.notify(&mut tx).await?;
+        let change = Change::new(&lease.handover_id, ChangeKind::Released);
+        self.notify(&mut tx, &change).await?;
         tx.commit().await?;
-        self.changed();
+        self.changed(change);
         Ok(())
     }
 
@@ -438,16 +504,7 @@ impl Store for SqlStore {
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
-        rows.iter()
-            .map(|row| {
-                Ok(Lease {
-                    handover_id: row.try_get("id")?,
-                    owner: owner.to_owned(),
-                    epoch: unsigned(row.try_get("epoch")?),
-                    until_ms: row.try_get("lease_until")?,
-                })
-            })
-            .collect()
+        rows.iter().map(|row| lease_of(row, owner)).collect()
     }
 
     async fn commit(&self, lease: &Lease, commit: Commit) -> StoreResult<Committed> {
@@ -521,7 +578,8 @@ impl Store for SqlStore {
         sqlx::query(
             "UPDATE handovers SET last_seq = $2, snapshot = COALESCE($3, snapshot), \
              node_state = COALESCE($4, node_state), state = COALESCE($5, state), status = COALESCE($6, status), \
-             callback_seq = COALESCE($7, callback_seq), callback_state = COALESCE($8, callback_state) WHERE id = $1",
+             callback_seq = COALESCE($7, callback_seq), callback_state = COALESCE($8, callback_state), \
+             callback_pending = CASE WHEN $9 = 1 THEN 0 ELSE callback_pending END WHERE id = $1",
         )
         .bind(&lease.handover_id)
         .bind(last_seq)
@@ -531,11 +589,13 @@ impl Store for SqlStore {
         .bind(commit.status.as_ref().map(Value::to_string))
         .bind(commit.callback.as_ref().map(|c| signed(c.acked_seq)))
         .bind(commit.callback.as_ref().and_then(|c| c.state.as_ref()).map(Value::to_string))
+        .bind(i64::from(commit.callback.as_ref().is_some_and(|c| c.failed)))
         .execute(&mut *tx)
         .await?;
-        self.notify(&mut tx).await?;
+        let change = Change::new(&lease.handover_id, ChangeKind::Committed);
+        self.notify(&mut tx, &change).await?;
         tx.commit().await?;
-        self.changed();
+        self.changed(change);
         Ok(Committed { appended, last_seq: unsigned(last_seq) })
     }
 
@@ -578,12 +638,26 @@ impl Store for SqlStore {
         .execute(&mut *tx)
         .await?;
         let new = inserted.rows_affected() == 1;
-        if new {
-            self.notify(&mut tx).await?;
+        // The owner is told when the conversation is known; otherwise it reads the inbox
+        // when it maps the key (in the commit that maps it).
+        let owner = if new {
+            sqlx::query("SELECT handover_id FROM conversation_keys WHERE provider = $1 AND conversation_key = $2")
+                .bind(&delivery.provider)
+                .bind(&delivery.conversation_key)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|row| row.try_get::<String, _>(0))
+                .transpose()?
+        } else {
+            None
+        };
+        let change = owner.map(|id| Change::new(id, ChangeKind::Work));
+        if let Some(change) = &change {
+            self.notify(&mut tx, change).await?;
         }
         tx.commit().await?;
-        if new {
-            self.changed();
+        if let Some(change) = change {
+            self.changed(change);
         }
         Ok(new)
     }
@@ -638,12 +712,13 @@ impl Store for SqlStore {
         .execute(&mut *tx)
         .await?;
         let new = inserted.rows_affected() == 1;
+        let change = Change::new(id, ChangeKind::Work);
         if new {
-            self.notify(&mut tx).await?;
+            self.notify(&mut tx, &change).await?;
         }
         tx.commit().await?;
         if new {
-            self.changed();
+            self.changed(change);
         }
         Ok(new)
     }
@@ -668,7 +743,7 @@ impl Store for SqlStore {
             .collect()
     }
 
-    fn changes(&self) -> watch::Receiver<u64> {
+    fn changes(&self) -> broadcast::Receiver<Change> {
         self.changes.subscribe()
     }
 }

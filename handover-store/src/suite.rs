@@ -18,8 +18,8 @@ use async_trait::async_trait;
 use serde_json::json;
 
 use crate::{
-    CallbackUpdate, Commit, ConversationKey, HandoverState, Lease, NewDelivery, NewEvent, NewHandover, NewInput,
-    POLL_BACKSTOP, Sealer, Store, StoreError,
+    CallbackUpdate, Change, ChangeKind, Commit, ConversationKey, HandoverState, Lease, NewDelivery, NewEvent,
+    NewHandover, NewInput, POLL_BACKSTOP, Sealer, Store, StoreError,
 };
 
 /// A backend under test.
@@ -259,7 +259,6 @@ pub async fn a_lost_notification_is_caught_by_the_poll<H: StoreHarness>() {
     let lease = handover(&h, "h1").await;
     store.commit(&lease, Commit::new().conversation_key(ConversationKey::new("sales", "c1"))).await.unwrap();
     let mut changes = store.changes();
-    changes.borrow_and_update();
     // Past the store: no hint goes out.
     h.insert_quietly("sales", "c1", "quiet", key().seal(b"lost").unwrap()).await;
     let found = tokio::time::timeout(POLL_BACKSTOP * 10, async {
@@ -269,12 +268,128 @@ pub async fn a_lost_notification_is_caught_by_the_poll<H: StoreHarness>() {
                 return pending;
             }
             // Wait for a hint or the backstop, whichever comes first.
-            let _ = tokio::time::timeout(POLL_BACKSTOP, changes.changed()).await;
+            let _ = tokio::time::timeout(POLL_BACKSTOP, changes.recv()).await;
         }
     })
     .await
     .expect("the poll finds the change");
     assert_eq!(found[0].payload, b"lost");
+    h.teardown().await;
+}
+
+/// Waits for the hint `want` (other hints may come first); panics after a few seconds.
+async fn hint(changes: &mut tokio::sync::broadcast::Receiver<Change>, want: Change) {
+    let found = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match changes.recv().await {
+                Ok(change) if change == want => return,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => panic!("the hints stopped"),
+            }
+        }
+    })
+    .await;
+    assert!(found.is_ok(), "no hint {want:?}");
+}
+
+/// Hints name the handover and what changed: a kept input or delivery (work for the
+/// owner), a commit (for readers of the log), a release (for claimers).
+pub async fn hints_name_the_handover_and_what_changed<H: StoreHarness>() {
+    let h = H::setup(key()).await;
+    let store = h.store();
+    let mut changes = store.changes();
+    let lease = handover(&h, "h1").await;
+    store.commit(&lease, Commit::new().conversation_key(ConversationKey::new("sales", "c1"))).await.unwrap();
+    hint(&mut changes, Change::new("h1", ChangeKind::Committed)).await;
+    store.put_input("h1", NewInput::new("i1", json!({ "type": "connected" }))).await.unwrap();
+    hint(&mut changes, Change::new("h1", ChangeKind::Work)).await;
+    store.put_delivery(NewDelivery::new("sales", "c1", "d1", b"{}".to_vec())).await.unwrap();
+    hint(&mut changes, Change::new("h1", ChangeKind::Work)).await;
+    store.release(&lease).await.unwrap();
+    hint(&mut changes, Change::new("h1", ChangeKind::Released)).await;
+    h.teardown().await;
+}
+
+/// One write renews every live lease of an owner; an expired one is not renewed (it may be
+/// someone else's by now), nor are other owners'.
+pub async fn an_owner_renews_all_its_live_leases_at_once<H: StoreHarness>() {
+    let h = H::setup(key()).await;
+    let store = h.store();
+    let short = Duration::from_millis(200);
+    store.create(NewHandover::new("h1", "sales", json!({})), "a", TTL).await.unwrap();
+    store.create(NewHandover::new("h2", "sales", json!({})), "a", short).await.unwrap();
+    store.create(NewHandover::new("h3", "sales", json!({})), "b", TTL).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let renewed = store.renew_owned("a", TTL).await.unwrap();
+    assert_eq!(renewed.iter().map(|l| l.handover_id.as_str()).collect::<Vec<_>>(), ["h1"]);
+    assert_eq!(renewed[0].epoch, 1, "a renew is not a new grant");
+    let now = store.now_ms().await.unwrap();
+    assert!(renewed[0].until_ms > now + 20_000, "extended by the TTL from now");
+    let claimed = store.claim_orphans("c", TTL, 10).await.unwrap();
+    assert_eq!(claimed.iter().map(|l| l.handover_id.as_str()).collect::<Vec<_>>(), ["h2"]);
+    h.teardown().await;
+}
+
+/// An owner finds the handovers with inputs to send or deliveries to apply in one read.
+pub async fn pending_work_lists_the_owners_handovers_with_inputs_or_deliveries<H: StoreHarness>() {
+    let h = H::setup(key()).await;
+    let store = h.store();
+    let h1 = handover(&h, "h1").await;
+    let h2 = handover(&h, "h2").await;
+    store.create(NewHandover::new("h3", "sales", json!({})), "b", TTL).await.unwrap();
+    assert!(store.pending_work("a").await.unwrap().is_empty());
+    store.put_input("h1", NewInput::new("i1", json!({ "type": "connected" }))).await.unwrap();
+    store.put_input("h3", NewInput::new("i1", json!({ "type": "connected" }))).await.unwrap();
+    store.commit(&h2, Commit::new().conversation_key(ConversationKey::new("sales", "c2"))).await.unwrap();
+    store.put_delivery(NewDelivery::new("sales", "c2", "d1", b"{}".to_vec())).await.unwrap();
+    store.put_delivery(NewDelivery::new("sales", "unknown", "d2", b"{}".to_vec())).await.unwrap();
+    let mut work = store.pending_work("a").await.unwrap();
+    work.sort();
+    assert_eq!(work, ["h1", "h2"]);
+    let delivery = store.deliveries("h2", 10).await.unwrap().remove(0);
+    store.commit(&h1, Commit::new().sent("i1")).await.unwrap();
+    store.commit(&h2, Commit::new().consume(delivery.id)).await.unwrap();
+    assert!(store.pending_work("a").await.unwrap().is_empty());
+    h.teardown().await;
+}
+
+/// An ended handover with a callback endpoint behind is claimed (someone must send it the
+/// rest); once the endpoint has every event, or the callback failed, it is not.
+pub async fn an_ended_handover_is_claimed_until_its_callback_has_every_event<H: StoreHarness>() {
+    let h = H::setup(key()).await;
+    let store = h.store();
+    for id in ["with", "without", "failing"] {
+        let mut new = NewHandover::new(id, "sales", json!({}));
+        if id != "without" {
+            new = new.with_callback();
+        }
+        let lease = store.create(new, "a", TTL).await.unwrap().lease.unwrap();
+        let end = Commit::new()
+            .event(NewEvent::new(json!({ "type": "say" })))
+            .event(NewEvent::new(json!({ "type": "status", "status": "completed" })))
+            .status(json!({ "status": "completed" }))
+            .callback(CallbackUpdate::new(1, None));
+        store.commit(&lease, end).await.unwrap();
+        store.release(&lease).await.unwrap();
+    }
+    assert!(store.get("with").await.unwrap().unwrap().callback_pending);
+    assert!(!store.get("without").await.unwrap().unwrap().callback_pending);
+    let mut claimed = store.claim_orphans("b", TTL, 10).await.unwrap();
+    claimed.sort_by(|a, b| a.handover_id.cmp(&b.handover_id));
+    assert_eq!(claimed.iter().map(|l| l.handover_id.as_str()).collect::<Vec<_>>(), ["failing", "with"]);
+    store.commit(&claimed[1], Commit::new().callback(CallbackUpdate::new(2, None))).await.unwrap();
+    store
+        .commit(&claimed[0], Commit::new().callback(CallbackUpdate::failed(1, Some(json!({ "error": "410" })))))
+        .await
+        .unwrap();
+    for lease in &claimed {
+        store.release(lease).await.unwrap();
+    }
+    assert!(store.claim_orphans("c", TTL, 10).await.unwrap().is_empty(), "nothing left to send");
+    assert!(store.acquire("with", "c", TTL).await.unwrap().is_none());
+    let failing = store.get("failing").await.unwrap().unwrap();
+    assert!(!failing.callback_pending);
+    assert_eq!(failing.callback_state, Some(json!({ "error": "410" })));
     h.teardown().await;
 }
 
@@ -346,6 +461,10 @@ macro_rules! store_suite {
             seq_is_gap_free_under_concurrent_appenders,
             orphans_are_claimed_once_by_three_claimers,
             a_lost_notification_is_caught_by_the_poll,
+            hints_name_the_handover_and_what_changed,
+            an_owner_renews_all_its_live_leases_at_once,
+            pending_work_lists_the_owners_handovers_with_inputs_or_deliveries,
+            an_ended_handover_is_claimed_until_its_callback_has_every_event,
             a_wrong_key_is_refused_and_secrets_are_sealed,
             a_repeated_idempotency_key_returns_the_first_handover,
             a_newer_schema_is_refused,

@@ -61,12 +61,22 @@ pub struct NewHandover {
     /// The request, node config and callback as the service took them (sealed at rest: it
     /// holds the callback secret).
     pub spec: Value,
+    /// Whether a callback endpoint must get every event: the handover is then claimed after
+    /// its end too, until the endpoint has taken the last event or the callback failed.
+    pub callback: bool,
 }
 
 impl NewHandover {
     /// A handover `id` for `provider` with `spec`.
     pub fn new(id: impl Into<String>, provider: impl Into<String>, spec: Value) -> Self {
-        Self { id: id.into(), provider: provider.into(), idempotency_key: None, spec }
+        Self { id: id.into(), provider: provider.into(), idempotency_key: None, spec, callback: false }
+    }
+
+    /// With a callback endpoint that must get every event.
+    #[must_use]
+    pub fn with_callback(mut self) -> Self {
+        self.callback = true;
+        self
     }
 
     /// With an idempotency key.
@@ -109,6 +119,9 @@ pub struct HandoverRecord {
     pub callback_seq: u64,
     /// The callback's delivery state (attempts, next try, failure).
     pub callback_state: Option<Value>,
+    /// Whether a callback endpoint still must get every event (it has one and it has not
+    /// failed for good).
+    pub callback_pending: bool,
     /// Created, on the store's clock.
     pub created_at_ms: i64,
     /// Last written, on the store's clock.
@@ -297,12 +310,76 @@ pub struct CallbackUpdate {
     pub acked_seq: u64,
     /// Its delivery state (attempts, next try, failure).
     pub state: Option<Value>,
+    /// The callback failed for good: nobody claims the ended handover for it any more.
+    pub failed: bool,
 }
 
 impl CallbackUpdate {
     /// Acknowledged through `seq`, with `state`.
     pub fn new(acked_seq: u64, state: Option<Value>) -> Self {
-        Self { acked_seq, state }
+        Self { acked_seq, state, failed: false }
+    }
+
+    /// Given up at `seq` (retried for too long), with `state` saying why.
+    pub fn failed(acked_seq: u64, state: Option<Value>) -> Self {
+        Self { acked_seq, state, failed: true }
+    }
+}
+
+/// What changed in the store: a hint for readers and owners (see
+/// [`Store::changes`](crate::Store::changes)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Change {
+    /// The handover it concerns.
+    pub handover_id: String,
+    /// What changed.
+    pub kind: ChangeKind,
+}
+
+/// What a [`Change`] is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ChangeKind {
+    /// The owner committed: events appended, state or status changed.
+    Committed,
+    /// Work for the owner: a bot input or a webhook delivery was kept.
+    Work,
+    /// The lease was released: others may claim the handover now.
+    Released,
+}
+
+impl ChangeKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Committed => "committed",
+            ChangeKind::Work => "work",
+            ChangeKind::Released => "released",
+        }
+    }
+}
+
+impl Change {
+    /// A change of `kind` to handover `handover_id`.
+    pub fn new(handover_id: impl Into<String>, kind: ChangeKind) -> Self {
+        Self { handover_id: handover_id.into(), kind }
+    }
+
+    /// The notification payload (`<kind>:<handover id>`).
+    pub(crate) fn to_payload(&self) -> String {
+        format!("{}:{}", self.kind.as_str(), self.handover_id)
+    }
+
+    /// Reads a notification payload.
+    pub(crate) fn from_payload(payload: &str) -> Option<Self> {
+        let (kind, id) = payload.split_once(':')?;
+        let kind = match kind {
+            "committed" => ChangeKind::Committed,
+            "work" => ChangeKind::Work,
+            "released" => ChangeKind::Released,
+            _ => return None,
+        };
+        Some(Self::new(id, kind))
     }
 }
 

@@ -22,11 +22,13 @@ CREATE TABLE handovers (
     last_seq        INTEGER NOT NULL DEFAULT 0,   -- the event log's last seq
     callback_seq    INTEGER NOT NULL DEFAULT 0,   -- the last seq the callback took (2xx)
     callback_state  TEXT,                         -- JSON: attempts, next try, failure
+    callback_pending INTEGER NOT NULL DEFAULT 0, -- 1 while a callback endpoint must get every event
     created_at      INTEGER NOT NULL,
     updated_at      INTEGER NOT NULL
 );
 
 CREATE INDEX handovers_orphans ON handovers (state, lease_until);
+CREATE INDEX handovers_owner ON handovers (owner);
 
 CREATE TABLE handover_events (
     handover_id TEXT NOT NULL REFERENCES handovers (id),
