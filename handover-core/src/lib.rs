@@ -27,7 +27,7 @@ pub use session::{Session, SessionBackend, SessionHandle};
 pub use snapshot::{SNAPSHOT_VERSION, SessionSnapshot};
 pub use status::{ErrorReason, HandoverStatus};
 pub use stream::EventStream;
-pub use webhook::{WebhookReply, WebhookRequest};
+pub use webhook::{Applied, Inbound, Ingested, WebhookReply, WebhookRequest};
 
 /// Re-export so provider crates and tests name the same `async_trait` as the trait uses.
 pub use async_trait::async_trait;

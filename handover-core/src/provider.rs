@@ -3,7 +3,8 @@
 use async_trait::async_trait;
 
 use crate::{
-    CheckReport, HandoverRequest, ProviderInfo, Result, Session, SessionSnapshot, WebhookReply, WebhookRequest,
+    Applied, CheckReport, Error, ErrorKind, HandoverRequest, Inbound, Ingested, ProviderInfo, Result, Session,
+    SessionSnapshot, WebhookReply, WebhookRequest,
 };
 
 /// A contact center that can take a handover.
@@ -24,6 +25,12 @@ use crate::{
 ///   without repeating messages already delivered.
 /// - Push providers verify, deduplicate and route deliveries in
 ///   [`webhook`](Provider::webhook); pull providers answer `404`.
+/// - For many instances, a push provider's ingress splits in two (DESIGN.md §7.2):
+///   [`ingest`](Provider::ingest) verifies and decodes a request on any instance with the
+///   provider's config alone, and [`apply`](Provider::apply) hands one kept delivery to
+///   the session in the process that owns it, returning once the session has emitted what
+///   the delivery causes. Its sessions' snapshots name the
+///   [`conversation_key`](SessionSnapshot::conversation_key) deliveries are routed by.
 #[async_trait]
 pub trait Provider: Send + Sync + 'static {
     /// Static facts: name and capabilities.
@@ -47,5 +54,23 @@ pub trait Provider: Send + Sync + 'static {
     async fn webhook(&self, request: WebhookRequest) -> WebhookReply {
         let _ = request;
         WebhookReply::text(404, format!("provider `{}` does not receive webhooks", self.info().name))
+    }
+
+    /// Verifies and decodes one inbound webhook request without touching any session
+    /// (signature, replay window, decode), on any instance: the deliveries it carries and
+    /// the reply to send once they are kept. Providers that do not receive webhooks answer
+    /// `404` with no delivery.
+    async fn ingest(&self, request: WebhookRequest) -> Ingested {
+        let _ = request;
+        Ingested::reply(WebhookReply::text(404, format!("provider `{}` does not receive webhooks", self.info().name)))
+    }
+
+    /// Applies a delivery [`ingest`](Provider::ingest) yielded (kept meanwhile, maybe by
+    /// another instance) to the live session of its conversation in this process; returns
+    /// once that session has emitted every event the delivery causes, so the caller can
+    /// keep those events before it drops the delivery.
+    async fn apply(&self, inbound: Inbound) -> Result<Applied> {
+        let _ = inbound;
+        Err(Error::new(ErrorKind::Unsupported, self.info().name, "apply", "this provider does not receive webhooks"))
     }
 }

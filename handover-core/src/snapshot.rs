@@ -36,6 +36,9 @@ pub struct SessionSnapshot {
     /// a resume is not delivered twice.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     sent_inputs: Vec<String>,
+    /// The key webhook deliveries for this session are routed by (push providers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    conversation_key: Option<String>,
 }
 
 fn first_state_version() -> u32 {
@@ -57,7 +60,24 @@ impl SessionSnapshot {
             state,
             secrets: BTreeMap::new(),
             sent_inputs: Vec::new(),
+            conversation_key: None,
         })
+    }
+
+    /// Records the key the provider routes this session's webhook deliveries by (see
+    /// [`conversation_key`](Self::conversation_key)).
+    #[must_use]
+    pub fn with_conversation_key(mut self, key: impl Into<String>) -> Self {
+        self.conversation_key = Some(key.into());
+        self
+    }
+
+    /// For push providers: the key of this session's webhook deliveries, the
+    /// [`Inbound::conversation_key`](crate::Inbound::conversation_key) that
+    /// [`Provider::ingest`](crate::Provider::ingest) gives them. A service maps it to the
+    /// handover, so a delivery kept by any instance reaches the instance that owns it.
+    pub fn conversation_key(&self) -> Option<&str> {
+        self.conversation_key.as_deref()
     }
 
     /// Records the ids of inputs already delivered (see [`sent_inputs`](Self::sent_inputs)).

@@ -125,6 +125,89 @@ impl WebhookReply {
     }
 }
 
+/// One verified delivery of a webhook, for the session of one conversation: what
+/// [`Provider::ingest`](crate::Provider::ingest) yields on any instance and
+/// [`Provider::apply`](crate::Provider::apply) hands to the session on the instance that
+/// owns it (DESIGN.md §7.2). Keep it in between (the service's inbox): the payload is
+/// verified, so nothing checks it again.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Inbound {
+    /// The key the provider routes by (its conversation id); the same as the owning
+    /// session's [`SessionSnapshot::conversation_key`](crate::SessionSnapshot::conversation_key).
+    pub conversation_key: String,
+    /// The delivery's id (what its signature covers): a repeat is applied once.
+    pub delivery_id: String,
+    /// What the session needs to apply it, in the provider's own format.
+    pub payload: Vec<u8>,
+}
+
+impl Inbound {
+    /// A delivery `delivery_id` for `conversation_key`.
+    pub fn new(conversation_key: impl Into<String>, delivery_id: impl Into<String>, payload: Vec<u8>) -> Self {
+        Self { conversation_key: conversation_key.into(), delivery_id: delivery_id.into(), payload }
+    }
+}
+
+impl fmt::Debug for Inbound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The payload is the user's and the agent's words: its size only.
+        f.debug_struct("Inbound")
+            .field("conversation_key", &self.conversation_key)
+            .field("delivery_id", &self.delivery_id)
+            .field("payload_len", &self.payload.len())
+            .finish()
+    }
+}
+
+/// What [`Provider::ingest`](crate::Provider::ingest) made of a webhook request: the reply
+/// the provider expects, and the verified deliveries to keep before sending it. A reply
+/// that is not 2xx (a bad signature, a malformed body) comes with no items.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Ingested {
+    /// What to answer, once every item is kept.
+    pub reply: WebhookReply,
+    /// The deliveries, in arrival order.
+    pub items: Vec<Inbound>,
+}
+
+impl Ingested {
+    /// `reply` and no delivery (a refusal, a validation handshake, an event no session
+    /// needs).
+    pub fn reply(reply: WebhookReply) -> Self {
+        Self { reply, items: Vec::new() }
+    }
+
+    /// `reply` once `items` are kept.
+    pub fn with_items(reply: WebhookReply, items: Vec<Inbound>) -> Self {
+        Self { reply, items }
+    }
+}
+
+/// What became of an [`Inbound`] handed to [`Provider::apply`](crate::Provider::apply).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Applied {
+    /// The live session took it and has emitted every event it causes.
+    Processed,
+    /// The session had it already.
+    Duplicate,
+    /// The conversation's handover has ended: nothing will take it.
+    Closed,
+    /// No live session owns the conversation in this process: keep the delivery and apply
+    /// it again once one does.
+    NotLive,
+}
+
+impl Applied {
+    /// Whether the delivery is done with (applied, a repeat, or for an ended handover), so
+    /// its keeper may drop it.
+    pub fn is_done(self) -> bool {
+        !matches!(self, Applied::NotLive)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

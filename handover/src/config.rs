@@ -481,6 +481,7 @@ struct TranscriptLine {
 /// assert!(serde_json::from_str::<NodeKeys>(r#"{"cancel":"x"}"#).is_err());
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct NodeKeys {

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// Where the flow continues after the agent resolves the handover.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum FlowContinuation {
     /// At the node below the handover node.

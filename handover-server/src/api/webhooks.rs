@@ -1,0 +1,72 @@
+//! `POST /webhooks/{name}`: provider ingress on any instance. A delivery is verified here
+//! with the provider configuration alone, kept in the store's inbox, and only then
+//! acknowledged; the instance that owns its handover applies it (DESIGN.md §7.2).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use handover::{WebhookReply, WebhookRequest};
+use handover_store::NewDelivery;
+
+use crate::app::App;
+
+pub(crate) async fn deliver(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    method: Method,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(provider) = app.providers.get(&name).cloned() else {
+        let name = handover_transport::log::untrusted(&name);
+        return (StatusCode::NOT_FOUND, format!("no provider configuration `{name}` here")).into_response();
+    };
+    let limit = app.config.limits.max_body_bytes;
+    let Ok(body) = axum::body::to_bytes(body, limit).await else {
+        app.metrics.webhook(&name, "too_large");
+        return (StatusCode::PAYLOAD_TOO_LARGE, format!("the body is over {limit} bytes")).into_response();
+    };
+    let mut request = WebhookRequest::post(body.to_vec()).with_method(method.as_str());
+    request.query = query;
+    for (key, value) in &headers {
+        if let Ok(value) = value.to_str() {
+            request.headers.push((key.as_str().to_owned(), value.to_owned()));
+        }
+    }
+    let ingested = provider.ingest(request).await;
+    if !ingested.reply.is_success() {
+        app.metrics.webhook(&name, "refused");
+        return reply(ingested.reply);
+    }
+    let mut kept = 0;
+    for item in ingested.items {
+        let delivery = NewDelivery::new(&name, item.conversation_key, item.delivery_id, item.payload);
+        match app.store.put_delivery(delivery).await {
+            Ok(true) => kept += 1,
+            Ok(false) => app.metrics.webhook(&name, "duplicate"),
+            Err(error) => {
+                // Not kept: not acknowledged, so the provider delivers it again.
+                tracing::warn!(%error, provider = %name, "a verified delivery could not be kept; answering 503");
+                app.metrics.webhook(&name, "store_error");
+                return (StatusCode::SERVICE_UNAVAILABLE, "the delivery could not be kept; retry").into_response();
+            }
+        }
+    }
+    app.metrics.webhook(&name, if kept > 0 { "kept" } else { "empty" });
+    reply(ingested.reply)
+}
+
+fn reply(reply: WebhookReply) -> Response {
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, reply.body).into_response();
+    for (key, value) in reply.headers {
+        if let (Ok(key), Ok(value)) = (HeaderName::try_from(key), HeaderValue::try_from(value)) {
+            response.headers_mut().insert(key, value);
+        }
+    }
+    response
+}
