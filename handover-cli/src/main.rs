@@ -6,6 +6,7 @@ mod demo;
 mod input;
 mod output;
 mod run;
+mod serve;
 mod signals;
 
 use std::net::SocketAddr;
@@ -28,6 +29,9 @@ struct Cli {
     /// Log level for diagnostics on stderr (error, warn, info, debug, trace). RUST_LOG overrides.
     #[arg(long, global = true, default_value = "warn")]
     log: String,
+    /// Log format on stderr: `text` for people, `json` (one object per line) for collectors.
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -71,6 +75,29 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// The handover service: every configured provider over HTTP, for bots in any language,
+    /// on as many instances as share the store.
+    #[command(
+        after_help = "Examples:\n  handover serve --demo\n  HANDOVER_API_KEYS=... HANDOVER_KEY=$(openssl rand -base64 32) \
+        handover serve --config server.toml --log info --log-format json\n\n\
+        SIGTERM or SIGINT drains: /readyz fails, state is saved, leases are released, exit 0.\n\
+        The API: GET /openapi.json. Exit status: 0 drained, 1 failed, 2 bad usage or config."
+    )]
+    Serve {
+        /// The config file (see the handover-server README).
+        #[arg(long, short, required_unless_present = "demo", conflicts_with = "demo")]
+        config: Option<PathBuf>,
+        /// Every provider against its in-process emulator, a temporary store and a fresh API
+        /// key: prints a ready-to-paste `curl`.
+        #[arg(long)]
+        demo: bool,
+        /// Where the demo listens.
+        #[arg(long, default_value = "127.0.0.1:8080", requires = "demo")]
+        listen: SocketAddr,
+        /// Pause of the demo's scripted agents between steps, in milliseconds.
+        #[arg(long, default_value_t = 600, hide = true)]
+        step_ms: u64,
+    },
     /// Runs a provider's emulator until interrupted, and prints the config that points at it.
     #[command(
         after_help = "Examples:\n  handover emulate --provider miaw\n  handover emulate --provider miaw --listen 127.0.0.1:8080 --manual"
@@ -91,16 +118,21 @@ enum Command {
     },
 }
 
-fn init_logging(level: &str) {
+fn init_logging(level: &str, format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).with_target(false).init();
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).with_target(false);
+    if format == "json" {
+        builder.json().with_current_span(true).with_span_list(false).init();
+    } else {
+        builder.init();
+    }
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log);
+    init_logging(&cli.log, &cli.log_format);
     let registry = Registry::new();
     match cli.command {
         Command::Demo { provider, interactive, json, step_ms } => {
@@ -114,6 +146,7 @@ async fn main() -> ExitCode {
             Ok(config) => run::check(&registry, &config).await,
             Err(error) => usage_error(&error),
         },
+        Command::Serve { config, demo, listen, step_ms } => serve::run(&registry, config, demo, listen, step_ms).await,
         Command::Emulate { provider, listen, manual, webhook_url } => {
             demo::emulate(&provider, listen, manual, webhook_url).await
         }

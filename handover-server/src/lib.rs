@@ -5,6 +5,7 @@ mod api;
 mod app;
 mod callbacks;
 pub mod config;
+pub mod demo;
 mod fleet;
 mod hints;
 mod metrics;

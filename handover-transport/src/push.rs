@@ -12,6 +12,12 @@
 //!
 //! The rule is DESIGN.md §7.2's, for one process: acknowledge (2xx) only what is kept, and
 //! keep what is verified. Only a full buffer refuses a delivery ([`Routed::Full`], `503`).
+//!
+//! For many instances the ingress splits in two: a provider's ingress turns a request into
+//! [`Accepted`] deliveries without touching a session; [`ingested`] makes them the
+//! [`Ingested`] a service keeps in its inbox (any instance), and [`PushRouter::apply`]
+//! hands a kept one to the live session on the instance that owns it, returning once the
+//! session has handled it. In one process [`PushRouter::route`] does both at once.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,8 +25,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use handover_core::{EndReason, Event, EventStream};
-use tokio::sync::mpsc;
+use handover_core::{Applied, EndReason, Error, ErrorKind, Event, EventStream, Inbound, Ingested, WebhookReply};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::dedup::DedupSet;
@@ -86,15 +94,39 @@ impl PendingLimits {
     }
 }
 
+/// A delivery on its way to a session, with whom to tell once the session has handled it.
+pub struct Envelope<T> {
+    item: T,
+    done: Option<oneshot::Sender<()>>,
+}
+
+impl<T> Envelope<T> {
+    fn new(item: T) -> Self {
+        Self { item, done: None }
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for Envelope<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Envelope").field("item", &self.item).field("awaited", &self.done.is_some()).finish()
+    }
+}
+
+impl<T: PartialEq> PartialEq<T> for Envelope<T> {
+    fn eq(&self, other: &T) -> bool {
+        self.item == *other
+    }
+}
+
 struct Route<T> {
-    deliveries: mpsc::Sender<T>,
+    deliveries: mpsc::Sender<Envelope<T>>,
     /// The session's event stream: once its consumer is gone, the route is not live.
     events: EventSender,
 }
 
 struct Pending<T> {
     key: String,
-    item: T,
+    item: Envelope<T>,
     bytes: usize,
     at: Instant,
 }
@@ -121,7 +153,7 @@ impl<T> Table<T> {
         }
     }
 
-    fn live(&self, key: &str) -> Option<mpsc::Sender<T>> {
+    fn live(&self, key: &str) -> Option<mpsc::Sender<Envelope<T>>> {
         self.routes.get(key).filter(|route| !route.events.is_closed()).map(|route| route.deliveries.clone())
     }
 }
@@ -171,7 +203,12 @@ impl<T> PushRouter<T> {
     /// returns the deliveries kept for `key` so far, oldest first (the session handles them
     /// before anything from `deliveries`). A later registration for the same key (a
     /// resumed session) replaces this one.
-    pub fn register(&self, key: impl Into<String>, deliveries: mpsc::Sender<T>, events: EventSender) -> VecDeque<T> {
+    pub fn register(
+        &self,
+        key: impl Into<String>,
+        deliveries: mpsc::Sender<Envelope<T>>,
+        events: EventSender,
+    ) -> VecDeque<Envelope<T>> {
         let key = key.into();
         let mut table = lock(&self.table);
         table.expire(self.limits.max_age, Instant::now());
@@ -194,7 +231,7 @@ impl<T> PushRouter<T> {
 
     /// Removes `key`'s route like [`unregister`](Self::unregister) and records that its
     /// handover ended: later deliveries are acknowledged as [`Routed::Closed`].
-    pub fn close(&self, key: &str, deliveries: &mpsc::Sender<T>) {
+    pub fn close(&self, key: &str, deliveries: &mpsc::Sender<Envelope<T>>) {
         let mut table = lock(&self.table);
         if table.routes.get(key).is_some_and(|route| route.deliveries.same_channel(deliveries)) {
             table.routes.remove(key);
@@ -203,7 +240,7 @@ impl<T> PushRouter<T> {
     }
 
     /// Removes `key`'s route if it is still `deliveries` (not a newer session's).
-    pub fn unregister(&self, key: &str, deliveries: &mpsc::Sender<T>) {
+    pub fn unregister(&self, key: &str, deliveries: &mpsc::Sender<Envelope<T>>) {
         let mut table = lock(&self.table);
         if table.routes.get(key).is_some_and(|route| route.deliveries.same_channel(deliveries)) {
             table.routes.remove(key);
@@ -239,18 +276,77 @@ impl<T> PushRouter<T> {
             }
             table.live(key)
         };
-        let item = match route {
-            Some(deliveries) => match deliveries.send(item).await {
+        let envelope = match route {
+            Some(deliveries) => match deliveries.send(Envelope::new(item)).await {
                 Ok(()) => return Routed::Delivered,
                 // The session went away meanwhile: keep it for the next one.
-                Err(mpsc::error::SendError(item)) => item,
+                Err(mpsc::error::SendError(envelope)) => envelope,
             },
-            None => item,
+            None => Envelope::new(item),
         };
-        self.keep(key, id, item, bytes)
+        self.keep(key, id, envelope, bytes)
     }
 
-    fn keep(&self, key: &str, id: &str, item: T, bytes: usize) -> Routed {
+    /// Hands `item` to `key`'s live session and waits until the session has handled it
+    /// (emitted every event it causes). Nothing is kept here: without a live session, or
+    /// when the session stops before handling it, the answer is [`Applied::NotLive`] and
+    /// the caller keeps the delivery.
+    pub async fn deliver_handled(&self, key: &str, id: &str, item: T) -> Applied {
+        let route = {
+            let mut table = lock(&self.table);
+            if table.seen.contains(id) {
+                return Applied::Duplicate;
+            }
+            if table.closed.contains(key) && !table.routes.contains_key(key) {
+                return Applied::Closed;
+            }
+            match table.live(key) {
+                Some(route) => {
+                    table.seen.insert(id);
+                    route
+                }
+                None => return Applied::NotLive,
+            }
+        };
+        let (done, handled) = oneshot::channel();
+        if route.send(Envelope { item, done: Some(done) }).await.is_err() {
+            lock(&self.table).seen.remove(id);
+            return Applied::NotLive;
+        }
+        match handled.await {
+            Ok(()) => Applied::Processed,
+            Err(_) => {
+                // The session stopped first: let a resumed one take it again.
+                lock(&self.table).seen.remove(id);
+                Applied::NotLive
+            }
+        }
+    }
+
+    /// In one process: routes every delivery of `accepted` ([`deliver`](Self::deliver))
+    /// and answers its reply, or its `busy` reply when one could not be kept.
+    pub async fn route(&self, accepted: Accepted<T>) -> WebhookReply {
+        let mut full = false;
+        for routable in accepted.items {
+            let routed = self.deliver(&routable.key, &routable.id, routable.item, routable.bytes).await;
+            full |= routed == Routed::Full;
+        }
+        if full { accepted.busy } else { accepted.reply }
+    }
+
+    /// Applies a kept delivery ([`ingested`] made it): decodes its payload and hands it to
+    /// the live session ([`deliver_handled`](Self::deliver_handled)).
+    pub async fn apply(&self, provider: &'static str, inbound: Inbound) -> handover_core::Result<Applied>
+    where
+        T: DeserializeOwned,
+    {
+        let item: T = serde_json::from_slice(&inbound.payload).map_err(|e| {
+            Error::new(ErrorKind::Protocol, provider, "apply", "a kept delivery could not be read").with_source(e)
+        })?;
+        Ok(self.deliver_handled(&inbound.conversation_key, &inbound.delivery_id, item).await)
+    }
+
+    fn keep(&self, key: &str, id: &str, item: Envelope<T>, bytes: usize) -> Routed {
         let mut table = lock(&self.table);
         if table.closed.contains(key) {
             return Routed::Closed;
@@ -289,16 +385,90 @@ impl<T> std::fmt::Debug for PushRouter<T> {
     }
 }
 
+/// A verified delivery for conversation `key`, ready to route or to keep.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Routable<T> {
+    /// The conversation key the sessions register with.
+    pub key: String,
+    /// The delivery's id (what its signature covers).
+    pub id: String,
+    /// What the session handles.
+    pub item: T,
+    /// The size of the request it came in (for [`PendingLimits`]).
+    pub bytes: usize,
+}
+
+impl<T> Routable<T> {
+    /// Delivery `id` for conversation `key`.
+    pub fn new(key: impl Into<String>, id: impl Into<String>, item: T, bytes: usize) -> Self {
+        Self { key: key.into(), id: id.into(), item, bytes }
+    }
+}
+
+/// What a push provider's ingress made of one request, before any session has it: the
+/// reply to send once the deliveries are kept, the reply to send when one could not be
+/// (the provider retries it), and the deliveries.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Accepted<T> {
+    /// The answer once every delivery is kept.
+    pub reply: WebhookReply,
+    /// The answer when one could not be kept (a `503` the provider retries).
+    pub busy: WebhookReply,
+    /// The deliveries, in order.
+    pub items: Vec<Routable<T>>,
+}
+
+impl<T> Accepted<T> {
+    /// Nothing to deliver: answer `reply` (a refusal, a handshake, an event no session
+    /// needs).
+    pub fn reply(reply: WebhookReply) -> Self {
+        Self { reply, busy: WebhookReply::text(503, "busy; retry"), items: Vec::new() }
+    }
+
+    /// `items` to deliver, then `reply`.
+    pub fn items(reply: WebhookReply, items: Vec<Routable<T>>) -> Self {
+        Self { reply, busy: WebhookReply::text(503, "busy; retry"), items }
+    }
+
+    /// With `busy` as the answer when a delivery could not be kept.
+    #[must_use]
+    pub fn with_busy(mut self, busy: WebhookReply) -> Self {
+        self.busy = busy;
+        self
+    }
+}
+
+/// The deliveries of `accepted` as a service keeps them: each item serialized as its payload
+/// (read back by [`PushRouter::apply`]). An item that cannot be serialized turns the reply
+/// into `busy`, so nothing is acknowledged that is not kept.
+pub fn ingested<T: Serialize>(accepted: Accepted<T>) -> Ingested {
+    let mut items = Vec::with_capacity(accepted.items.len());
+    for routable in accepted.items {
+        match serde_json::to_vec(&routable.item) {
+            Ok(payload) => items.push(Inbound::new(routable.key, routable.id, payload)),
+            Err(error) => {
+                tracing::error!(%error, "a verified delivery could not be serialized for the inbox");
+                return Ingested::reply(accepted.busy);
+            }
+        }
+    }
+    Ingested::with_items(accepted.reply, items)
+}
+
 /// A push session's place in a [`PushRouter`]: its deliveries (those kept before it
 /// registered, then those routed to it) and the sender of its events. The session task
 /// owns it; dropping it leaves the router as [`finish(false)`](Self::finish) does.
 pub struct Link<T> {
     router: Arc<PushRouter<T>>,
     key: String,
-    route: mpsc::Sender<T>,
-    deliveries: mpsc::Receiver<T>,
-    backlog: VecDeque<T>,
+    route: mpsc::Sender<Envelope<T>>,
+    deliveries: mpsc::Receiver<Envelope<T>>,
+    backlog: VecDeque<Envelope<T>>,
     events: EventSender,
+    /// Whom to tell once the delivery handed out last is handled.
+    handling: Option<oneshot::Sender<()>>,
     finished: bool,
 }
 
@@ -311,7 +481,8 @@ impl<T> Link<T> {
         let (events, stream) = events::channel(capacity);
         let (route, deliveries) = mpsc::channel(capacity.max(1));
         let backlog = router.register(key.clone(), route.clone(), events.clone());
-        let link = Self { router: router.clone(), key, route, deliveries, backlog, events, finished: false };
+        let link =
+            Self { router: router.clone(), key, route, deliveries, backlog, events, handling: None, finished: false };
         (link, stream)
     }
 
@@ -321,12 +492,25 @@ impl<T> Link<T> {
     }
 
     /// The next delivery: first those kept before the session registered, in arrival
-    /// order, then those routed since. Cancel safe (for `select!`).
+    /// order, then those routed since. Cancel safe (for `select!`). Asking for the next one
+    /// means the last one is handled ([`handled`](Self::handled)).
     pub async fn recv(&mut self) -> Option<T> {
-        if let Some(item) = self.backlog.pop_front() {
-            return Some(item);
+        self.handled();
+        let envelope = match self.backlog.pop_front() {
+            Some(envelope) => envelope,
+            None => self.deliveries.recv().await?,
+        };
+        self.handling = envelope.done;
+        Some(envelope.item)
+    }
+
+    /// The delivery handed out last is handled: every event it causes is emitted. Call it
+    /// right after handling one, so whoever waits on it
+    /// ([`PushRouter::deliver_handled`]) goes on at once.
+    pub fn handled(&mut self) {
+        if let Some(done) = self.handling.take() {
+            let _ = done.send(());
         }
-        self.deliveries.recv().await
     }
 
     /// The event sender (to wait on [`EventSender::closed`]).
@@ -404,7 +588,11 @@ pub async fn serve<T: PushTask>(mut task: T, mut link: Link<T::Item>, mut closed
             () = events.closed() => STOP,
             reason = closed.recv() => task.on_close(reason).await,
             item = link.recv() => match item {
-                Some(item) => task.on_delivery(item).await,
+                Some(item) => {
+                    let flow = task.on_delivery(item).await;
+                    link.handled();
+                    flow
+                }
                 None => STOP,
             },
             () = sleep_until(timer) => task.on_timer().await,
@@ -429,7 +617,7 @@ mod tests {
         assert_eq!(backlog, [1], "the kept delivery goes to the registering session");
         assert_eq!(router.pending(), 0);
         assert_eq!(router.deliver("c1", "d2", 2, 10).await, Routed::Delivered);
-        assert_eq!(rx.recv().await, Some(2));
+        assert_eq!(rx.recv().await.map(|e| e.item), Some(2));
         drop(stream);
         assert!(!router.is_live("c1"));
         assert_eq!(router.deliver("c1", "d3", 3, 10).await, Routed::Kept, "kept for a resumed session");
@@ -440,7 +628,7 @@ mod tests {
         assert_eq!(router.register("c1", tx2, events), [3]);
         router.unregister("c1", &tx);
         assert_eq!(router.deliver("c1", "d4", 4, 10).await, Routed::Delivered);
-        assert_eq!(rx2.recv().await, Some(4));
+        assert_eq!(rx2.recv().await.map(|e| e.item), Some(4));
     }
 
     #[tokio::test]
@@ -528,6 +716,79 @@ mod tests {
         let (tx2, mut rx2) = mpsc::channel(4);
         router.register("c1", tx2, events);
         assert_eq!(router.deliver("c1", "again", 3, 1).await, Routed::Delivered);
-        assert_eq!(rx2.recv().await, Some(3));
+        assert_eq!(rx2.recv().await.map(|e| e.item), Some(3));
+    }
+
+    #[tokio::test]
+    async fn a_handled_delivery_returns_once_the_session_has_handled_it() {
+        let router = Arc::new(PushRouter::new(16));
+        assert_eq!(router.deliver_handled("c1", "d0", 0).await, Applied::NotLive, "nothing kept without a session");
+        assert_eq!(router.pending(), 0);
+        let (mut link, _stream) = Link::open(&router, "c1", 4);
+        let handled = Arc::new(AtomicBool::new(false));
+        let session = {
+            let handled = handled.clone();
+            tokio::spawn(async move {
+                let item = link.recv().await.unwrap();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                handled.store(true, Ordering::SeqCst);
+                link.handled();
+                (item, link)
+            })
+        };
+        assert_eq!(router.deliver_handled("c1", "d1", 1).await, Applied::Processed);
+        assert!(handled.load(Ordering::SeqCst), "returned only after the session handled it");
+        let (item, mut link) = session.await.unwrap();
+        assert_eq!(item, 1);
+        assert_eq!(router.deliver_handled("c1", "d1", 1).await, Applied::Duplicate);
+
+        // A session that stops before handling it: not applied, and not marked seen.
+        let stopping = tokio::spawn(async move {
+            let _ = link.recv().await;
+            drop(link);
+        });
+        assert_eq!(router.deliver_handled("c1", "d2", 2).await, Applied::NotLive);
+        stopping.await.unwrap();
+        let (mut again, _stream) = Link::open(&router, "c1", 4);
+        let taker = tokio::spawn(async move {
+            let item = again.recv().await;
+            again.handled();
+            item
+        });
+        assert_eq!(router.deliver_handled("c1", "d2", 2).await, Applied::Processed, "taken by the resumed session");
+        assert_eq!(taker.await.unwrap(), Some(2));
+    }
+
+    #[tokio::test]
+    async fn accepted_deliveries_are_kept_as_json_and_applied_from_it() {
+        let accepted = Accepted::items(
+            WebhookReply::json(200, &serde_json::json!({ "id": "x" })),
+            vec![Routable::new("c1", "d1", "hello".to_owned(), 5)],
+        );
+        let ingested = ingested(accepted);
+        assert_eq!(ingested.reply.status, 200);
+        assert_eq!(ingested.items, [Inbound::new("c1", "d1", br#""hello""#.to_vec())]);
+
+        let router: Arc<PushRouter<String>> = Arc::new(PushRouter::new(16));
+        let (mut link, _stream) = Link::open(&router, "c1", 4);
+        let session = tokio::spawn(async move {
+            let item = link.recv().await;
+            link.handled();
+            item
+        });
+        let inbound = ingested.items.into_iter().next().unwrap();
+        assert_eq!(router.apply("test", inbound).await.unwrap(), Applied::Processed);
+        assert_eq!(session.await.unwrap().as_deref(), Some("hello"));
+        let garbage = Inbound::new("c1", "d2", b"not json".to_vec());
+        assert_eq!(router.apply("test", garbage).await.unwrap_err().kind(), ErrorKind::Protocol);
+    }
+
+    #[tokio::test]
+    async fn routing_in_one_process_answers_busy_when_a_delivery_cannot_be_kept() {
+        let router = PushRouter::with_limits(16, PendingLimits::new(1, 100, Duration::from_secs(60)));
+        let items = vec![Routable::new("a", "d1", 1, 1), Routable::new("b", "d2", 2, 1)];
+        let reply = router.route(Accepted::items(WebhookReply::ok(), items)).await;
+        assert_eq!(reply.status, 503, "the second one did not fit");
+        assert_eq!(router.route(Accepted::items(WebhookReply::ok(), Vec::new())).await.status, 200);
     }
 }

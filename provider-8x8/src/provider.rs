@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use handover_core::{
-    Capabilities, CheckReport, EventStream, HandoverRequest, Provider, ProviderInfo, Result, Session, SessionSnapshot,
-    WebhookReply, WebhookRequest,
+    Applied, Capabilities, CheckReport, EventStream, HandoverRequest, Inbound, Ingested, Provider, ProviderInfo,
+    Result, Session, SessionSnapshot, WebhookReply, WebhookRequest,
 };
 use handover_transport::events;
-use handover_transport::push::{Link, PendingLimits, PushRouter};
+use handover_transport::push::{self, Link, PendingLimits, PushRouter};
 use handover_transport::retry::RetryPolicy;
 
 use crate::NAME;
@@ -158,5 +158,13 @@ impl Provider for EightByEightProvider {
     /// §6: verify the signature, read, route (the `webhook` module).
     async fn webhook(&self, request: WebhookRequest) -> WebhookReply {
         self.ingress.receive(request).await
+    }
+
+    async fn ingest(&self, request: WebhookRequest) -> Ingested {
+        push::ingested(self.ingress.accept(&request).await)
+    }
+
+    async fn apply(&self, inbound: Inbound) -> Result<Applied> {
+        self.ingress.router.apply(NAME, inbound).await
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use handover_core::{WebhookReply, WebhookRequest};
-use handover_transport::push::PushRouter;
+use handover_transport::push::{Accepted, PushRouter, Routable};
 
 use crate::client::Client;
 use crate::jws::{self, DetachedJws, JwsError, KeyCache};
@@ -35,34 +35,44 @@ impl Ingress {
         jws::check_transmission_time(request.header("x-8x8-transmission-time"), self.window, SystemTime::now())
     }
 
-    /// Verifies, reads and routes one delivery; answers what the Gateway expects.
-    pub(crate) async fn receive(&self, request: WebhookRequest) -> WebhookReply {
+    /// Verifies and reads one request, touching no session: the deliveries it carries and
+    /// the reply to send once they are kept.
+    pub(crate) async fn accept(&self, request: &WebhookRequest) -> Accepted<Item> {
         if request.method != "POST" {
-            return WebhookReply::text(405, "POST only");
+            return Accepted::reply(WebhookReply::text(405, "POST only"));
         }
-        if let Err(error) = self.verify(&request).await {
+        if let Err(error) = self.verify(request).await {
             tracing::warn!(%error, "rejected a webhook");
-            return WebhookReply::text(error.status(), format!("webhook signature check failed: {error}"));
+            return Accepted::reply(WebhookReply::text(
+                error.status(),
+                format!("webhook signature check failed: {error}"),
+            ));
         }
         let parsed = match wire::parse(&request.body) {
             Ok(parsed) => parsed,
             Err(error) => {
                 tracing::warn!(%error, "rejected a malformed webhook");
-                return WebhookReply::text(400, error.message().to_owned());
+                return Accepted::reply(WebhookReply::text(400, error.message().to_owned()));
             }
         };
         let (Some(conversation), event_id) = (parsed.conversation, request.header("x-8x8-event-id")) else {
             tracing::trace!("a delivery naming no conversation; nothing to do");
-            return WebhookReply::ok();
+            return Accepted::reply(WebhookReply::ok());
         };
         if let Delivery::Ignore(why) = parsed.delivery {
             tracing::trace!(why, "webhook needs no session");
-            return WebhookReply::ok();
+            return Accepted::reply(WebhookReply::ok());
         }
         // The signature covers the event id, so it is present here.
         let event_id = event_id.unwrap_or_default().to_owned();
         let item = Item { event_id: event_id.clone(), delivery: parsed.delivery };
-        let routed = self.router.deliver(&conversation, &event_id, item, request.body.len()).await;
-        WebhookReply::status(routed.status())
+        Accepted::items(WebhookReply::ok(), vec![Routable::new(conversation, event_id, item, request.body.len())])
+    }
+
+    /// Verifies, reads and routes one delivery in this process; answers what the Gateway
+    /// expects.
+    pub(crate) async fn receive(&self, request: WebhookRequest) -> WebhookReply {
+        let accepted = self.accept(&request).await;
+        self.router.route(accepted).await
     }
 }

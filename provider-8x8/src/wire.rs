@@ -2,20 +2,21 @@
 //! one [`Delivery`]. Crate-private: the webhook endpoint is its only reader.
 
 use handover_core::{Agent, Error, Result};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::NAME;
 
 /// A delivery on its way to a session: the event id the signature covers (to drop
 /// replays) and what it means.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Item {
     pub(crate) event_id: String,
     pub(crate) delivery: Delivery,
 }
 
 /// What an event means for the handover.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) enum Delivery {
     /// `WEB_HOOK_VERIFY`: answer 2xx, nothing else.
     Verify,
@@ -46,7 +47,8 @@ pub(crate) enum Delivery {
     /// The user was removed: the interaction is over.
     UserLeft,
     /// Nothing for the user: echoes, user or bot messages, other activities, state updates.
-    Ignore(&'static str),
+    #[serde(skip)]
+    Ignore(#[serde(skip)] &'static str),
 }
 
 /// A parsed event.

@@ -212,7 +212,8 @@ impl SessionBackend for Inner {
             agents: state.agents.iter().cloned().collect(),
             seen: state.seen.clone(),
         };
-        SessionSnapshot::new(NAME, STATE_VERSION, &self.session_id, &snapshot)
+        Ok(SessionSnapshot::new(NAME, STATE_VERSION, &self.session_id, &snapshot)?
+            .with_conversation_key(self.customer.id.clone()))
     }
 }
 
@@ -284,7 +285,11 @@ impl Task {
                     self.emit(Event::Ended { by: EndedBy::User, reason: Some(reason.as_str().to_owned()) }).await
                 }
                 delivery = self.link.recv() => match delivery {
-                    Some(delivery) => self.on_delivery(delivery).await,
+                    Some(delivery) => {
+                        let flow = self.on_delivery(delivery).await;
+                        self.link.handled();
+                        flow
+                    }
                     None => STOP,
                 },
                 event = self.participants.recv() => match event {

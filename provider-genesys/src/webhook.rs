@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use handover_core::{WebhookReply, WebhookRequest};
-use handover_transport::push::PushRouter;
+use handover_transport::push::{Accepted, PushRouter, Routable};
 use handover_transport::signature::{self, Algorithm, Encoding, SignatureError};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -37,31 +37,38 @@ pub(crate) struct Ingress {
 }
 
 impl Ingress {
-    /// Verifies, reads and routes one delivery; answers what Genesys expects.
-    pub(crate) async fn receive(&self, request: WebhookRequest) -> WebhookReply {
+    /// Verifies and reads one request, touching no session: the delivery it carries and
+    /// the reply to send once it is kept.
+    pub(crate) async fn accept(&self, request: &WebhookRequest) -> Accepted<Outbound> {
         if request.method != "POST" {
-            return WebhookReply::text(405, "POST only");
+            return Accepted::reply(WebhookReply::text(405, "POST only"));
         }
         let signature = request.header(SIGNATURE_HEADER);
         if let Err(error) = verify_signature(self.secret.expose_secret().as_bytes(), signature, &request.body) {
             tracing::warn!(%error, "rejected a webhook");
-            return WebhookReply::text(401, format!("signature check failed: {error}"));
+            return Accepted::reply(WebhookReply::text(401, format!("signature check failed: {error}")));
         }
         let delivery = match wire::parse(&request.body) {
             Ok(delivery) => delivery,
             Err(error) => {
                 tracing::warn!(%error, "rejected a malformed webhook");
-                return WebhookReply::text(400, error.message().to_owned());
+                return Accepted::reply(WebhookReply::text(400, error.message().to_owned()));
             }
         };
         if let Delivery::Ignore(why) = delivery.interpret() {
             tracing::trace!(why, "webhook needs no session");
-            return WebhookReply::ok();
+            return Accepted::reply(WebhookReply::ok());
         }
         let key = delivery.dedup_key();
         let to = delivery.channel.to.id.clone();
-        let routed = self.router.deliver(&to, &key, delivery, request.body.len()).await;
-        WebhookReply::status(routed.status())
+        Accepted::items(WebhookReply::ok(), vec![Routable::new(to, key, delivery, request.body.len())])
+    }
+
+    /// Verifies, reads and routes one delivery in this process; answers what Genesys
+    /// expects.
+    pub(crate) async fn receive(&self, request: WebhookRequest) -> WebhookReply {
+        let accepted = self.accept(&request).await;
+        self.router.route(accepted).await
     }
 }
 

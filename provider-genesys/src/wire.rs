@@ -4,13 +4,13 @@
 //! read by the end detector, in [`crate::notifications`].)
 
 use handover_core::{Error, Result};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::NAME;
 
 /// An outbound normalized message (`OpenMessageNormalizedMessage` and siblings, §6.2).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Outbound {
     /// Genesys message id.
@@ -44,7 +44,7 @@ pub(crate) struct Outbound {
 }
 
 /// The `channel` of an outbound message.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct OutboundChannel {
     /// The recipient: our customer id.
@@ -60,7 +60,7 @@ pub(crate) struct OutboundChannel {
 }
 
 /// A party of the channel.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Party {
     /// The id.

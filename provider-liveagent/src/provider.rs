@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use handover_core::{
-    Capabilities, CheckReport, Error, HandoverRequest, Provider, ProviderInfo, Result, Session, SessionSnapshot,
-    WebhookReply, WebhookRequest, transcript,
+    Applied, Capabilities, CheckReport, Error, HandoverRequest, Inbound, Ingested, Provider, ProviderInfo, Result,
+    Session, SessionSnapshot, WebhookReply, WebhookRequest, transcript,
 };
 use handover_transport::events;
-use handover_transport::push::{Link, PendingLimits, PushRouter};
+use handover_transport::push::{self, Link, PendingLimits, PushRouter};
 use handover_transport::retry::RetryPolicy;
 
 use crate::NAME;
@@ -183,5 +183,13 @@ impl Provider for LiveAgentProvider {
     /// §5: see [`crate::webhook`].
     async fn webhook(&self, request: WebhookRequest) -> WebhookReply {
         self.ingress.receive(request).await
+    }
+
+    async fn ingest(&self, request: WebhookRequest) -> Ingested {
+        push::ingested(self.ingress.accept(&request))
+    }
+
+    async fn apply(&self, inbound: Inbound) -> Result<Applied> {
+        self.ingress.router.apply(NAME, inbound).await
     }
 }

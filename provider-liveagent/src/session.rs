@@ -163,7 +163,8 @@ impl SessionBackend for Inner {
             source_id: self.contact.source_id.clone(),
             state: lock(&self.state).clone(),
         };
-        SessionSnapshot::new(NAME, STATE_VERSION, &self.session_id, &snapshot)
+        Ok(SessionSnapshot::new(NAME, STATE_VERSION, &self.session_id, &snapshot)?
+            .with_conversation_key(self.conversation.to_string()))
     }
 }
 

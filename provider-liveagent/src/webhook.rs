@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use handover_core::{Result, WebhookReply, WebhookRequest};
-use handover_transport::push::PushRouter;
+use handover_transport::push::{Accepted, PushRouter, Routable};
 use handover_transport::signature::{self, Algorithm, Encoding, SignatureError};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -71,33 +71,40 @@ pub(crate) struct Ingress {
 }
 
 impl Ingress {
-    /// Verifies, reads and routes one delivery; answers what the desk expects.
-    pub(crate) async fn receive(&self, request: WebhookRequest) -> WebhookReply {
+    /// Verifies and reads one request, touching no session: the deliveries it carries
+    /// and the reply to send once they are kept.
+    pub(crate) fn accept(&self, request: &WebhookRequest) -> Accepted<Item> {
         if request.method != "POST" {
-            return WebhookReply::text(405, "POST only");
+            return Accepted::reply(WebhookReply::text(405, "POST only"));
         }
-        if let Err(error) = verify(&self.auth, &request, SystemTime::now()) {
+        if let Err(error) = verify(&self.auth, request, SystemTime::now()) {
             tracing::warn!(%error, "rejected a webhook");
-            return WebhookReply::text(401, format!("webhook authentication failed: {error}"));
+            return Accepted::reply(WebhookReply::text(401, format!("webhook authentication failed: {error}")));
         }
         let parsed = match wire::parse(&request.body) {
             Ok(parsed) => parsed,
             Err(error) => {
                 tracing::warn!(%error, "rejected a malformed webhook");
-                return WebhookReply::text(400, error.message().to_owned());
+                return Accepted::reply(WebhookReply::text(400, error.message().to_owned()));
             }
         };
         let Some(conversation) = parsed.conversation else {
             tracing::trace!("a delivery naming no conversation; nothing to do");
-            return WebhookReply::ok();
+            return Accepted::reply(WebhookReply::ok());
         };
         if let Delivery::Ignore(why) = parsed.delivery {
             tracing::trace!(why, "webhook needs no session");
-            return WebhookReply::ok();
+            return Accepted::reply(WebhookReply::ok());
         }
         let item = Item { key: parsed.dedup_key.clone(), delivery: parsed.delivery };
-        let routed = self.router.deliver(&conversation.to_string(), &parsed.dedup_key, item, request.body.len()).await;
-        WebhookReply::status(routed.status())
+        let routable = Routable::new(conversation.to_string(), parsed.dedup_key, item, request.body.len());
+        Accepted::items(WebhookReply::ok(), vec![routable])
+    }
+
+    /// Verifies, reads and routes one delivery in this process; answers what the desk
+    /// expects.
+    pub(crate) async fn receive(&self, request: WebhookRequest) -> WebhookReply {
+        self.router.route(self.accept(&request)).await
     }
 }
 

@@ -3,20 +3,21 @@
 //! are its only readers.
 
 use handover_core::{Agent, Error, Result};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::NAME;
 
 /// A delivery on its way to a session: the key its signature covers (to drop replays)
 /// and what it means.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Item {
     pub(crate) key: String,
     pub(crate) delivery: Delivery,
 }
 
 /// What a delivery means.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) enum Delivery {
     /// A human agent wrote to the user.
     AgentMessage {
@@ -38,8 +39,10 @@ pub(crate) enum Delivery {
     },
     /// The agent typed.
     Typing(bool),
-    /// Nothing for the user (incoming echoes, private notes, bots, other events).
-    Ignore(&'static str),
+    /// Nothing for the user (incoming echoes, private notes, bots, other events). Never
+    /// routed, so never kept.
+    #[serde(skip)]
+    Ignore(#[serde(skip)] &'static str),
 }
 
 /// A parsed delivery: the conversation it concerns, a dedup key and its meaning.

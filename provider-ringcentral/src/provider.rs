@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use handover_core::{
-    Capabilities, CheckReport, Error, EventStream, HandoverRequest, Provider, ProviderInfo, Result, Session,
-    SessionSnapshot, WebhookReply, WebhookRequest,
+    Applied, Capabilities, CheckReport, Error, EventStream, HandoverRequest, Inbound, Ingested, Provider, ProviderInfo,
+    Result, Session, SessionSnapshot, WebhookReply, WebhookRequest,
 };
 use handover_transport::events;
-use handover_transport::push::{Link, PendingLimits, PushRouter};
+use handover_transport::push::{self, Link, PendingLimits, PushRouter};
 use handover_transport::retry::RetryPolicy;
 use handover_transport::session::CloseReceiver;
 
@@ -210,5 +210,13 @@ impl Provider for RingCentralProvider {
     /// One endpoint for all of Engage (§1): see [`crate::webhook`].
     async fn webhook(&self, request: WebhookRequest) -> WebhookReply {
         self.ingress.receive(request).await
+    }
+
+    async fn ingest(&self, request: WebhookRequest) -> Ingested {
+        push::ingested(self.ingress.accept(&request).await)
+    }
+
+    async fn apply(&self, inbound: Inbound) -> Result<Applied> {
+        self.ingress.router.apply(NAME, inbound).await
     }
 }

@@ -200,7 +200,8 @@ impl SessionBackend for Inner {
     fn snapshot(&self) -> Result<SessionSnapshot> {
         let snapshot =
             Snapshot { thread: self.thread.clone(), user: self.user.clone(), state: lock(&self.state).clone() };
-        SessionSnapshot::new(NAME, STATE_VERSION, &self.session_id, &snapshot)
+        Ok(SessionSnapshot::new(NAME, STATE_VERSION, &self.session_id, &snapshot)?
+            .with_conversation_key(self.thread.clone()))
     }
 }
 

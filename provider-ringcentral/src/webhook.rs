@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use handover_core::{ErrorKind, WebhookReply, WebhookRequest};
-use handover_transport::push::{PushRouter, Routed};
+use handover_transport::push::{Accepted, PushRouter, Routable};
 use handover_transport::session::lock;
 use handover_transport::signature::{self, Algorithm, Encoding, SignatureError};
 use secrecy::ExposeSecret;
@@ -88,37 +88,47 @@ impl Ingress {
     }
 
     /// Source SDK callbacks (signed), REST webhook events (`X-Dimelo-Secret`) and the
-    /// webhook's `hub.*` validation (`GET`).
+    /// webhook's `hub.*` validation (`GET`), routed in this process.
     pub(crate) async fn receive(&self, request: WebhookRequest) -> WebhookReply {
+        let accepted = self.accept(&request).await;
+        self.router.route(accepted).await
+    }
+
+    /// Verifies and reads one request, touching no session: the deliveries it carries and
+    /// the (signed, for callbacks) reply to send once they are kept.
+    pub(crate) async fn accept(&self, request: &WebhookRequest) -> Accepted<Item> {
         match request.method.as_str() {
-            "GET" => return self.validate(&request),
+            "GET" => return Accepted::reply(self.validate(request)),
             "POST" => {}
-            _ => return WebhookReply::text(405, "GET (validation) or POST only"),
+            _ => return Accepted::reply(WebhookReply::text(405, "GET (validation) or POST only")),
         }
         if request.header(SIGNATURE_HEADER).is_some() || request.query_param("signature").is_some() {
-            return self.callback(&request).await;
+            let busy = signed_reply(self.key(), 503, &json!({ "error": "busy; retry" }));
+            return self.callback(request).await.with_busy(busy);
         }
         match serde_json::from_slice::<Value>(&request.body) {
             Ok(json) if json.get("action").is_some() => {
                 tracing::warn!("rejected an unsigned callback");
-                signed_reply(self.key(), 422, &json!({ "error": "Invalid signature" }))
+                Accepted::reply(signed_reply(self.key(), 422, &json!({ "error": "Invalid signature" })))
             }
-            Ok(json) if json.get("events").is_some() => self.events(&request).await,
-            _ => WebhookReply::text(400, "neither a Source SDK callback nor an Engage webhook delivery"),
+            Ok(json) if json.get("events").is_some() => self.events(request).await,
+            _ => {
+                Accepted::reply(WebhookReply::text(400, "neither a Source SDK callback nor an Engage webhook delivery"))
+            }
         }
     }
 
     /// §3: a Source SDK callback.
-    async fn callback(&self, request: &WebhookRequest) -> WebhookReply {
+    async fn callback(&self, request: &WebhookRequest) -> Accepted<Item> {
         if let Err(error) = verify(self.key(), request) {
             tracing::warn!(%error, "rejected a callback");
-            return signed_reply(self.key(), 422, &json!({ "error": "Invalid signature" }));
+            return Accepted::reply(signed_reply(self.key(), 422, &json!({ "error": "Invalid signature" })));
         }
         let callback = match wire::parse_callback(&request.body) {
             Ok(callback) => callback,
             Err(error) => {
                 tracing::warn!(%error, "rejected a malformed callback");
-                return signed_reply(self.key(), 400, &json!({ "error": error.message() }));
+                return Accepted::reply(signed_reply(self.key(), 400, &json!({ "error": error.message() })));
             }
         };
         // Replies and queue updates change things: a replay of an old one is refused.
@@ -126,46 +136,46 @@ impl Ingress {
             let window = Duration::from_secs(self.config.webhook_replay_window_secs);
             if let Err(error) = check_time(&request.body, window, SystemTime::now()) {
                 tracing::warn!(%error, "rejected a replayed callback");
-                return signed_reply(self.key(), 422, &json!({ "error": format!("Invalid request: {error}") }));
+                return Accepted::reply(signed_reply(
+                    self.key(),
+                    422,
+                    &json!({ "error": format!("Invalid request: {error}") }),
+                ));
             }
         }
         match callback {
-            Callback::ImplementationInfo => signed_reply(self.key(), 200, &implementation_info()),
-            Callback::List => signed_reply(self.key(), 200, &json!([])),
-            Callback::Show => signed_reply(self.key(), 200, &json!({})),
+            Callback::ImplementationInfo => Accepted::reply(signed_reply(self.key(), 200, &implementation_info())),
+            Callback::List => Accepted::reply(signed_reply(self.key(), 200, &json!([]))),
+            Callback::Show => Accepted::reply(signed_reply(self.key(), 200, &json!({}))),
             Callback::AgentReply { content_id, thread_id, in_reply_to_id, text, agent } => {
                 // §9.4: retries carry the same content id and get the same id back.
                 let id = format!("agent-{content_id}");
                 let Some(thread) = wire::thread_of(thread_id, in_reply_to_id) else {
-                    return signed_reply(
+                    return Accepted::reply(signed_reply(
                         self.key(),
                         422,
                         &json!({ "error": { "fatal": true, "message": "no thread" } }),
-                    );
+                    ));
                 };
                 let key = format!("sdk:{content_id}");
                 let item = Item { key: key.clone(), delivery: Delivery::AgentReply { content_id, text, agent } };
-                match self.router.deliver(&thread, &key, item, request.body.len()).await {
-                    Routed::Full => signed_reply(self.key(), 503, &json!({ "error": "busy; retry" })),
-                    _ => signed_reply(self.key(), 200, &json!({ "id": id })),
-                }
+                let reply = signed_reply(self.key(), 200, &json!({ "id": id }));
+                Accepted::items(reply, vec![Routable::new(thread, key, item, request.body.len())])
             }
             Callback::QueuingUpdate { thread_id, in_reply_to_id, position, wait } => {
                 let Some(thread) = wire::thread_of(thread_id, in_reply_to_id) else {
-                    return signed_reply(self.key(), 200, &json!({}));
+                    return Accepted::reply(signed_reply(self.key(), 200, &json!({})));
                 };
                 // Each update has its own `time`, so its signed body tells a resend from news.
                 let key = format!("queue:{}", handover_transport::ids::content_key(&request.body));
                 let item = Item { key: key.clone(), delivery: Delivery::Queued { position, wait } };
-                match self.router.deliver(&thread, &key, item, request.body.len()).await {
-                    Routed::Full => signed_reply(self.key(), 503, &json!({ "error": "busy; retry" })),
-                    _ => signed_reply(self.key(), 200, &json!({})),
-                }
+                let reply = signed_reply(self.key(), 200, &json!({}));
+                Accepted::items(reply, vec![Routable::new(thread, key, item, request.body.len())])
             }
             Callback::Unknown(action) => {
                 // Verified, but nothing we advertised: a refusal would only be retried.
                 tracing::trace!(action = %handover_transport::log::Untrusted(&action), "an action we do not implement");
-                signed_reply(self.key(), 200, &json!({}))
+                Accepted::reply(signed_reply(self.key(), 200, &json!({})))
             }
         }
     }
@@ -196,16 +206,17 @@ impl Ingress {
     }
 
     /// §7.2: REST webhook events.
-    async fn events(&self, request: &WebhookRequest) -> WebhookReply {
+    async fn events(&self, request: &WebhookRequest) -> Accepted<Item> {
         if !self.secret_ok(request) {
             tracing::warn!("rejected a webhook without the right X-Dimelo-Secret");
-            return WebhookReply::text(401, "X-Dimelo-Secret is missing or wrong");
+            return Accepted::reply(WebhookReply::text(401, "X-Dimelo-Secret is missing or wrong"));
         }
         let events = match wire::parse_events(&request.body) {
             Ok(events) => events,
-            Err(error) => return WebhookReply::text(400, error.message().to_owned()),
+            Err(error) => return Accepted::reply(WebhookReply::text(400, error.message().to_owned())),
         };
         let mut redeliver = false;
+        let mut items = Vec::new();
         for event in events {
             if event.source_id.as_deref().is_some_and(|s| s != self.config.source_id) {
                 continue;
@@ -233,11 +244,11 @@ impl Ingress {
             };
             let key = format!("event:{}", event.id);
             let item = Item { key: key.clone(), delivery };
-            if self.router.deliver(&thread, &key, item, request.body.len()).await == Routed::Full {
-                redeliver = true;
-            }
+            items.push(Routable::new(thread, key, item, request.body.len()));
         }
-        if redeliver { WebhookReply::text(503, "redeliver later") } else { WebhookReply::ok() }
+        // Those mapped are kept (a redelivery repeats them; their ids drop the repeats).
+        let reply = if redeliver { WebhookReply::text(503, "redeliver later") } else { WebhookReply::ok() };
+        Accepted::items(reply, items).with_busy(WebhookReply::text(503, "redeliver later"))
     }
 }
 

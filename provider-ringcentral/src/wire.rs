@@ -6,20 +6,21 @@
 use std::time::Duration;
 
 use handover_core::{Agent, Error, Result};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::NAME;
 
 /// A verified delivery on its way to a session: the key it is deduplicated on (the
 /// content id, the signed body's digest, the event id) and what it means.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Item {
     pub(crate) key: String,
     pub(crate) delivery: Delivery,
 }
 
 /// Something Engage told a session.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) enum Delivery {
     /// An agent replied (an empty text still counts as a reply).
     AgentReply { content_id: String, text: String, agent: Agent },
