@@ -1,5 +1,6 @@
 //! `handover serve`: the service until SIGTERM or SIGINT, then a drain.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,7 +30,8 @@ pub(crate) async fn run(
     let (server, _demo) = if demo {
         match handover_server::demo::start(listen, Duration::from_millis(step_ms), registry).await {
             Ok(demo) => {
-                println!("{}", demo.banner());
+                // A reader that goes away (a closed pipe) does not stop the service.
+                let _ = writeln!(std::io::stdout(), "{}", demo.banner());
                 // The demo's emulators and store live as long as the server.
                 (demo.server, Some(demo.backing))
             }

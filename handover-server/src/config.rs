@@ -199,14 +199,11 @@ impl ServerConfig {
             let toml::Value::Table(mut table) = value else {
                 return Err(fail(format!("`providers.{name}` must be a table ([providers.{name}])")));
             };
-            let kind = match table.remove("type") {
-                Some(toml::Value::String(kind)) => kind,
-                _ => {
-                    return Err(fail(format!(
-                        "[providers.{name}] needs `type`, one of {}",
-                        handover::PROVIDERS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
-                    )));
-                }
+            let Some(toml::Value::String(kind)) = table.remove("type") else {
+                return Err(fail(format!(
+                    "[providers.{name}] needs `type`, one of {}",
+                    handover::PROVIDERS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                )));
             };
             let table = handover::config::resolve_env(&format!("providers.{name}"), table, env).map_err(&fail)?;
             named.insert(name, ProviderConfig { kind, table: toml::Value::Table(table) });

@@ -52,7 +52,7 @@ use crate::api::types;
         handover::config::NodeKeys,
         handover::node::FlowContinuation,
     )),
-    modifiers(&Bearer),
+    modifiers(&Bearer, &Links),
     tags(
         (name = "handovers", description = "Start, read, feed and close handovers."),
         (name = "events", description = "A handover's events: SSE, long-poll (and signed callbacks)."),
@@ -74,11 +74,65 @@ impl Modify for Bearer {
     }
 }
 
+/// The links from a created handover to the calls that take its id (clients and
+/// schema-driven tools follow them).
+struct Links;
+
+impl Modify for Links {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::link::LinkBuilder;
+        let Some(create) = openapi.paths.paths.get_mut("/v1/handovers").and_then(|item| item.post.as_mut()) else {
+            return;
+        };
+        for status in ["200", "201"] {
+            if let Some(RefOr::T(response)) = create.responses.responses.get_mut(status) {
+                for (name, operation) in [
+                    ("GetHandover", "getHandover"),
+                    ("ReadEvents", "readEvents"),
+                    ("SendInput", "sendInput"),
+                    ("CloseHandover", "closeHandover"),
+                ] {
+                    let link = LinkBuilder::new().operation_id(operation).parameter("id", "$response.body#/id").build();
+                    response.links.insert(name.to_owned(), RefOr::T(link));
+                }
+            }
+        }
+    }
+}
+
 /// The document, as pretty JSON with a final newline.
 pub fn document() -> String {
     let mut doc = Api::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
-    let mut text = doc.to_pretty_json().unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    let mut value = serde_json::to_value(&doc).unwrap_or_default();
+    camel_case_links(&mut value);
+    let mut text = serde_json::to_string_pretty(&value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
     text.push('\n');
     text
+}
+
+/// utoipa 5 writes a Link Object's fields in snake case (`operation_id`); OpenAPI spells
+/// them in camel case (`operationId`), and tools that follow links need that.
+fn camel_case_links(doc: &mut serde_json::Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else { return };
+    for item in paths.values_mut().filter_map(|i| i.as_object_mut()) {
+        for operation in item.values_mut().filter_map(|o| o.as_object_mut()) {
+            let Some(responses) = operation.get_mut("responses").and_then(|r| r.as_object_mut()) else { continue };
+            for response in responses.values_mut() {
+                let Some(links) = response.get_mut("links").and_then(|l| l.as_object_mut()) else { continue };
+                for link in links.values_mut().filter_map(|l| l.as_object_mut()) {
+                    for (snake, camel) in [
+                        ("operation_id", "operationId"),
+                        ("operation_ref", "operationRef"),
+                        ("request_body", "requestBody"),
+                    ] {
+                        if let Some(value) = link.remove(snake) {
+                            link.insert(camel.to_owned(), value);
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

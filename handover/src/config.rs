@@ -584,18 +584,19 @@ impl NodeKeys {
         };
         check_queue("node", &queue)?;
         let defaults = NodeConfig::default();
-        let mut node = NodeConfig::default();
-        node.accepted_message = self.accepted_message.clone().unwrap_or_default();
-        node.repeat_accepted_message = self.repeat_accepted_message.unwrap_or(defaults.repeat_accepted_message);
-        node.cancel_intent = self.cancel_intent.clone().filter(|s| !s.is_empty());
-        node.cancel_button_text = self.cancel_button_text.clone().filter(|s| !s.is_empty());
-        node.flow_continuation = self.flow_continuation.unwrap_or_default();
-        node.send_resolve_event = self.send_resolve_event.unwrap_or(defaults.send_resolve_event);
-        node.send_queue_event = self.send_queue_event.unwrap_or(defaults.send_queue_event);
-        node.send_active_event = self.send_active_event.unwrap_or(defaults.send_active_event);
-        node.user_connects_message = self.user_connects_message.unwrap_or(defaults.user_connects_message);
-        node.user_disconnects_message = self.user_disconnects_message.unwrap_or(defaults.user_disconnects_message);
-        node.queue = queue_updates(queue);
+        let node = NodeConfig {
+            accepted_message: self.accepted_message.clone().unwrap_or_default(),
+            repeat_accepted_message: self.repeat_accepted_message.unwrap_or(defaults.repeat_accepted_message),
+            cancel_intent: self.cancel_intent.clone().filter(|s| !s.is_empty()),
+            cancel_button_text: self.cancel_button_text.clone().filter(|s| !s.is_empty()),
+            flow_continuation: self.flow_continuation.unwrap_or_default(),
+            send_resolve_event: self.send_resolve_event.unwrap_or(defaults.send_resolve_event),
+            send_queue_event: self.send_queue_event.unwrap_or(defaults.send_queue_event),
+            send_active_event: self.send_active_event.unwrap_or(defaults.send_active_event),
+            user_connects_message: self.user_connects_message.unwrap_or(defaults.user_connects_message),
+            user_disconnects_message: self.user_disconnects_message.unwrap_or(defaults.user_disconnects_message),
+            queue: queue_updates(queue),
+        };
         Ok(node)
     }
 }

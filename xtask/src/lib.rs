@@ -3,6 +3,8 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod metadata;
+mod postgres;
+mod service;
 pub mod tidy;
 
 use std::path::{Path, PathBuf};
@@ -15,10 +17,17 @@ const HELP: &str = "\
 cargo xtask <command>
 
 commands:
-  ci         everything CI runs: fmt, clippy, test, features, contract, chaos --quick, tidy, docs
+  ci         everything CI runs: fmt, tidy, clippy, test, contract, features, service,
+             chaos --quick, docs
   fmt        cargo fmt --check
   clippy     clippy on all targets and features with -D warnings
-  test       the test suite (nextest when installed, else cargo test) and doctests
+  test       the test suite (nextest when installed, else cargo test) and doctests, with a
+             PostgreSQL: DATABASE_URL, else one on 127.0.0.1:5432, else a throwaway cluster
+             (initdb and pg_ctl on PATH), else an error saying how to get one
+  service    handover serve --demo, the Python and Node example bots through it, and a
+             schemathesis fuzz of its OpenAPI document (python3 and node needed)
+  openapi    writes handover-server/openapi.json from the handlers' types
+  postgres   which PostgreSQL the tests use (--throwaway: start, check and remove a cluster)
   features   each crate checked alone; the facade with no features and each provider alone
   contract   every provider's contract suite (fails when a suite runs zero tests)
   tidy       repository conventions (also runs as a test of this crate)
@@ -41,6 +50,9 @@ pub fn run(args: &[String]) -> Result<(), String> {
         "test" => test(&root),
         "features" => features(&root),
         "contract" => contract(&root),
+        "service" => service::run(&root),
+        "openapi" => openapi(&root),
+        "postgres" => postgres::command(&root, &args[1..]),
         "tidy" => tidy_cmd(&root),
         "docs" => docs(&root),
         "chaos" => chaos(&root, &args[1..]),
@@ -60,13 +72,14 @@ pub fn workspace_root() -> PathBuf {
 
 fn ci(root: &Path) -> Result<(), String> {
     type Step = fn(&Path) -> Result<(), String>;
-    let steps: [(&str, Step); 8] = [
+    let steps: [(&str, Step); 9] = [
         ("fmt", fmt),
         ("tidy", tidy_cmd),
         ("clippy", clippy),
         ("test", test),
         ("contract", contract),
         ("features", features),
+        ("service", service::run),
         ("chaos", |root| chaos(root, &["--quick".to_owned()])),
         ("docs", docs),
     ];
@@ -84,13 +97,13 @@ fn ci(root: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn cargo(root: &Path) -> Command {
+pub(crate) fn cargo(root: &Path) -> Command {
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
     command.current_dir(root);
     command
 }
 
-fn run_command(mut command: Command) -> Result<(), String> {
+pub(crate) fn run_command(mut command: Command) -> Result<(), String> {
     let shown = format!("{command:?}");
     println!("$ {shown}");
     let status = command.status().map_err(|e| format!("could not run {shown}: {e}"))?;
@@ -119,9 +132,11 @@ fn has_nextest(root: &Path) -> bool {
 }
 
 fn test(root: &Path) -> Result<(), String> {
+    let postgres = postgres::ensure(root)?;
     if has_nextest(root) {
         let mut command = cargo(root);
         command.args(["nextest", "run", "--workspace", "--all-features", "--locked", "--no-fail-fast"]);
+        command.env("DATABASE_URL", &postgres.url);
         run_command(command)?;
         let mut command = cargo(root);
         command.args(["test", "--workspace", "--all-features", "--locked", "--doc"]);
@@ -130,6 +145,7 @@ fn test(root: &Path) -> Result<(), String> {
         println!("cargo-nextest not found; using cargo test");
         let mut command = cargo(root);
         command.args(["test", "--workspace", "--all-features", "--locked", "--no-fail-fast"]);
+        command.env("DATABASE_URL", &postgres.url);
         run_command(command)
     }
 }
@@ -251,6 +267,21 @@ fn bench(root: &Path, args: &[String]) -> Result<(), String> {
         .arg("--out")
         .arg(report);
     run_command(command)
+}
+
+/// Writes the service's OpenAPI document (a test keeps the served one equal to it).
+fn openapi(root: &Path) -> Result<(), String> {
+    let mut command = cargo(root);
+    command.args(["run", "--quiet", "--locked", "--package", "handover-server", "--example", "openapi"]);
+    println!("$ {command:?}");
+    let output = command.output().map_err(|e| format!("could not run the openapi example: {e}"))?;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    let path = root.join("handover-server/openapi.json");
+    std::fs::write(&path, &output.stdout).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    println!("wrote {}", path.display());
+    Ok(())
 }
 
 fn tidy_cmd(root: &Path) -> Result<(), String> {

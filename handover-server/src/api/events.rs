@@ -64,6 +64,7 @@ fn parse_query(raw: Option<&str>) -> Result<Query, ApiError> {
 #[utoipa::path(
     get,
     path = "/v1/handovers/{id}/events",
+    operation_id = "readEvents",
     tag = "events",
     params(
         ("id" = String, Path, description = "The handover's id."),

@@ -29,6 +29,7 @@ fn events_url(id: &str) -> String {
 #[utoipa::path(
     post,
     path = "/v1/handovers",
+    operation_id = "createHandover",
     tag = "handovers",
     request_body = CreateHandover,
     params(("Idempotency-Key" = Option<String>, Header, description = "A repeat with the same key returns the first handover and starts nothing (at most 255 characters).")),
@@ -220,6 +221,7 @@ pub(crate) fn handover_body(record: &HandoverRecord) -> HandoverBody {
 #[utoipa::path(
     get,
     path = "/v1/handovers/{id}",
+    operation_id = "getHandover",
     tag = "handovers",
     params(("id" = String, Path, description = "The handover's id.")),
     responses(
@@ -240,6 +242,7 @@ pub(crate) async fn get(State(app): State<Arc<App>>, Path(id): Path<String>) -> 
 #[utoipa::path(
     post,
     path = "/v1/handovers/{id}/inputs",
+    operation_id = "sendInput",
     tag = "handovers",
     params(("id" = String, Path, description = "The handover's id.")),
     request_body = InputBody,
@@ -300,6 +303,7 @@ fn ended(id: &str) -> ApiError {
 #[utoipa::path(
     delete,
     path = "/v1/handovers/{id}",
+    operation_id = "closeHandover",
     tag = "handovers",
     params(("id" = String, Path, description = "The handover's id.")),
     responses(

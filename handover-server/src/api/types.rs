@@ -9,6 +9,14 @@ use utoipa::ToSchema;
 
 /// `POST /v1/handovers`: hand a conversation over. Only `provider` is required.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "provider": "miaw",
+    "session_id": "session-42",
+    "user": { "id": "user-42", "name": "Jane Doe", "email": "jane@example.com", "language": "en" },
+    "transcript": [{ "from": "user", "text": "I was charged twice" }, { "from": "bot", "text": "Let me get a human." }],
+    "routing": { "skills": ["billing"], "priority": 2, "attributes": { "plan": "pro" } },
+    "node": { "accepted_message": "Connecting you to an agent." }
+}))]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateHandover {
     /// The provider configuration to hand over to (a `[providers.<name>]` of the config).
@@ -213,6 +221,7 @@ pub(crate) struct HandoverBody {
 
 /// `POST /v1/handovers/{id}/inputs`: one input of the CLI protocol, or typing.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({ "type": "message", "text": "Hello", "id": "m-1" }))]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub(crate) enum InputBody {
     /// A user message for the agent; with `id`, it is accepted once.

@@ -375,8 +375,7 @@ mod tests {
     }
 
     fn config() -> NodeConfig {
-        let mut config = NodeConfig::default();
-        config.send_queue_event = true;
+        let mut config = NodeConfig { send_queue_event: true, ..NodeConfig::default() };
         config.queue.alternative = Some(Alternative::new("Try email", Some(5), None));
         config
     }

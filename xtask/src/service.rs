@@ -1,0 +1,159 @@
+//! `cargo xtask service`: the service as its users meet it. `handover serve --demo`, then the
+//! Python and the Node example bots through a whole handover each, then a schema-driven
+//! fuzz of the API from its OpenAPI document (schemathesis, from PyPI, in a virtualenv
+//! under `target/`), which must find no 5xx and no answer that breaks the schema.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The schemathesis release the fuzz is written for.
+const SCHEMATHESIS: &str = "schemathesis>=4.3,<5";
+/// How long one example bot may take (a hang guard).
+const BOT_LIMIT: Duration = Duration::from_secs(120);
+
+struct Demo {
+    child: Child,
+    url: String,
+    key: String,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_demo(binary: &Path) -> Result<Demo, String> {
+    let mut child = Command::new(binary)
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--step-ms", "100"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("could not start {}: {e}", binary.display()))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let mut url = None;
+    let mut key = None;
+    for line in lines.by_ref().map_while(Result::ok) {
+        if let Some(rest) = line.strip_prefix("handover serve --demo: the service at ") {
+            url = rest.split(',').next().map(str::to_owned);
+        }
+        if let Some(rest) = line.strip_prefix("API key:") {
+            key = Some(rest.trim().to_owned());
+        }
+        if url.is_some() && key.is_some() {
+            break;
+        }
+    }
+    // Keep reading, so the demo never writes into a closed pipe.
+    std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
+    match (url, key) {
+        (Some(url), Some(key)) => {
+            println!("demo: {url}");
+            Ok(Demo { child, url, key })
+        }
+        _ => Err("handover serve --demo printed no URL and API key".to_owned()),
+    }
+}
+
+/// Runs `command` to its end within `limit`.
+fn run_within(mut command: Command, limit: Duration) -> Result<(), String> {
+    let shown = format!("{command:?}");
+    println!("$ {shown}");
+    let mut child = command.spawn().map_err(|e| format!("could not run {shown}: {e}"))?;
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            return if status.success() { Ok(()) } else { Err(format!("{shown} exited with {status}")) };
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            return Err(format!("{shown} did not finish within {limit:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn tool(name: &str, install: &str) -> Result<(), String> {
+    match Command::new(name).arg("--version").stdout(Stdio::null()).status() {
+        Ok(status) if status.success() => Ok(()),
+        _ => Err(format!("`{name}` is needed to run the example bots; {install}")),
+    }
+}
+
+/// The schemathesis command, installed into `target/schemathesis` on first use.
+fn schemathesis(root: &Path) -> Result<PathBuf, String> {
+    let venv = root.join("target/schemathesis");
+    let bin = venv.join("bin/schemathesis");
+    if bin.is_file() {
+        return Ok(bin);
+    }
+    println!("installing {SCHEMATHESIS} into {}", venv.display());
+    crate::run_command({
+        let mut command = Command::new("python3");
+        command.args(["-m", "venv"]).arg(&venv);
+        command
+    })?;
+    crate::run_command({
+        let mut command = Command::new(venv.join("bin/pip"));
+        command.args(["install", "--quiet", "--disable-pip-version-check", SCHEMATHESIS]);
+        command
+    })?;
+    Ok(bin)
+}
+
+/// The example bots and the fuzz, against one demo.
+pub(crate) fn run(root: &Path) -> Result<(), String> {
+    tool("python3", "install Python 3 (apt-get install python3)")?;
+    tool("node", "install Node.js 18 or newer (apt-get install nodejs)")?;
+    crate::run_command({
+        let mut command = crate::cargo(root);
+        command.args(["build", "--locked", "--package", "handover-cli"]);
+        command
+    })?;
+    let binary = root.join("target/debug/handover");
+    let demo = start_demo(&binary)?;
+    let bots = [
+        ("python3", root.join("examples/python/bot.py"), "miaw"),
+        ("node", root.join("examples/node/bot.mjs"), "liveagent"),
+    ];
+    for (runtime, script, provider) in bots {
+        let mut command = Command::new(runtime);
+        command
+            .arg(&script)
+            .env("HANDOVER_URL", &demo.url)
+            .env("HANDOVER_API_KEY", &demo.key)
+            .env("HANDOVER_PROVIDER", provider);
+        run_within(command, BOT_LIMIT)?;
+    }
+    let fuzzer = schemathesis(root)?;
+    let mut command = Command::new(fuzzer);
+    command
+        .arg("run")
+        .arg(format!("{}/openapi.json", demo.url))
+        .args(["--header", &format!("Authorization: Bearer {}", demo.key)])
+        .args([
+            "--checks",
+            "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance",
+        ])
+        .args(["--phases", "examples,coverage,fuzzing,stateful"])
+        .args(["--max-examples", "50", "--seed", "20261205", "--exclude-path", "/metrics", "--workers", "2"])
+        .env("NO_COLOR", "1")
+        // Its cache of crashes goes next to the build, not into the repository.
+        .current_dir(root.join("target"));
+    run_within(command, Duration::from_secs(600))?;
+    drop(demo);
+    Ok(())
+}
