@@ -18,7 +18,7 @@ pub use harness::{Harness, fast_retry, sample_request};
 /// Expands to one `#[tokio::test]` per contract scenario, run against `$harness`.
 ///
 /// ```text
-/// // tests/contract.rs of a provider crate:
+/// // tests/contract/main.rs of a provider crate:
 /// handover_testkit::contract_suite!(MiawHarness);
 /// ```
 ///

@@ -5,6 +5,9 @@
 //! cancel intents and buttons, reports the queue at the configured intervals, emits the
 //! queue, active and resolve events the node opted into, and ends with exactly one
 //! [`HandoverStatus`]. The rules are those of `protocols/handover-semantics.md` §2–§4, §6.
+//! They live in [`NodeMachine`], a step machine whose [`NodeState`] serializes: `Node::run`
+//! is a loop over it, and a runtime that keeps the state in a store (the service) steps it
+//! itself.
 //!
 //! ```no_run
 //! # async fn demo(provider: std::sync::Arc<dyn handover::Provider>, request: handover::HandoverRequest) {
