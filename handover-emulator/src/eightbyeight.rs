@@ -18,11 +18,11 @@ use rsa::pkcs1::EncodeRsaPrivateKey;
 use rsa::traits::PublicKeyParts;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use crate::ProtocolHandle;
 use crate::model::{AgentAction, Change, CustomerAction, Hub, lock, next_change, now_ms};
 use crate::webhooks::{self, Delivery};
+use crate::{Setup, Started};
 
 /// The API key.
 pub const API_KEY: &str = "emulator-8x8-api-key";
@@ -203,10 +203,8 @@ pub struct EightByEight {
 }
 
 impl EightByEight {
-    pub(crate) fn start(
-        hub: Arc<Hub>,
-        webhook_url: Option<String>,
-    ) -> (Arc<dyn ProtocolHandle>, Router, JoinHandle<()>) {
+    pub(crate) fn start(setup: &Setup) -> Started {
+        let (hub, webhook_url) = (setup.hub.clone(), setup.webhook_url.clone());
         let webhook = webhook_url.map(|url| webhooks::spawn(hub.clone(), url, 3, Duration::from_millis(200)));
         let gateway = Arc::new(Self {
             hub,

@@ -22,11 +22,11 @@ use handover_transport::time;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
-use tokio::task::JoinHandle;
 
 use crate::ProtocolHandle;
 use crate::model::{AgentAction, Change, Conversation, CustomerAction, Hub, lock, next_change, now_ms};
 use crate::webhooks::{self, Delivery};
+use crate::{Setup, Started};
 
 /// The OAuth client id the emulator accepts.
 pub const CLIENT_ID: &str = "emulator-client";
@@ -62,11 +62,8 @@ pub struct Genesys {
 }
 
 impl Genesys {
-    pub(crate) fn start(
-        hub: Arc<Hub>,
-        addr: SocketAddr,
-        webhook_url: Option<String>,
-    ) -> (Arc<dyn ProtocolHandle>, Router, JoinHandle<()>) {
+    pub(crate) fn start(setup: &Setup) -> Started {
+        let (hub, addr, webhook_url) = (setup.hub.clone(), setup.addr, setup.webhook_url.clone());
         let webhook = webhook_url.map(|url| webhooks::spawn(hub.clone(), url, 5, Duration::from_millis(200)));
         let (notifications, _) = broadcast::channel(4096);
         let genesys = Arc::new(Self {

@@ -57,6 +57,27 @@ impl EmulatorOptions {
     }
 }
 
+/// What every protocol module starts from: the shared contact center, the address the
+/// emulator listens on, and where push protocols deliver webhooks.
+pub(crate) struct Setup {
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) addr: SocketAddr,
+    pub(crate) webhook_url: Option<String>,
+}
+
+/// What a protocol module starts: its handle, its routes, and its background task.
+pub(crate) type Started = (Arc<dyn ProtocolHandle>, Router, JoinHandle<()>);
+
+/// Every protocol, by provider name, with how to start it.
+const TABLE: [(&str, fn(&Setup) -> Started); 6] = [
+    ("miaw", miaw::Miaw::start),
+    ("genesys", genesys::Genesys::start),
+    ("salesforce", salesforce::Salesforce::start),
+    ("liveagent", liveagent::LiveAgent::start),
+    ("8x8", eightbyeight::EightByEight::start),
+    ("ringcentral", ringcentral::RingCentral::start),
+];
+
 /// What a protocol module offers besides its routes.
 pub trait ProtocolHandle: Send + Sync {
     /// The provider's config table (as JSON) pointing at this emulator at `base_url`.
@@ -78,6 +99,9 @@ pub struct Emulator {
     hub: Arc<Hub>,
     protocol: Arc<dyn ProtocolHandle>,
     name: &'static str,
+    /// The HTTP server's task (what [`Emulator::wait`] waits for).
+    server: Option<JoinHandle<()>>,
+    /// The protocol's and the scripted agent's tasks.
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -93,49 +117,19 @@ impl Emulator {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let mut tasks = Vec::new();
-        let (name, handle, routes): (&'static str, Arc<dyn ProtocolHandle>, Router) = match protocol {
-            "miaw" => {
-                let (handle, routes, task) = miaw::Miaw::start(hub.clone());
-                tasks.push(task);
-                ("miaw", handle, routes)
-            }
-            "liveagent" => {
-                let (handle, routes, task) = liveagent::LiveAgent::start(hub.clone(), options.webhook_url.clone());
-                tasks.push(task);
-                ("liveagent", handle, routes)
-            }
-            "8x8" => {
-                let (handle, routes, task) =
-                    eightbyeight::EightByEight::start(hub.clone(), options.webhook_url.clone());
-                tasks.push(task);
-                ("8x8", handle, routes)
-            }
-            "ringcentral" => {
-                let (handle, routes, task) = ringcentral::RingCentral::start(hub.clone(), options.webhook_url.clone());
-                tasks.push(task);
-                ("ringcentral", handle, routes)
-            }
-            "salesforce" => {
-                let (handle, routes, task) = salesforce::Salesforce::start(hub.clone());
-                tasks.push(task);
-                ("salesforce", handle, routes)
-            }
-            "genesys" => {
-                let (handle, routes, task) = genesys::Genesys::start(hub.clone(), addr, options.webhook_url.clone());
-                tasks.push(task);
-                ("genesys", handle, routes)
-            }
-            other => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    format!("no emulator for `{other}`; available: {}", PROTOCOLS.join(", ")),
-                ));
-            }
+        let Some((name, start)) = TABLE.iter().find(|(name, _)| *name == protocol) else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("no emulator for `{protocol}`; available: {}", PROTOCOLS.join(", ")),
+            ));
         };
+        let setup = Setup { hub: hub.clone(), addr, webhook_url: options.webhook_url.clone() };
+        let (handle, routes, task) = start(&setup);
+        tasks.push(task);
         let app = routes
             .layer(middleware::from_fn_with_state(hub.clone(), inject_faults))
             .merge(control::routes(hub.clone()));
-        tasks.push(tokio::spawn(async move {
+        let server = tokio::spawn(async move {
             // Frames go out as they are written, like a production event server's: no
             // Nagle delay behind an unacknowledged earlier frame.
             let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -144,12 +138,12 @@ impl Emulator {
             if let Err(error) = axum::serve(listener, app).await {
                 tracing::warn!(%error, "emulator server stopped");
             }
-        }));
+        });
         if let Some(script) = options.script {
             tasks.push(agent::spawn(hub.clone(), script));
         }
         tracing::info!(protocol = name, %addr, "emulator listening");
-        Ok(Self { addr, hub, protocol: handle, name, tasks })
+        Ok(Self { addr, hub, protocol: handle, name, server: Some(server), tasks })
     }
 
     /// The address it listens on.
@@ -203,7 +197,7 @@ impl Emulator {
 
     /// Runs until the server stops (for `handover emulate`).
     pub async fn wait(mut self) {
-        if let Some(server) = self.tasks.pop() {
+        if let Some(server) = self.server.take() {
             let _ = server.await;
         }
     }
@@ -211,7 +205,7 @@ impl Emulator {
 
 impl Drop for Emulator {
     fn drop(&mut self) {
-        for task in &self.tasks {
+        for task in self.tasks.iter().chain(&self.server) {
             task.abort();
         }
     }

@@ -16,11 +16,11 @@ use handover_transport::signature::{self, Algorithm, Encoding};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use crate::ProtocolHandle;
 use crate::model::{AgentAction, Change, Conversation, CustomerAction, Hub, lock, next_change, now_ms};
 use crate::webhooks::{self, Delivery};
+use crate::{Setup, Started};
 
 /// The account id.
 pub const ACCOUNT_ID: u64 = 1;
@@ -62,10 +62,8 @@ pub struct LiveAgent {
 }
 
 impl LiveAgent {
-    pub(crate) fn start(
-        hub: Arc<Hub>,
-        webhook_url: Option<String>,
-    ) -> (Arc<dyn ProtocolHandle>, Router, JoinHandle<()>) {
+    pub(crate) fn start(setup: &Setup) -> Started {
+        let (hub, webhook_url) = (setup.hub.clone(), setup.webhook_url.clone());
         // Account and API-inbox webhooks are sent once and never retried
         // (protocols/liveagent-chatwoot.md §5.4; chatwoot issue #15920).
         let webhook = webhook_url.map(|url| webhooks::spawn(hub.clone(), url, 0, Duration::ZERO));

@@ -21,11 +21,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
-use tokio::task::JoinHandle;
 
 use crate::ProtocolHandle;
 use crate::model::{AgentAction, Change, Conversation, CustomerAction, Hub, lock, now_ms};
 use crate::sse::{self, Chunk};
+use crate::{Setup, Started};
 
 /// The org id the emulator expects.
 pub const ORG_ID: &str = "00DEMO000000001";
@@ -92,7 +92,8 @@ pub struct Miaw {
 
 impl Miaw {
     /// The protocol handle, routes and translator task.
-    pub(crate) fn start(hub: Arc<Hub>) -> (Arc<dyn ProtocolHandle>, Router, JoinHandle<()>) {
+    pub(crate) fn start(setup: &Setup) -> Started {
+        let hub = setup.hub.clone();
         let miaw = Arc::new(Self {
             hub,
             tokens: Mutex::default(),

@@ -17,11 +17,11 @@ use axum::routing::{delete, get, post, put};
 use handover_transport::signature::{self, Algorithm, Encoding};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use crate::ProtocolHandle;
 use crate::model::{AgentAction, Change, CustomerAction, Hub, lock, next_change};
 use crate::webhooks::{self, Delivery, ReplyCheck};
+use crate::{Setup, Started};
 
 /// The Source SDK source.
 pub const SOURCE_ID: &str = "5f0c0ffee0000000000000aa";
@@ -108,10 +108,8 @@ pub struct RingCentral {
 }
 
 impl RingCentral {
-    pub(crate) fn start(
-        hub: Arc<Hub>,
-        webhook_url: Option<String>,
-    ) -> (Arc<dyn ProtocolHandle>, Router, JoinHandle<()>) {
+    pub(crate) fn start(setup: &Setup) -> Started {
+        let (hub, webhook_url) = (setup.hub.clone(), setup.webhook_url.clone());
         let webhook = webhook_url.clone().map(|url| webhooks::spawn(hub.clone(), url, 3, Duration::from_millis(200)));
         let engage = Arc::new(Self {
             hub,

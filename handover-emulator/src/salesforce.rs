@@ -16,10 +16,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
-use tokio::task::JoinHandle;
 
 use crate::ProtocolHandle;
 use crate::model::{AgentAction, Change, CustomerAction, Hub, lock, next_change};
+use crate::{Setup, Started};
 
 /// The API version the emulator expects.
 pub const API_VERSION: &str = "52";
@@ -65,7 +65,8 @@ pub struct Salesforce {
 }
 
 impl Salesforce {
-    pub(crate) fn start(hub: Arc<Hub>) -> (Arc<dyn ProtocolHandle>, Router, JoinHandle<()>) {
+    pub(crate) fn start(setup: &Setup) -> Started {
+        let hub = setup.hub.clone();
         let salesforce = Arc::new(Self {
             hub,
             chats: Mutex::default(),

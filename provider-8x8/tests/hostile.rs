@@ -30,6 +30,9 @@ fn world() -> &'static World {
             Mock::given(method("GET"))
                 .and(path(format!("/chat-gateway/v1/jwk/{}/public", key.kid())))
                 .respond_with(ResponseTemplate::new(200).set_body_json(key.jwk()))
+                // Cached after the first fetch; the shared server lives for the whole run.
+                .named("the signing key")
+                .expect(0..=1)
                 .mount(&server)
                 .await;
             server
