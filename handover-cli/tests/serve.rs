@@ -9,7 +9,7 @@ mod serve_kit;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use handover_emulator::{AgentAction, CustomerAction, FaultSettings};
+use handover_emulator::{AgentAction, FaultSettings};
 use serde_json::{Value, json};
 use serve_kit::*;
 
@@ -21,24 +21,6 @@ async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
         assert!(tokio::time::Instant::now() < deadline, "never: {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-fn customer_texts(emulator: &handover_emulator::Emulator) -> Vec<String> {
-    let conversation = emulator.hub().latest().unwrap();
-    conversation
-        .view()
-        .customer
-        .iter()
-        .filter_map(|a| match a {
-            CustomerAction::Message { text } => Some(text.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn agent(emulator: &handover_emulator::Emulator, action: AgentAction) {
-    let conversation = emulator.hub().latest().unwrap();
-    emulator.hub().agent(&conversation, action).expect("the conversation is open");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

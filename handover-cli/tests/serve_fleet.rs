@@ -8,30 +8,12 @@ mod serve_kit;
 
 use std::time::Duration;
 
-use handover_emulator::{AgentAction, CustomerAction};
+use handover_emulator::AgentAction;
 use serde_json::{Value, json};
 use serve_kit::*;
 
 /// Short leases, so a takeover after a crash comes within a test's patience.
 const FAST: &str = "lease_ttl_ms = 1500\nclaim_interval_ms = 200";
-
-fn agent(emulator: &handover_emulator::Emulator, action: AgentAction) {
-    let conversation = emulator.hub().latest().unwrap();
-    emulator.hub().agent(&conversation, action).expect("the conversation is open");
-}
-
-fn customer_texts(emulator: &handover_emulator::Emulator) -> Vec<String> {
-    let conversation = emulator.hub().latest().unwrap();
-    conversation
-        .view()
-        .customer
-        .iter()
-        .filter_map(|a| match a {
-            CustomerAction::Message { text } => Some(text.clone()),
-            _ => None,
-        })
-        .collect()
-}
 
 /// Runs one takeover for `provider`; `signal` is how the owner goes (`KILL` or `TERM`).
 async fn takeover(provider: &str, signal: &str) {

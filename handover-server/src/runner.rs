@@ -36,28 +36,18 @@ pub(crate) struct Spec {
     pub(crate) callback: Option<CallbackSpec>,
 }
 
-/// A bot input as kept in the outbox.
+/// A bot input as kept in the outbox: a node input (the CLI protocol's), or one the node
+/// does not rule on.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub(crate) enum Input {
-    Message {
-        text: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        id: Option<String>,
-    },
-    Intent {
-        name: String,
-    },
-    Button {
-        text: String,
-    },
-    Connected,
-    Disconnected,
-    Typing {
-        on: bool,
-    },
+    /// The user is (not) typing: relayed as is.
+    Typing { on: bool },
     /// `DELETE /v1/handovers/{id}`: the bot closes the handover.
     Close,
+    /// Message, intent, button, connected, disconnected.
+    #[serde(untagged)]
+    Node(NodeInput),
 }
 
 /// The outbox id of `DELETE`'s close (bot input ids are kept as `in:<id>`).
@@ -427,13 +417,7 @@ impl Runner {
                 };
                 ("end", Some(status))
             }
-            Input::Message { text, id } => {
-                ("send", machine.on_input(handle, NodeInput::Message { text, id }, out).await)
-            }
-            Input::Intent { name } => ("send", machine.on_input(handle, NodeInput::Intent { name }, out).await),
-            Input::Button { text } => ("send", machine.on_input(handle, NodeInput::Button { text }, out).await),
-            Input::Connected => ("send", machine.on_input(handle, NodeInput::Connected, out).await),
-            Input::Disconnected => ("send", machine.on_input(handle, NodeInput::Disconnected, out).await),
+            Input::Node(input) => ("send", machine.on_input(handle, input, out).await),
         };
         let failed = out.iter().any(|o| matches!(o, NodeOutput::InputRejected { .. }))
             || matches!(status, Some(HandoverStatus::Error { .. }));
@@ -682,4 +666,31 @@ pub(crate) fn unix_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_inputs_read_as_the_cli_protocol_plus_typing_and_close() {
+        let cases = [
+            (
+                serde_json::json!({ "type": "message", "text": "hi", "id": "m-1" }),
+                Input::Node(NodeInput::Message { text: "hi".into(), id: Some("m-1".into()) }),
+            ),
+            (
+                serde_json::json!({ "type": "intent", "name": "stop" }),
+                Input::Node(NodeInput::Intent { name: "stop".into() }),
+            ),
+            (serde_json::json!({ "type": "connected" }), Input::Node(NodeInput::Connected)),
+            (serde_json::json!({ "type": "typing", "on": true }), Input::Typing { on: true }),
+            (serde_json::json!({ "type": "close" }), Input::Close),
+        ];
+        for (json, input) in cases {
+            assert_eq!(serde_json::to_value(&input).unwrap(), json);
+            assert_eq!(serde_json::from_value::<Input>(json).unwrap(), input);
+        }
+        assert!(serde_json::from_value::<Input>(serde_json::json!({ "type": "dance" })).is_err());
+    }
 }

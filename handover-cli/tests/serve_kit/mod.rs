@@ -402,6 +402,17 @@ fn uuid_like() -> String {
     format!("{:x}{:x}", std::process::id(), free_port())
 }
 
+/// The texts the user side sent in `emulator`'s latest conversation.
+pub fn customer_texts(emulator: &Emulator) -> Vec<String> {
+    emulator.hub().latest().unwrap().customer_texts()
+}
+
+/// Acts as the agent in `emulator`'s latest conversation.
+pub fn agent(emulator: &Emulator, action: handover_emulator::AgentAction) {
+    let conversation = emulator.hub().latest().unwrap();
+    emulator.hub().agent(&conversation, action).expect("the conversation is open");
+}
+
 /// Event types in order.
 pub fn kinds(events: &[Value]) -> Vec<String> {
     events.iter().map(|e| e["type"].as_str().unwrap_or_default().to_owned()).collect()

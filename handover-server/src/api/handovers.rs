@@ -6,6 +6,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use handover::node::NodeInput;
 use handover::{EndUser, HandoverRequest, Priority, Routing, TranscriptEntry};
 use handover_store::{HandoverRecord, HandoverState, NewHandover, NewInput};
 
@@ -275,12 +276,12 @@ pub(crate) async fn input(
             if id.is_empty() || id.len() > MAX_ID_LEN {
                 return Err(ApiError::invalid("`id` must be 1 to 255 characters"));
             }
-            (format!("in:{id}"), Input::Message { text, id: Some(id) })
+            (format!("in:{id}"), Input::Node(NodeInput::Message { text, id: Some(id) }))
         }
-        InputBody::Intent { name } => (fresh(), Input::Intent { name }),
-        InputBody::Button { text } => (fresh(), Input::Button { text }),
-        InputBody::Connected => (fresh(), Input::Connected),
-        InputBody::Disconnected => (fresh(), Input::Disconnected),
+        InputBody::Intent { name } => (fresh(), Input::Node(NodeInput::Intent { name })),
+        InputBody::Button { text } => (fresh(), Input::Node(NodeInput::Button { text })),
+        InputBody::Connected => (fresh(), Input::Node(NodeInput::Connected)),
+        InputBody::Disconnected => (fresh(), Input::Node(NodeInput::Disconnected)),
         InputBody::Typing { on } => (fresh(), Input::Typing { on }),
     };
     let payload = serde_json::to_value(&input)

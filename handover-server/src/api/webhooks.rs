@@ -6,9 +6,8 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use handover::{WebhookReply, WebhookRequest};
 use handover_store::NewDelivery;
 
 use crate::app::App;
@@ -30,17 +29,10 @@ pub(crate) async fn deliver(
         app.metrics.webhook(&name, "too_large");
         return (StatusCode::PAYLOAD_TOO_LARGE, format!("the body is over {limit} bytes")).into_response();
     };
-    let mut request = WebhookRequest::post(body.to_vec()).with_method(method.as_str());
-    request.query = query;
-    for (key, value) in &headers {
-        if let Ok(value) = value.to_str() {
-            request.headers.push((key.as_str().to_owned(), value.to_owned()));
-        }
-    }
-    let ingested = provider.ingest(request).await;
+    let ingested = provider.ingest(handover::webhook::request(&method, query, &headers, body.to_vec())).await;
     if !ingested.reply.is_success() {
         app.metrics.webhook(&name, "refused");
-        return reply(ingested.reply);
+        return handover::webhook::reply(ingested.reply);
     }
     let mut kept = 0;
     for item in ingested.items {
@@ -57,16 +49,5 @@ pub(crate) async fn deliver(
         }
     }
     app.metrics.webhook(&name, if kept > 0 { "kept" } else { "empty" });
-    reply(ingested.reply)
-}
-
-fn reply(reply: WebhookReply) -> Response {
-    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = (status, reply.body).into_response();
-    for (key, value) in reply.headers {
-        if let (Ok(key), Ok(value)) = (HeaderName::try_from(key), HeaderValue::try_from(value)) {
-            response.headers_mut().insert(key, value);
-        }
-    }
-    response
+    handover::webhook::reply(ingested.reply)
 }

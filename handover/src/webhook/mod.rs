@@ -68,17 +68,24 @@ async fn deliver(
         }
         Err(BodyRefusal::Broken) => return (StatusCode::BAD_REQUEST, "the body could not be read").into_response(),
     };
+    reply(provider.webhook(request(&method, query, &headers, body)).await)
+}
+
+/// The [`WebhookRequest`] of an HTTP request: method, raw query, headers (those that are
+/// text), and the raw body its signature covers.
+pub fn request(method: &Method, query: Option<String>, headers: &HeaderMap, body: Vec<u8>) -> WebhookRequest {
     let mut request = WebhookRequest::post(body).with_method(method.as_str());
     request.query = query;
-    for (key, value) in &headers {
+    for (key, value) in headers {
         if let Ok(value) = value.to_str() {
             request.headers.push((key.as_str().to_owned(), value.to_owned()));
         }
     }
-    reply(provider.webhook(request).await)
+    request
 }
 
-fn reply(reply: WebhookReply) -> Response {
+/// The HTTP response of a provider's [`WebhookReply`]: its status, headers and body.
+pub fn reply(reply: WebhookReply) -> Response {
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = (status, reply.body).into_response();
     for (key, value) in reply.headers {
