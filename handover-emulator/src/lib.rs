@@ -68,8 +68,11 @@ pub(crate) struct Setup {
 /// What a protocol module starts: its handle, its routes, and its background task.
 pub(crate) type Started = (Arc<dyn ProtocolHandle>, Router, JoinHandle<()>);
 
+/// How a protocol module starts.
+type Start = fn(&Setup) -> Started;
+
 /// Every protocol, by provider name, with how to start it.
-const TABLE: [(&str, fn(&Setup) -> Started); 6] = [
+const TABLE: [(&str, Start); 6] = [
     ("miaw", miaw::Miaw::start),
     ("genesys", genesys::Genesys::start),
     ("salesforce", salesforce::Salesforce::start),
