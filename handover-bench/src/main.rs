@@ -4,6 +4,7 @@
 //! ```text
 //! handover-bench [--quick] [--only N]... [--out PATH]
 //! handover-bench serve <protocol>        (the emulator process)
+//! handover-bench server <config.toml>    (a `handover serve` process)
 //! handover-bench hold <library|floor> <n> <idle s>   (scenario 1's measuring process)
 //! ```
 
@@ -14,6 +15,7 @@ mod floor;
 mod remote;
 mod report;
 mod scenarios;
+mod service;
 mod sys;
 
 use std::process::ExitCode;
@@ -33,6 +35,15 @@ fn main() -> ExitCode {
     }
     if args.first().map(String::as_str) == Some("hold") {
         return hold(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some("server") {
+        return match service::server_main(args.get(1).map_or("", String::as_str)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("bench server: {error}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let quick = args.iter().any(|a| a == "--quick");
     let only: Vec<u32> = args.windows(2).filter(|w| w[0] == "--only").filter_map(|w| w[1].parse().ok()).collect();
@@ -80,6 +91,28 @@ fn main() -> ExitCode {
     if wanted(5) {
         eprintln!("bench: 5. webhook ingest, {deliveries} deliveries");
         run("ingest", scenarios::ingest(deliveries, rounds, &mut rows));
+    }
+    let (api_starts, api_relay, held, appends, takeovers) =
+        if quick { (100, 100, 300, 500, 20) } else { (1_000, 1_000, 10_000, 5_000, 200) };
+    if wanted(6) {
+        eprintln!("bench: 6. starts through the API, {api_starts} handovers");
+        run("api starts", runtime.block_on(service::api_starts(api_starts, &mut rows)));
+    }
+    if wanted(7) {
+        eprintln!("bench: 7. agent → bot through the service at {api_relay} handovers");
+        run("api relay", runtime.block_on(service::api_relay(api_relay, &mut rows)));
+    }
+    if wanted(8) {
+        eprintln!("bench: 8. {held} handovers held by one instance");
+        run("held", runtime.block_on(service::held(held, idle, &mut rows)));
+    }
+    if wanted(9) {
+        eprintln!("bench: 9. event appends, {appends} commits");
+        run("appends", runtime.block_on(service::appends(appends, &mut rows)));
+    }
+    if wanted(10) {
+        eprintln!("bench: 10. takeover of {takeovers} handovers");
+        run("takeover", runtime.block_on(service::takeover(takeovers, &mut rows)));
     }
     drop(runtime);
 

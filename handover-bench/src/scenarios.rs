@@ -17,7 +17,7 @@ use crate::remote::{KEY_SEED, Remote};
 use crate::report::{Better, Row};
 use crate::sys::{cpu_secs, percentile, rss_kib};
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -54,7 +54,7 @@ fn request(n: usize, transcript: Vec<TranscriptEntry>) -> HandoverRequest {
 }
 
 /// Runs `count` jobs with at most `parallel` at once; returns their results in order.
-async fn many<T: Send + 'static, F: Future<Output = T> + Send + 'static>(
+pub(crate) async fn many<T: Send + 'static, F: Future<Output = T> + Send + 'static>(
     count: usize,
     parallel: usize,
     job: impl Fn(usize) -> F,
@@ -131,7 +131,7 @@ pub(crate) async fn hold(kind: &str, n: usize, idle: Duration) -> Result<Value, 
 }
 
 /// Runs [`hold`] in a child process.
-async fn hold_in_child(kind: &str, n: usize, idle: Duration) -> Result<(f64, f64, usize), String> {
+pub(crate) async fn hold_in_child(kind: &str, n: usize, idle: Duration) -> Result<(f64, f64, usize), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let output = tokio::process::Command::new(exe)
         .args(["hold", kind, &n.to_string(), &idle.as_secs().to_string()])
@@ -194,7 +194,7 @@ fn latency_rows(scenario: &str, what: &str, library: &mut [f64], floor: &mut [f6
 /// Stamped agent messages to every conversation: every agent joins first, then the
 /// messages go out round by round at the driver's pace (the emulator stamps each when it
 /// sends it).
-async fn agent_messages(remote: &Arc<Remote>, per_conversation: usize) -> Result<usize, String> {
+pub(crate) async fn agent_messages(remote: &Arc<Remote>, per_conversation: usize) -> Result<usize, String> {
     let conversations = remote.conversations().await?;
     let ids: Arc<Vec<String>> =
         Arc::new(conversations.iter().filter_map(|c| c["id"].as_str().map(str::to_owned)).collect());
@@ -223,7 +223,7 @@ async fn agent_messages(remote: &Arc<Remote>, per_conversation: usize) -> Result
     Ok(count * per_conversation)
 }
 
-async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Result<(), String> {
+pub(crate) async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Result<(), String> {
     let deadline = Instant::now() + limit;
     while !done() {
         if Instant::now() > deadline {
@@ -285,7 +285,7 @@ pub(crate) async fn relay(n: usize, rounds: usize, rows: &mut Vec<Row>) -> Resul
 const RELAY_PER_CONVERSATION: usize = 5;
 
 /// One library round: agent → user and user → agent latencies in ms.
-async fn relay_library(n: usize) -> Result<(Vec<f64>, Vec<f64>), String> {
+pub(crate) async fn relay_library(n: usize) -> Result<(Vec<f64>, Vec<f64>), String> {
     let per = RELAY_PER_CONVERSATION;
     // The library, each handover in a node runtime.
     let remote = Arc::new(Remote::spawn("miaw").await?);
@@ -393,27 +393,7 @@ pub(crate) async fn start_throughput(count: usize, rows: &mut Vec<Row>) -> Resul
         let scenario = format!("3. start throughput ({name}, {count} handovers)");
         let entries = transcript(chunk, 3);
 
-        let remote = Arc::new(Remote::spawn(name).await?);
-        let provider = build(name, remote.table(json!({}))?)?;
-        let tokens_before = remote.counter("token_requests").await?;
-        let started = Instant::now();
-        let results = many(count, parallel, |i| {
-            let provider = provider.clone();
-            let entries = entries.clone();
-            async move { provider.start(request(i, entries)).await.map(drop).map_err(|e| e.to_string()) }
-        })
-        .await;
-        let elapsed = started.elapsed().as_secs_f64();
-        let failed = results.iter().filter(|r| r.is_err()).count();
-        if let Some(Err(error)) = results.iter().find(|r| r.is_err()) {
-            eprintln!("bench: a {name} start failed: {error}");
-        }
-        let lib_rate = (count - failed) as f64 / elapsed;
-        let lib_auth = (remote.counter("token_requests").await? - tokens_before) as f64 * 1000.0 / count as f64;
-        drop(provider);
-        if let Ok(remote) = Arc::try_unwrap(remote) {
-            remote.stop().await;
-        }
+        let (lib_rate, lib_auth, failed) = library_starts(name, count, parallel, &entries).await?;
 
         let remote = Arc::new(Remote::spawn(name).await?);
         let http = floor::client();
@@ -458,6 +438,50 @@ pub(crate) async fn start_throughput(count: usize, rows: &mut Vec<Row>) -> Resul
         rows.push(failed_row(&scenario, "failed starts", failed, floor_failed));
     }
     Ok(())
+}
+
+/// The library's start rate for `name` against a fresh emulator process: `count` starts,
+/// `parallel` at once, each with `entries` as transcript; (per s, auth requests per 1,000,
+/// failed).
+async fn library_starts(
+    name: &str,
+    count: usize,
+    parallel: usize,
+    entries: &[TranscriptEntry],
+) -> Result<(f64, f64, usize), String> {
+    let remote = Arc::new(Remote::spawn(name).await?);
+    let provider = build(name, remote.table(json!({}))?)?;
+    let tokens_before = remote.counter("token_requests").await?;
+    let started = Instant::now();
+    let results = many(count, parallel, |i| {
+        let provider = provider.clone();
+        let entries = entries.to_vec();
+        async move { provider.start(request(i, entries)).await.map(drop).map_err(|e| e.to_string()) }
+    })
+    .await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let failed = results.iter().filter(|r| r.is_err()).count();
+    if let Some(Err(error)) = results.iter().find(|r| r.is_err()) {
+        eprintln!("bench: a {name} start failed: {error}");
+    }
+    let rate = (count - failed) as f64 / elapsed;
+    let auth = (remote.counter("token_requests").await? - tokens_before) as f64 * 1000.0 / count as f64;
+    drop(provider);
+    if let Ok(remote) = Arc::try_unwrap(remote) {
+        remote.stop().await;
+    }
+    Ok((rate, auth, failed))
+}
+
+/// The library's start rate without a transcript (for scenario 6's comparison).
+pub(crate) async fn library_start_rate(
+    name: &str,
+    count: usize,
+    parallel: usize,
+    _chunks: usize,
+) -> Result<(f64, usize), String> {
+    let (rate, _, failed) = library_starts(name, count, parallel, &[]).await?;
+    Ok((rate, failed))
 }
 
 /// Scenario 4: N Salesforce Chat sessions long-polling: polls per second and CPU.

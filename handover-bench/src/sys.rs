@@ -2,7 +2,16 @@
 
 /// Resident set size in KiB (`VmRSS`).
 pub(crate) fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    rss_kib_at("/proc/self/status")
+}
+
+/// Resident set size of process `pid` in KiB.
+pub(crate) fn rss_kib_of(pid: u32) -> u64 {
+    rss_kib_at(&format!("/proc/{pid}/status"))
+}
+
+fn rss_kib_at(path: &str) -> u64 {
+    std::fs::read_to_string(path)
         .ok()
         .and_then(|status| {
             status

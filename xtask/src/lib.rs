@@ -260,7 +260,10 @@ fn chaos(root: &Path, args: &[String]) -> Result<(), String> {
 /// `handover-bench`: always a release build; the arguments (`--quick`, `--only N`) are passed on.
 fn bench(root: &Path, args: &[String]) -> Result<(), String> {
     let report = root.join("target/bench/report.json");
+    // The service's scenarios measure PostgreSQL rows too.
+    let postgres = postgres::ensure(root)?;
     let mut command = cargo(root);
+    command.env("DATABASE_URL", &postgres.url);
     command
         .args(["run", "--locked", "--release", "--package", "handover-bench", "--"])
         .args(args)
