@@ -339,6 +339,20 @@ pub(crate) async fn api_relay(n: usize, rows: &mut Vec<Row>) -> Result<(), Strin
     .await?;
     let mut sse = std::mem::take(&mut *lock(&sse));
     let mut callbacks = std::mem::take(&mut *lock(&callbacks));
+    if std::env::var_os("HANDOVER_BENCH_METRICS").is_some() {
+        let text = reqwest::get(format!("{}/metrics", server.url))
+            .await
+            .map_err(|e| e.to_string())?
+            .text()
+            .await
+            .unwrap_or_default();
+        for line in text.lines().filter(|l| {
+            l.contains("commit_seconds")
+                && (l.contains("quantile") || l.contains("_sum") || l.contains("_count") || l.contains("le=\"0.00"))
+        }) {
+            eprintln!("server: {line}");
+        }
+    }
     if let Ok(server) = Arc::try_unwrap(server) {
         server.stop().await;
     }

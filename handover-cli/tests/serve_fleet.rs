@@ -40,6 +40,14 @@ async fn takeover(provider: &str, signal: &str) {
         assert!(tokio::time::Instant::now() < deadline, "A never sent the input taken by B");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // A has recorded it as sent (killed between its send and that record, a new owner
+    // would send it again: exactly once only where the contact center takes a client id it
+    // deduplicates on; see the README's "What a takeover cannot make exactly-once").
+    let deadline = tokio::time::Instant::now() + GUARD;
+    while api_b.get(&id).await["pending_inputs"] != 0 {
+        assert!(tokio::time::Instant::now() < deadline, "A never recorded the input as sent");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     a.signal(signal);
     if signal == "TERM" {

@@ -102,28 +102,43 @@ pub(crate) async fn run(app: Arc<App>, lease: Lease, spec: CallbackSpec, lost: C
         }
     };
     let mut waiter = app.log_hints.subscribe(&id);
-    loop {
-        if lost.is_cancelled() || app.draining.is_cancelled() {
-            return;
-        }
-        let record = match app.store.get(&id).await {
-            Ok(Some(record)) => record,
+    let record = loop {
+        match app.store.get(&id).await {
+            Ok(Some(record)) => break record,
             Ok(None) => return,
             Err(error) => {
                 tracing::debug!(%error, "could not read the handover for its callback; retrying");
                 if pause(&app, &lost, Duration::from_secs(1)).await {
                     return;
                 }
-                continue;
             }
-        };
-        if !record.callback_pending {
+        }
+    };
+    if !record.callback_pending {
+        return;
+    }
+    let mut acked = record.callback_seq;
+    // The status event is the log's last: once it is taken, the callback is done.
+    let mut ended = record.state == HandoverState::Ended && acked >= record.last_seq;
+    let mut retrying: Retrying = record.callback_state.and_then(|s| serde_json::from_value(s).ok()).unwrap_or_default();
+    while !ended {
+        if lost.is_cancelled() || app.draining.is_cancelled() {
             return;
         }
-        if record.callback_seq >= record.last_seq {
-            if record.state == HandoverState::Ended {
-                return;
-            }
+        let events = match waiter.take_after(acked) {
+            Some(news) => news,
+            None => match app.store.events(&id, acked, 100).await {
+                Ok(events) => events,
+                Err(error) => {
+                    tracing::debug!(%error, "could not read the log for the callback; retrying");
+                    if pause(&app, &lost, Duration::from_secs(1)).await {
+                        return;
+                    }
+                    continue;
+                }
+            },
+        };
+        if events.is_empty() {
             tokio::select! {
                 () = lost.cancelled() => return,
                 () = app.draining.cancelled() => return,
@@ -131,20 +146,12 @@ pub(crate) async fn run(app: Arc<App>, lease: Lease, spec: CallbackSpec, lost: C
             }
             continue;
         }
-        let mut retrying: Retrying =
-            record.callback_state.clone().and_then(|s| serde_json::from_value(s).ok()).unwrap_or_default();
-        let events = match app.store.events(&id, record.callback_seq, 100).await {
-            Ok(events) => events,
-            Err(error) => {
-                tracing::debug!(%error, "could not read the log for the callback; retrying");
-                if pause(&app, &lost, Duration::from_secs(1)).await {
-                    return;
-                }
-                continue;
-            }
-        };
+        // Acknowledgements are recorded once per batch read (and before any wait), so a
+        // burst costs one write; a crash in between resends those events with the same
+        // `webhook-id`, which the bot deduplicates on.
+        let mut recorded = acked;
+        let mut state_change: Option<Value> = None;
         for event in events {
-            let acked = event.seq - 1;
             loop {
                 match post(&app, &spec.url, &key, &id, &event).await {
                     Ok(()) => {
@@ -152,11 +159,12 @@ pub(crate) async fn run(app: Arc<App>, lease: Lease, spec: CallbackSpec, lost: C
                         if let Ok(lag) = u64::try_from(unix_ms() - event.created_at_ms) {
                             app.metrics.callback_lag(Duration::from_millis(lag));
                         }
-                        let state = (retrying.attempts > 0).then_some(Value::Null);
-                        retrying = Retrying::default();
-                        if write(&app, &lease, &lost, CallbackUpdate::new(event.seq, state)).await.is_err() {
-                            return;
+                        if retrying.attempts > 0 {
+                            state_change = Some(Value::Null);
                         }
+                        retrying = Retrying::default();
+                        acked = event.seq;
+                        ended |= event.body.get("type").and_then(Value::as_str) == Some("status");
                         break;
                     }
                     Err(error) => {
@@ -186,12 +194,19 @@ pub(crate) async fn run(app: Arc<App>, lease: Lease, spec: CallbackSpec, lost: C
                         if write(&app, &lease, &lost, CallbackUpdate::new(acked, state)).await.is_err() {
                             return;
                         }
+                        recorded = acked;
+                        state_change = None;
                         if pause(&app, &lost, backoff(retrying.attempts)).await {
                             return;
                         }
                     }
                 }
             }
+        }
+        if (acked > recorded || state_change.is_some())
+            && write(&app, &lease, &lost, CallbackUpdate::new(acked, state_change)).await.is_err()
+        {
+            return;
         }
     }
 }

@@ -72,7 +72,10 @@ async fn dispatch_hints(app: Arc<App>) {
     loop {
         match changes.recv().await {
             Ok(change) => match change.kind {
-                ChangeKind::Committed => app.log_hints.notify(&change.handover_id),
+                // A runner of this instance publishes its own commits, with their events.
+                ChangeKind::Committed if !lock(&app.runners).contains_key(&change.handover_id) => {
+                    app.log_hints.notify(&change.handover_id);
+                }
                 ChangeKind::Work => {
                     if let Some(runner) = lock(&app.runners).get(&change.handover_id) {
                         runner.work.notify_one();

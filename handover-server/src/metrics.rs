@@ -48,6 +48,11 @@ fn describe() {
     describe_counter!("handover_provider_requests_total", "Calls to a provider, by operation and outcome.");
     describe_histogram!("handover_provider_request_seconds", "Latency of calls to a provider, by operation.");
     describe_counter!("handover_api_requests_total", "API requests, by route and status.");
+    describe_histogram!("handover_store_commit_seconds", "An owner's commit to the store, from asking to done.");
+    describe_histogram!(
+        "handover_event_commit_seconds",
+        "From an agent-side event read from the provider's session to its commit in the log."
+    );
 }
 
 /// Labels every series of one instance carries.
@@ -114,6 +119,16 @@ impl Metrics {
         metrics::counter!("handover_provider_requests_total", "instance" => self.instance.clone(), "provider" => provider.to_owned(), "operation" => operation, "outcome" => outcome)
             .increment(1);
         metrics::histogram!("handover_provider_request_seconds", "instance" => self.instance.clone(), "provider" => provider.to_owned(), "operation" => operation)
+            .record(took.as_secs_f64());
+    }
+
+    pub(crate) fn commit(&self, took: Duration) {
+        metrics::histogram!("handover_store_commit_seconds", "instance" => self.instance.clone())
+            .record(took.as_secs_f64());
+    }
+
+    pub(crate) fn event_commit(&self, took: Duration) {
+        metrics::histogram!("handover_event_commit_seconds", "instance" => self.instance.clone())
             .record(took.as_secs_f64());
     }
 

@@ -17,7 +17,9 @@ use handover::{
     EndReason, ErrorKind, Event, EventStream, HandoverRequest, HandoverStatus, Inbound, Provider, SessionHandle,
     SessionSnapshot, UserInput,
 };
-use handover_store::{Commit, ConversationKey, HandoverRecord, HandoverState, Lease, NewEvent, StoreError};
+use handover_store::{
+    Commit, ConversationKey, HandoverRecord, HandoverState, Lease, NewEvent, StoreError, StoredEvent,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -224,11 +226,13 @@ impl Runner {
                     };
                 }
                 item = events.recv() => {
+                    let received = Instant::now();
                     let mut items = vec![item];
                     collect_ready(&mut events, &mut items);
                     if let Some(exit) = self.on_items(&mut machine, &handle, items, None).await {
                         return exit;
                     }
+                    self.app.metrics.event_commit(received.elapsed());
                 }
                 () = work.notified() => {
                     self.stalled = false;
@@ -523,8 +527,26 @@ impl Runner {
         let next_state = commit.state;
         let mut delay = Duration::from_millis(50);
         loop {
+            let started = Instant::now();
             match self.app.store.commit(&self.lease, commit.clone()).await {
-                Ok(_) => break,
+                Ok(committed) => {
+                    self.app.metrics.commit(started.elapsed());
+                    // Readers on this instance take what was appended from here.
+                    let events = commit
+                        .events
+                        .iter()
+                        .zip(&committed.seqs)
+                        .filter_map(|(event, seq)| {
+                            seq.map(|seq| {
+                                StoredEvent::new(seq, event.event_id.clone(), event.body.clone(), committed.at_ms)
+                            })
+                        })
+                        .collect::<Vec<_>>();
+                    if !events.is_empty() {
+                        self.app.log_hints.publish(&self.lease.handover_id, events);
+                    }
+                    break;
+                }
                 Err(error) if error.is_fenced() => {
                     tracing::info!("another instance took the handover over; stopping without ending it");
                     self.app.metrics.fenced();

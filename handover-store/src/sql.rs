@@ -2,6 +2,7 @@
 //! driver, the same SQL wherever the dialects allow (`$N` parameters, `RETURNING`,
 //! `ON CONFLICT`), and the few places they do not marked by [`Backend`].
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -9,7 +10,7 @@ use serde_json::Value;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::{AnyPool, Row};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::{
     Change, ChangeKind, Commit, Committed, ConversationKey, Created, HandoverRecord, HandoverState, InboxDelivery,
@@ -64,6 +65,20 @@ impl Backend {
         }
     }
 
+    /// A `VALUES` list's columns are `column1, column2, …` on SQLite and
+    /// `column1, column2, …` on PostgreSQL too, but PostgreSQL types them from the first row
+    /// only when told: the event insert casts its columns there.
+    fn values_columns(self, sql: &str, _width: usize) -> String {
+        match self {
+            Backend::Sqlite => sql.to_owned(),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres => sql.replace(
+                "SELECT v.column1, v.column2, v.column3, v.column4,",
+                "SELECT v.column1::text, v.column2::bigint, v.column3::text, v.column4::text,",
+            ),
+        }
+    }
+
     /// Claims expired handovers; PostgreSQL skips rows another claimer has locked.
     fn claim(self) -> &'static str {
         match self {
@@ -88,10 +103,16 @@ impl Backend {
 /// share it) or PostgreSQL (feature `postgres`: a pool, `FOR UPDATE SKIP LOCKED`,
 /// `LISTEN/NOTIFY` as a wake-up hint).
 pub struct SqlStore {
+    /// Reads.
     pool: AnyPool,
+    /// Writes (on SQLite, one connection; on PostgreSQL, the same pool).
+    writes: AnyPool,
     backend: Backend,
     sealer: Sealer,
     changes: broadcast::Sender<Change>,
+    /// The writer's queue of owner commits.
+    committer: mpsc::Sender<Job>,
+    writer: tokio::task::JoinHandle<()>,
     #[cfg(feature = "postgres")]
     listener: Option<tokio::task::JoinHandle<()>>,
 }
@@ -104,6 +125,7 @@ impl std::fmt::Debug for SqlStore {
 
 impl Drop for SqlStore {
     fn drop(&mut self) {
+        self.writer.abort();
         #[cfg(feature = "postgres")]
         if let Some(listener) = &self.listener {
             listener.abort();
@@ -163,26 +185,35 @@ impl SqlStore {
                 url.split('@').next_back().unwrap_or_default()
             )));
         };
-        let pool = AnyPoolOptions::new()
-            .max_connections(max)
-            .acquire_timeout(Duration::from_secs(10))
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        use sqlx::Executor as _;
-                        // WAL: readers never block the writer; busy_timeout: writers of other
-                        // processes wait their turn instead of failing at once.
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA busy_timeout = 10000").await?;
-                        conn.execute("PRAGMA synchronous = NORMAL").await?;
-                        conn.execute("PRAGMA foreign_keys = ON").await?;
-                    }
-                    Ok(())
+        let connect = |max: u32| {
+            AnyPoolOptions::new()
+                .max_connections(max)
+                .acquire_timeout(Duration::from_secs(10))
+                .after_connect(move |conn, _| {
+                    Box::pin(async move {
+                        if backend == Backend::Sqlite {
+                            use sqlx::Executor as _;
+                            // WAL: readers never block the writer; busy_timeout: writers of
+                            // other processes wait their turn instead of failing at once.
+                            conn.execute("PRAGMA journal_mode = WAL").await?;
+                            conn.execute("PRAGMA busy_timeout = 10000").await?;
+                            conn.execute("PRAGMA synchronous = NORMAL").await?;
+                            conn.execute("PRAGMA foreign_keys = ON").await?;
+                        }
+                        Ok(())
+                    })
                 })
-            })
-            .connect(&url)
-            .await
-            .map_err(|e| StoreError::Database(format!("cannot open the store: {e}")))?;
+                .connect(&url)
+        };
+        let pool = connect(max).await.map_err(|e| StoreError::Database(format!("cannot open the store: {e}")))?;
+        // SQLite has one writer at a time: this process's writes queue for one connection
+        // (an async wait) instead of meeting the file lock (where SQLite's busy handler
+        // sleeps in steps of milliseconds). Readers use the other pool and never block.
+        let writes = if backend == Backend::Sqlite && max > 1 {
+            connect(1).await.map_err(|e| StoreError::Database(format!("cannot open the store: {e}")))?
+        } else {
+            pool.clone()
+        };
         let migrator = match backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             #[cfg(feature = "postgres")]
@@ -194,11 +225,17 @@ impl SqlStore {
             }
             other => StoreError::Database(format!("the schema could not be applied: {other}")),
         })?;
+        let changes = broadcast::channel(CHANGES_CAPACITY).0;
+        let (committer, jobs) = mpsc::channel(4 * GROUP);
+        let writer = tokio::spawn(write_commits(writes.clone(), backend, changes.clone(), jobs));
         let store = Self {
             pool,
+            writes,
             backend,
             sealer,
-            changes: broadcast::channel(CHANGES_CAPACITY).0,
+            changes,
+            committer,
+            writer,
             #[cfg(feature = "postgres")]
             listener: None,
         };
@@ -271,7 +308,7 @@ impl SqlStore {
     }
 
     async fn begin(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
-        Ok(self.pool.begin_with(self.backend.begin()).await?)
+        Ok(self.writes.begin_with(self.backend.begin()).await?)
     }
 
     async fn now_in(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> StoreResult<i64> {
@@ -316,6 +353,298 @@ impl SqlStore {
     fn fenced(lease: &Lease) -> StoreError {
         StoreError::Fenced { handover_id: lease.handover_id.clone(), epoch: lease.epoch }
     }
+}
+
+/// One owner commit waiting for the writer.
+struct Job {
+    lease: Lease,
+    commit: Commit,
+    /// The snapshot, sealed by the caller.
+    snapshot: Option<Vec<u8>>,
+    done: oneshot::Sender<StoreResult<Committed>>,
+}
+
+/// The most commits the writer puts in one transaction.
+const GROUP: usize = 64;
+
+/// The writer: commits go through one task that takes whatever has queued (up to
+/// [`GROUP`]) and writes it in one transaction, each commit under its own savepoint and its
+/// own fence, so a fenced or failing commit leaves the others whole. Many handovers
+/// committing at once then cost one write transaction (one WAL commit on SQLite, one
+/// flush on PostgreSQL) instead of one each.
+async fn write_commits(
+    pool: AnyPool,
+    backend: Backend,
+    changes: broadcast::Sender<Change>,
+    mut jobs: mpsc::Receiver<Job>,
+) {
+    let mut batch = Vec::with_capacity(GROUP);
+    while jobs.recv_many(&mut batch, GROUP).await > 0 {
+        let mut results = Vec::with_capacity(batch.len());
+        let outcome = write_group(&pool, backend, &batch, &mut results).await;
+        match outcome {
+            Ok(notices) => {
+                for (job, result) in batch.drain(..).zip(results) {
+                    let _ = job.done.send(result);
+                }
+                #[cfg(feature = "postgres")]
+                let local = backend != Backend::Postgres;
+                #[cfg(not(feature = "postgres"))]
+                let local = true;
+                if local {
+                    for change in notices {
+                        let _ = changes.send(change);
+                    }
+                }
+            }
+            Err(error) => {
+                // The group failed (the database is gone, a write was refused): nothing of
+                // it was written.
+                let message = error.to_string();
+                for job in batch.drain(..) {
+                    let _ = job.done.send(Err(StoreError::Database(message.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// Writes `batch` in one transaction; each commit's result goes to `results` in order, and
+/// the hints to send once the transaction is in.
+///
+/// The whole group costs a handful of statements however many commits it holds: one fences
+/// every commit (a fenced one writes nothing and is answered `Fenced`), one finds event ids
+/// the log holds already, one inserts every event, and one moves every handover's row;
+/// only the rare parts (inbox, outbox, conversation keys) go one by one. Any failure other
+/// than a fence fails the whole group: nothing of it is written, and every caller gets the
+/// error (and may retry).
+async fn write_group(
+    pool: &AnyPool,
+    backend: Backend,
+    batch: &[Job],
+    results: &mut Vec<StoreResult<Committed>>,
+) -> StoreResult<Vec<Change>> {
+    let mut tx = pool.begin_with(backend.begin()).await?;
+    let now = match backend {
+        // SQLite is embedded: its clock is this host's, so no round trip for it.
+        Backend::Sqlite => system_now_ms(),
+        #[cfg(feature = "postgres")]
+        Backend::Postgres => sqlx::query(backend.now()).fetch_one(&mut *tx).await?.try_get(0)?,
+    };
+
+    // 1. The fence of every commit, in one statement: the handovers whose lease (id,
+    //    epoch, owner) is still current, and their log's last seq, locked till the end.
+    let leases: Vec<&Lease> = batch.iter().map(|job| &job.lease).collect();
+    let mut live: HashMap<(String, u64, String), i64> = HashMap::new();
+    for chunk in leases.chunks(200) {
+        let tuples = placeholders(chunk.len(), 3, 2);
+        let sql = format!(
+            "UPDATE handovers SET updated_at = $1 WHERE (id, epoch, owner) IN (VALUES {tuples}) \
+             RETURNING id, epoch, owner, last_seq"
+        );
+        let mut query = sqlx::query(&sql).bind(now);
+        for lease in chunk {
+            query = query.bind(&lease.handover_id).bind(signed(lease.epoch)).bind(&lease.owner);
+        }
+        for row in query.fetch_all(&mut *tx).await? {
+            let key = (row.try_get::<String, _>("id")?, unsigned(row.try_get("epoch")?), row.try_get("owner")?);
+            live.insert(key, row.try_get("last_seq")?);
+        }
+    }
+
+    // 2. Event ids the log holds already (repeats are skipped and use no seq).
+    let ids: Vec<(&str, &str)> = batch
+        .iter()
+        .flat_map(|job| {
+            job.commit.events.iter().filter_map(|e| Some((job.lease.handover_id.as_str(), e.event_id.as_deref()?)))
+        })
+        .collect();
+    let mut seen: HashSet<(String, String)> = HashSet::new();
+    for chunk in ids.chunks(400) {
+        let tuples = placeholders(chunk.len(), 2, 1);
+        let sql = format!(
+            "SELECT handover_id, event_id FROM handover_events WHERE (handover_id, event_id) IN (VALUES {tuples})"
+        );
+        let mut query = sqlx::query(&sql);
+        for (handover, event) in chunk {
+            query = query.bind(*handover).bind(*event);
+        }
+        for row in query.fetch_all(&mut *tx).await? {
+            seen.insert((row.try_get("handover_id")?, row.try_get("event_id")?));
+        }
+    }
+
+    // Seqs, in batch order per handover; the rows of the events; each handover's final row.
+    let mut rows: Vec<(&str, i64, Option<&str>, String)> = Vec::new();
+    let mut finals: Vec<Final> = Vec::new();
+    let mut notices = Vec::new();
+    for job in batch {
+        let lease = &job.lease;
+        let key = (lease.handover_id.clone(), lease.epoch, lease.owner.clone());
+        let Some(last_seq) = live.get_mut(&key) else {
+            results.push(Err(SqlStore::fenced(lease)));
+            continue;
+        };
+        let mut appended = Vec::new();
+        let mut seqs = Vec::with_capacity(job.commit.events.len());
+        for event in &job.commit.events {
+            if let Some(id) = &event.event_id
+                && !seen.insert((lease.handover_id.clone(), id.clone()))
+            {
+                seqs.push(None);
+                continue;
+            }
+            *last_seq += 1;
+            rows.push((&lease.handover_id, *last_seq, event.event_id.as_deref(), event.body.to_string()));
+            appended.push(unsigned(*last_seq));
+            seqs.push(Some(unsigned(*last_seq)));
+        }
+        match finals.iter_mut().find(|f| f.id == lease.handover_id) {
+            Some(existing) => existing.merge(job, *last_seq),
+            None => finals.push(Final::of(job, *last_seq)),
+        }
+        notices.push(Change::new(&lease.handover_id, ChangeKind::Committed));
+        results.push(Ok(Committed { appended, seqs, last_seq: unsigned(*last_seq), at_ms: now }));
+    }
+
+    // 3. Every event, in one statement (a chunk per few hundred rows).
+    for chunk in rows.chunks(400) {
+        let tuples = placeholders(chunk.len(), 4, 2);
+        let sql = format!(
+            "INSERT INTO handover_events (handover_id, seq, event_id, body, created_at) \
+             SELECT v.column1, v.column2, v.column3, v.column4, $1 FROM (VALUES {tuples}) AS v"
+        );
+        let sql = backend.values_columns(&sql, 4);
+        let mut query = sqlx::query(&sql).bind(now);
+        for (handover, seq, event_id, body) in chunk {
+            query = query.bind(*handover).bind(*seq).bind(*event_id).bind(body.as_str());
+        }
+        query.execute(&mut *tx).await?;
+    }
+
+    // The rare parts, one by one.
+    for (job, result) in batch.iter().zip(results.iter()) {
+        if result.is_err() {
+            continue;
+        }
+        let (lease, commit) = (&job.lease, &job.commit);
+        for id in &commit.consumed {
+            sqlx::query("UPDATE inbox SET consumed_at = $2 WHERE id = $1 AND consumed_at IS NULL")
+                .bind(id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for input_id in &commit.sent_inputs {
+            sqlx::query("UPDATE outbox SET sent_at = $3 WHERE handover_id = $1 AND input_id = $2 AND sent_at IS NULL")
+                .bind(&lease.handover_id)
+                .bind(input_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for key in &commit.conversation_keys {
+            sqlx::query(
+                "INSERT INTO conversation_keys (provider, conversation_key, handover_id) VALUES ($1, $2, $3) \
+                 ON CONFLICT (provider, conversation_key) DO UPDATE SET handover_id = excluded.handover_id",
+            )
+            .bind(&key.provider)
+            .bind(&key.key)
+            .bind(&lease.handover_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+
+    // 4. Every handover's row, one statement per handover (their values differ).
+    for last in &finals {
+        sqlx::query(
+            "UPDATE handovers SET last_seq = $2, snapshot = COALESCE($3, snapshot), \
+             node_state = COALESCE($4, node_state), state = COALESCE($5, state), status = COALESCE($6, status), \
+             callback_seq = COALESCE($7, callback_seq), callback_state = COALESCE($8, callback_state), \
+             callback_pending = CASE WHEN $9 = 1 THEN 0 ELSE callback_pending END WHERE id = $1",
+        )
+        .bind(&last.id)
+        .bind(last.last_seq)
+        .bind(last.snapshot.clone())
+        .bind(last.node_state.clone())
+        .bind(last.state)
+        .bind(last.status.clone())
+        .bind(last.callback_seq)
+        .bind(last.callback_state.clone())
+        .bind(i64::from(last.callback_failed))
+        .execute(&mut *tx)
+        .await?;
+    }
+
+    #[cfg(feature = "postgres")]
+    if backend == Backend::Postgres {
+        for change in &notices {
+            sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(change.to_payload()).execute(&mut *tx).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(notices)
+}
+
+/// What one handover's row becomes after the commits of a group (later ones win).
+struct Final {
+    id: String,
+    last_seq: i64,
+    snapshot: Option<Vec<u8>>,
+    node_state: Option<String>,
+    state: Option<&'static str>,
+    status: Option<String>,
+    callback_seq: Option<i64>,
+    callback_state: Option<String>,
+    callback_failed: bool,
+}
+
+impl Final {
+    fn of(job: &Job, last_seq: i64) -> Self {
+        let commit = &job.commit;
+        Self {
+            id: job.lease.handover_id.clone(),
+            last_seq,
+            snapshot: job.snapshot.clone(),
+            node_state: commit.node_state.as_ref().map(Value::to_string),
+            state: commit.state.map(HandoverState::as_str),
+            status: commit.status.as_ref().map(Value::to_string),
+            callback_seq: commit.callback.as_ref().map(|c| signed(c.acked_seq)),
+            callback_state: commit.callback.as_ref().and_then(|c| c.state.as_ref()).map(Value::to_string),
+            callback_failed: commit.callback.as_ref().is_some_and(|c| c.failed),
+        }
+    }
+
+    fn merge(&mut self, job: &Job, last_seq: i64) {
+        let later = Self::of(job, last_seq);
+        self.last_seq = later.last_seq;
+        self.snapshot = later.snapshot.or(self.snapshot.take());
+        self.node_state = later.node_state.or(self.node_state.take());
+        self.state = later.state.or(self.state);
+        self.status = later.status.or(self.status.take());
+        self.callback_seq = later.callback_seq.or(self.callback_seq);
+        self.callback_state = later.callback_state.or(self.callback_state.take());
+        self.callback_failed |= later.callback_failed;
+    }
+}
+
+/// `($2, $3, $4), ($5, $6, $7), …`: `rows` tuples of `width` parameters from `$first`.
+fn placeholders(rows: usize, width: usize, first: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let params: Vec<String> = (0..width).map(|c| format!("${}", first + r * width + c)).collect();
+            format!("({})", params.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// This host's clock in Unix milliseconds (SQLite's `now`).
+fn system_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[async_trait]
@@ -508,95 +837,12 @@ impl Store for SqlStore {
     }
 
     async fn commit(&self, lease: &Lease, commit: Commit) -> StoreResult<Committed> {
-        let mut tx = self.begin().await?;
-        let now = self.now_in(&mut tx).await?;
-        // The fence: the epoch is still the handover's, checked and locked in this
-        // transaction; everything below commits with it or not at all.
-        let fence = sqlx::query(
-            "UPDATE handovers SET updated_at = $4 WHERE id = $1 AND epoch = $2 AND owner = $3 RETURNING last_seq",
-        )
-        .bind(&lease.handover_id)
-        .bind(signed(lease.epoch))
-        .bind(&lease.owner)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(fence) = fence else { return Err(Self::fenced(lease)) };
-        let mut last_seq: i64 = fence.try_get("last_seq")?;
-        let mut appended = Vec::new();
-        for event in &commit.events {
-            if let Some(event_id) = &event.event_id {
-                let seen = sqlx::query("SELECT 1 FROM handover_events WHERE handover_id = $1 AND event_id = $2")
-                    .bind(&lease.handover_id)
-                    .bind(event_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                if seen.is_some() {
-                    continue;
-                }
-            }
-            last_seq += 1;
-            sqlx::query(
-                "INSERT INTO handover_events (handover_id, seq, event_id, body, created_at) VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(&lease.handover_id)
-            .bind(last_seq)
-            .bind(&event.event_id)
-            .bind(event.body.to_string())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            appended.push(unsigned(last_seq));
-        }
-        for id in &commit.consumed {
-            sqlx::query("UPDATE inbox SET consumed_at = $2 WHERE id = $1 AND consumed_at IS NULL")
-                .bind(id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-        }
-        for input_id in &commit.sent_inputs {
-            sqlx::query("UPDATE outbox SET sent_at = $3 WHERE handover_id = $1 AND input_id = $2 AND sent_at IS NULL")
-                .bind(&lease.handover_id)
-                .bind(input_id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-        }
-        for key in &commit.conversation_keys {
-            sqlx::query(
-                "INSERT INTO conversation_keys (provider, conversation_key, handover_id) VALUES ($1, $2, $3) \
-                 ON CONFLICT (provider, conversation_key) DO UPDATE SET handover_id = excluded.handover_id",
-            )
-            .bind(&key.provider)
-            .bind(&key.key)
-            .bind(&lease.handover_id)
-            .execute(&mut *tx)
-            .await?;
-        }
+        // Sealing is CPU work: done here, in parallel, not in the writer's transaction.
         let snapshot = commit.snapshot.as_deref().map(|s| self.sealer.seal(s)).transpose()?;
-        sqlx::query(
-            "UPDATE handovers SET last_seq = $2, snapshot = COALESCE($3, snapshot), \
-             node_state = COALESCE($4, node_state), state = COALESCE($5, state), status = COALESCE($6, status), \
-             callback_seq = COALESCE($7, callback_seq), callback_state = COALESCE($8, callback_state), \
-             callback_pending = CASE WHEN $9 = 1 THEN 0 ELSE callback_pending END WHERE id = $1",
-        )
-        .bind(&lease.handover_id)
-        .bind(last_seq)
-        .bind(snapshot)
-        .bind(commit.node_state.as_ref().map(Value::to_string))
-        .bind(commit.state.map(HandoverState::as_str))
-        .bind(commit.status.as_ref().map(Value::to_string))
-        .bind(commit.callback.as_ref().map(|c| signed(c.acked_seq)))
-        .bind(commit.callback.as_ref().and_then(|c| c.state.as_ref()).map(Value::to_string))
-        .bind(i64::from(commit.callback.as_ref().is_some_and(|c| c.failed)))
-        .execute(&mut *tx)
-        .await?;
-        let change = Change::new(&lease.handover_id, ChangeKind::Committed);
-        self.notify(&mut tx, &change).await?;
-        tx.commit().await?;
-        self.changed(change);
-        Ok(Committed { appended, last_seq: unsigned(last_seq) })
+        let (done, result) = oneshot::channel();
+        let job = Job { lease: lease.clone(), commit, snapshot, done };
+        self.committer.send(job).await.map_err(|_| StoreError::Database("the store is closed".to_owned()))?;
+        result.await.map_err(|_| StoreError::Database("the store's writer stopped".to_owned()))?
     }
 
     async fn events(&self, id: &str, after: u64, limit: u32) -> StoreResult<Vec<StoredEvent>> {

@@ -91,6 +91,8 @@ pub async fn stale_epoch_writes_are_refused_for_every_kind_of_write<H: StoreHarn
     let store = h.store();
     let created = store.create(NewHandover::new("h1", "sales", json!({})), "a", Duration::ZERO).await;
     let stale = created.unwrap().lease.unwrap();
+    // Expired on the store's clock once a millisecond has passed.
+    tokio::time::sleep(Duration::from_millis(5)).await;
     let current = store.acquire("h1", "b", TTL).await.unwrap().unwrap();
     assert!(store.put_delivery(NewDelivery::new("sales", "conv-1", "d1", b"{}".to_vec())).await.unwrap());
     assert!(store.put_input("h1", NewInput::new("i1", json!({ "type": "message", "text": "hi" }))).await.unwrap());
@@ -224,6 +226,8 @@ pub async fn orphans_are_claimed_once_by_three_claimers<H: StoreHarness>() {
     for n in 0..30 {
         store.create(NewHandover::new(format!("h{n}"), "sales", json!({})), "dead", Duration::ZERO).await.unwrap();
     }
+    // Expired on the store's clock once a millisecond has passed.
+    tokio::time::sleep(Duration::from_millis(5)).await;
     let handles = [h.store(), h.reopen(key()).await.unwrap(), h.reopen(key()).await.unwrap()];
     let mut tasks = Vec::new();
     for (n, store) in handles.into_iter().enumerate() {
@@ -393,6 +397,51 @@ pub async fn an_ended_handover_is_claimed_until_its_callback_has_every_event<H: 
     h.teardown().await;
 }
 
+/// Commits of many handovers at the same moment (written together by the store's writer):
+/// a fenced one is refused and writes nothing, the others commit whole.
+pub async fn a_fenced_commit_among_many_at_once_leaves_the_others_whole<H: StoreHarness>() {
+    let h = H::setup(key()).await;
+    let store = h.store();
+    let mut leases = Vec::new();
+    for n in 0..24 {
+        leases.push(handover(&h, &format!("h{n}")).await);
+    }
+    store.release(&leases[5]).await.unwrap();
+    let taken = store.acquire("h5", "b", TTL).await.unwrap().unwrap();
+    let tasks: Vec<_> = leases
+        .iter()
+        .map(|lease| {
+            let (store, lease) = (store.clone(), lease.clone());
+            tokio::spawn(async move {
+                let commit = Commit::new()
+                    .event(NewEvent::with_id("e1", json!({ "type": "agent_message", "text": "one" })))
+                    .event(NewEvent::new(json!({ "type": "agent_typing", "typing": false })))
+                    .node_state(json!({ "active": true }));
+                store.commit(&lease, commit).await
+            })
+        })
+        .collect();
+    for (n, task) in tasks.into_iter().enumerate() {
+        let result = task.await.unwrap();
+        if n == 5 {
+            assert!(result.unwrap_err().is_fenced());
+        } else {
+            let committed = result.unwrap();
+            assert_eq!((committed.appended.as_slice(), committed.last_seq), (&[1, 2][..], 2), "h{n}");
+        }
+    }
+    assert_eq!(store.get("h5").await.unwrap().unwrap().last_seq, 0, "the fenced commit wrote nothing");
+    assert!(store.events("h5", 0, 10).await.unwrap().is_empty());
+    store.commit(&taken, Commit::new().event(NewEvent::new(json!({ "type": "say" })))).await.unwrap();
+    // A repeat of an event id in a later commit is skipped and uses no seq.
+    let again = Commit::new()
+        .event(NewEvent::with_id("e1", json!({ "type": "agent_message", "text": "one" })))
+        .event(NewEvent::new(json!({ "type": "say" })));
+    let committed = store.commit(&leases[0], again).await.unwrap();
+    assert_eq!((committed.appended.as_slice(), committed.last_seq), (&[3][..], 3));
+    h.teardown().await;
+}
+
 /// A store written with one key refuses another key and plaintext; secrets are not
 /// readable in the database.
 pub async fn a_wrong_key_is_refused_and_secrets_are_sealed<H: StoreHarness>() {
@@ -465,6 +514,7 @@ macro_rules! store_suite {
             an_owner_renews_all_its_live_leases_at_once,
             pending_work_lists_the_owners_handovers_with_inputs_or_deliveries,
             an_ended_handover_is_claimed_until_its_callback_has_every_event,
+            a_fenced_commit_among_many_at_once_leaves_the_others_whole,
             a_wrong_key_is_refused_and_secrets_are_sealed,
             a_repeated_idempotency_key_returns_the_first_handover,
             a_newer_schema_is_refused,

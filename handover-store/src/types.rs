@@ -207,6 +207,13 @@ pub struct StoredEvent {
     pub created_at_ms: i64,
 }
 
+impl StoredEvent {
+    /// Event `seq` with `body` (what a reader of the log gets; for tests and caches).
+    pub fn new(seq: u64, event_id: Option<String>, body: Value, created_at_ms: i64) -> Self {
+        Self { seq, event_id, body, created_at_ms }
+    }
+}
+
 /// A conversation key of a provider configuration, mapped to a handover.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -498,6 +505,11 @@ impl Commit {
 pub struct Committed {
     /// The seq of each appended event (skipped repeats have none).
     pub appended: Vec<u64>,
+    /// For each event of the commit, in order: its seq, or `None` when its id was in the
+    /// log already and it was skipped.
+    pub seqs: Vec<Option<u64>>,
     /// The log's last seq after the commit.
     pub last_seq: u64,
+    /// When it was written, on the store's clock (the appended events' `created_at_ms`).
+    pub at_ms: i64,
 }

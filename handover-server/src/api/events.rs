@@ -131,8 +131,8 @@ async fn long_poll(
     state: HandoverState,
     mut waiter: LogWaiter,
 ) -> Result<Vec<StoredEvent>, ApiError> {
+    let mut events = app.store.events(id, after, PAGE).await.map_err(|e| ApiError::store(&e))?;
     loop {
-        let events = app.store.events(id, after, PAGE).await.map_err(|e| ApiError::store(&e))?;
         // Nothing more will come once the handover has ended.
         if !events.is_empty() || state == HandoverState::Ended || Instant::now() >= deadline {
             return Ok(events);
@@ -140,6 +140,10 @@ async fn long_poll(
         let left = deadline.saturating_duration_since(Instant::now());
         // An end while waiting appends the status event, which the next read returns.
         waiter.wait(left.min(READER_BACKSTOP)).await;
+        events = match waiter.take_after(after) {
+            Some(news) => news,
+            None => app.store.events(id, after, PAGE).await.map_err(|e| ApiError::store(&e))?,
+        };
     }
 }
 
@@ -178,7 +182,12 @@ fn sse(
                 let sse = SseEvent::default().id(event.seq.to_string()).event(kind).data(body.to_string());
                 return Some((Ok(sse), reader));
             }
-            match reader.app.store.events(&reader.id, reader.after, PAGE).await {
+            // What this instance just committed, when it follows the cursor; else the store.
+            let read = match reader.waiter.take_after(reader.after) {
+                Some(news) => Ok(news),
+                None => reader.app.store.events(&reader.id, reader.after, PAGE).await,
+            };
+            match read {
                 Ok(events) if !events.is_empty() => reader.buffered.extend(events),
                 // The status event ends the stream when it is read, so nothing to check here.
                 Ok(_) => reader.waiter.wait(READER_BACKSTOP).await,

@@ -196,8 +196,8 @@ async fn record(app: &App, id: &str) -> Result<HandoverRecord, ApiError> {
     app.store.get(id).await.map_err(|e| ApiError::store(&e))?.ok_or_else(|| ApiError::not_found(id))
 }
 
-/// What `GET` answers for `record`.
-pub(crate) fn handover_body(record: &HandoverRecord) -> HandoverBody {
+/// What `GET` answers for `record`, with `pending_inputs` not sent yet.
+pub(crate) fn handover_body(record: &HandoverRecord, pending_inputs: u64) -> HandoverBody {
     let has_callback = record.spec.get("callback").is_some_and(|c| !c.is_null());
     let callback = has_callback.then(|| {
         let state = record.callback_state.as_ref();
@@ -213,6 +213,7 @@ pub(crate) fn handover_body(record: &HandoverRecord) -> HandoverBody {
         provider: record.provider.clone(),
         state: record.state.into(),
         last_seq: record.last_seq,
+        pending_inputs,
         status: record.status.clone(),
         callback,
     }
@@ -235,7 +236,8 @@ pub(crate) fn handover_body(record: &HandoverRecord) -> HandoverBody {
 )]
 pub(crate) async fn get(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<HandoverBody>, ApiError> {
     let record = record(&app, &id).await?;
-    Ok(Json(handover_body(&record)))
+    let pending = app.store.inputs(&id).await.map_err(|e| ApiError::store(&e))?.len();
+    Ok(Json(handover_body(&record, pending as u64)))
 }
 
 /// Sends one input to the agent side (kept first, then sent in order by the handover's

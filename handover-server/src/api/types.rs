@@ -212,6 +212,8 @@ pub(crate) struct HandoverBody {
     pub(crate) state: StateBody,
     /// The `seq` of the newest event (0: none yet).
     pub(crate) last_seq: u64,
+    /// Inputs kept but not sent to the contact center yet (they go in order).
+    pub(crate) pending_inputs: u64,
     /// The final status once ended, else null.
     #[schema(value_type = Option<StatusSchema>)]
     pub(crate) status: Option<Value>,
