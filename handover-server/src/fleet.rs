@@ -27,7 +27,7 @@ pub(crate) fn spawn(app: Arc<App>) -> Vec<JoinHandle<()>> {
 
 /// Starts the runner of a handover this instance was just granted, unless one runs it
 /// already with this epoch or a newer one.
-pub(crate) fn run(app: &Arc<App>, lease: Lease) {
+pub(crate) fn run(app: &Arc<App>, lease: Lease, known: Option<handover_store::HandoverRecord>) {
     let work = Arc::new(Notify::new());
     let lost = CancellationToken::new();
     {
@@ -57,7 +57,7 @@ pub(crate) fn run(app: &Arc<App>, lease: Lease) {
     tokio::spawn(async move {
         let id = lease.handover_id.clone();
         let epoch = lease.epoch;
-        crate::runner::run(app.clone(), lease, work, lost).await;
+        crate::runner::run(app.clone(), lease, known, work, lost).await;
         let mut runners = lock(&app.runners);
         if runners.get(&id).is_some_and(|entry| entry.epoch == epoch) {
             runners.remove(&id);
@@ -162,7 +162,7 @@ async fn claim(app: Arc<App>) {
                         app.metrics.takeovers(claimed);
                     }
                     for lease in leases {
-                        run(&app, lease);
+                        run(&app, lease, None);
                     }
                     if claimed < BATCH as usize {
                         break;

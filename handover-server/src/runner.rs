@@ -67,7 +67,14 @@ enum Exit {
 }
 
 /// Runs handover `lease.handover_id` while this instance holds its lease.
-pub(crate) async fn run(app: Arc<App>, lease: Lease, work: Arc<Notify>, lost: CancellationToken) {
+/// `known`: the record, when the caller has it (a handover just created).
+pub(crate) async fn run(
+    app: Arc<App>,
+    lease: Lease,
+    known: Option<HandoverRecord>,
+    work: Arc<Notify>,
+    lost: CancellationToken,
+) {
     let span = tracing::info_span!(
         "handover",
         handover = %lease.handover_id,
@@ -75,17 +82,26 @@ pub(crate) async fn run(app: Arc<App>, lease: Lease, work: Arc<Notify>, lost: Ca
         epoch = lease.epoch,
         provider = tracing::field::Empty,
     );
-    run_owned(app, lease, work, lost).instrument(span).await;
+    run_owned(app, lease, known, work, lost).instrument(span).await;
 }
 
-async fn run_owned(app: Arc<App>, lease: Lease, work: Arc<Notify>, lost: CancellationToken) {
-    let record = match app.store.get(&lease.handover_id).await {
-        Ok(Some(record)) => record,
-        Ok(None) => return,
-        Err(error) => {
-            tracing::warn!(%error, "could not read the handover; its lease expires and a peer takes it");
-            return;
-        }
+async fn run_owned(
+    app: Arc<App>,
+    lease: Lease,
+    known: Option<HandoverRecord>,
+    work: Arc<Notify>,
+    lost: CancellationToken,
+) {
+    let record = match known {
+        Some(record) => record,
+        None => match app.store.get(&lease.handover_id).await {
+            Ok(Some(record)) => record,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::warn!(%error, "could not read the handover; its lease expires and a peer takes it");
+                return;
+            }
+        },
     };
     tracing::Span::current().record("provider", record.provider.as_str());
     let spec: Spec = match serde_json::from_value(record.spec.clone()) {

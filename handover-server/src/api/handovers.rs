@@ -112,7 +112,7 @@ pub(crate) async fn create(
         Some(lease) if !created.existing => {
             app.metrics.started(&record.provider);
             tracing::info!(handover = %record.id, provider = %record.provider, "handover created");
-            crate::fleet::run(&app, lease);
+            crate::fleet::run(&app, lease, Some(record));
             Ok((StatusCode::CREATED, Json(answer)))
         }
         _ => Ok((StatusCode::OK, Json(answer))),
