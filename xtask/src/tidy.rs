@@ -68,7 +68,7 @@ pub fn check(root: &Path) -> Result<Vec<String>, String> {
             }
         }
     }
-    for package in metadata.members().into_iter().filter(|p| p.is_provider()) {
+    for package in metadata.members().filter(|p| p.is_provider()) {
         problems.extend(provider_layout(&package.dir, &package.name));
         problems.extend(unpinned_mocks(&package.dir.join("tests"), &package.name));
     }
