@@ -109,7 +109,15 @@ async fn keep_leases(app: Arc<App>) {
         let now = Instant::now();
         if now >= next_renew {
             let sent = Instant::now();
-            match app.store.renew_owned(&app.config.instance_id, ttl).await {
+            // A store that hangs (a paused database) must not hold the deadline check below.
+            let renewed = tokio::time::timeout(ttl / 3, app.store.renew_owned(&app.config.instance_id, ttl))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(handover_store::StoreError::Database(
+                        "the renewal took longer than a third of lease_ttl_ms".to_owned(),
+                    ))
+                });
+            match renewed {
                 Ok(leases) => {
                     let live: HashSet<&str> = leases.iter().map(|l| l.handover_id.as_str()).collect();
                     let mut runners = lock(&app.runners);

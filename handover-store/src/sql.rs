@@ -219,12 +219,28 @@ impl SqlStore {
             #[cfg(feature = "postgres")]
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
-        migrator.run(&pool).await.map_err(|error| match error {
-            MigrateError::VersionMissing(version) => {
-                StoreError::NewerSchema(format!("it holds migration {version}, which this version does not know"))
+        // PostgreSQL serializes concurrent migrators with an advisory lock; SQLite has none, so
+        // instances started together on one file may race: the loser retries and finds the
+        // schema applied.
+        let mut attempt = 0u32;
+        loop {
+            match migrator.run(&pool).await {
+                Ok(()) => break,
+                Err(MigrateError::VersionMissing(version)) => {
+                    return Err(StoreError::NewerSchema(format!(
+                        "it holds migration {version}, which this version does not know"
+                    )));
+                }
+                Err(other) if attempt >= 4 => {
+                    return Err(StoreError::Database(format!("the schema could not be applied: {other}")));
+                }
+                Err(other) => {
+                    attempt += 1;
+                    tracing::debug!(error = %other, attempt, "applying the schema failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+                }
             }
-            other => StoreError::Database(format!("the schema could not be applied: {other}")),
-        })?;
+        }
         let changes = broadcast::channel(CHANGES_CAPACITY).0;
         let (committer, jobs) = mpsc::channel(4 * GROUP);
         let writer = tokio::spawn(write_commits(writes.clone(), backend, changes.clone(), jobs));

@@ -106,3 +106,19 @@ async fn an_unknown_url_names_the_forms_it_takes() {
     assert!(error.to_string().contains("sqlite://path/to/file.db"), "{error}");
     assert!(!error.to_string().contains("root"), "the credentials of a URL are not echoed: {error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_started_together_on_one_new_file_all_open_it() {
+    let path = std::env::temp_dir().join(format!("handover-store-{}.db", uuid::Uuid::new_v4()));
+    let url = format!("sqlite://{}", path.display());
+    let opens: Vec<_> = (0..6)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { SqlStore::open(&url, Sealer::plaintext()).await.map(|_| ()) })
+        })
+        .collect();
+    for open in opens {
+        open.await.unwrap().unwrap();
+    }
+    let _ = std::fs::remove_file(&path);
+}

@@ -12,6 +12,19 @@ pub fn deadline_after(from: tokio::time::Instant, duration: Duration) -> tokio::
     from + duration.min(FAR)
 }
 
+/// A deadline `duration` from now as Unix milliseconds: the form a session keeps in its
+/// snapshot, so that a timer survives a resume in another process (an `Instant` does not).
+pub fn unix_millis_after(duration: Duration) -> u64 {
+    unix_millis(SystemTime::now()).saturating_add(u64::try_from(duration.min(FAR).as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The instant of the wall-clock deadline `unix_ms` (from [`unix_millis_after`]): now when
+/// it has passed, at most a year away.
+pub fn instant_at_unix_millis(unix_ms: u64) -> tokio::time::Instant {
+    let left = unix_ms.saturating_sub(unix_millis(SystemTime::now()));
+    deadline_after(tokio::time::Instant::now(), Duration::from_millis(left))
+}
+
 /// `2026-01-21T16:47:08.592Z` for `time` (millisecond precision, UTC).
 pub fn iso8601_millis(time: SystemTime) -> String {
     let since = time.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
@@ -91,6 +104,16 @@ pub(crate) fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wall_clock_deadline_maps_back_to_an_instant() {
+        let before = tokio::time::Instant::now();
+        let at = instant_at_unix_millis(unix_millis_after(Duration::from_secs(60)));
+        assert!(at >= before + Duration::from_secs(59) && at <= before + Duration::from_secs(61));
+        // A passed deadline is now; an absurd one is capped.
+        assert!(instant_at_unix_millis(0) <= tokio::time::Instant::now());
+        assert!(instant_at_unix_millis(u64::MAX) <= tokio::time::Instant::now() + FAR);
+    }
 
     #[test]
     fn formats_and_parses_utc_timestamps() {

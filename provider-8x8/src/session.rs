@@ -13,8 +13,8 @@ use handover_transport::dedup::DedupSet;
 use handover_transport::events::{EndState, EventSender};
 use handover_transport::push::{self, Link, PushTask};
 use handover_transport::session::{CONTINUE, CloseReceiver, CloseSender, Flow, close_signal, lock};
+use handover_transport::time::{instant_at_unix_millis, unix_millis_after};
 use serde::{Deserialize, Serialize};
-use tokio::time::Instant;
 
 use crate::NAME;
 use crate::client::Client;
@@ -47,11 +47,30 @@ pub(crate) struct State {
     /// a replay is dropped for as long as the session lives.
     #[serde(default)]
     seen: DedupSet,
+    /// An agent left without a `TRANSFER`: the end, unless a transfer or the next agent
+    /// shows up before the deadline (deliveries may arrive out of order). Kept in the
+    /// snapshot, so that a session resumed elsewhere still ends when the deadline passes.
+    #[serde(default)]
+    pending_leave: Option<PendingLeave>,
+}
+
+/// An agent's leave waiting out the transfer grace period.
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct PendingLeave {
+    agent: Agent,
+    /// The deadline, in Unix milliseconds.
+    at_ms: u64,
 }
 
 impl Default for State {
     fn default() -> Self {
-        Self { agent: None, transfer_pending: false, end: EndState::default(), seen: DedupSet::unbounded() }
+        Self {
+            agent: None,
+            transfer_pending: false,
+            end: EndState::default(),
+            seen: DedupSet::unbounded(),
+            pending_leave: None,
+        }
     }
 }
 
@@ -142,7 +161,7 @@ pub(crate) fn open(
     (link, stream): (Link<Item>, EventStream),
     catch_up: bool,
 ) -> Session {
-    let task = Task { inner: inner.clone(), events: link.events().clone(), pending_leave: None };
+    let task = Task { inner: inner.clone(), events: link.events().clone() };
     tokio::spawn(push::serve(task, link, closed, catch_up));
     Session::new(inner, stream)
 }
@@ -151,9 +170,6 @@ pub(crate) fn open(
 struct Task {
     inner: Arc<Inner>,
     events: EventSender,
-    /// An agent left without a `TRANSFER`: the end, unless a transfer or the next agent
-    /// shows up before the deadline (deliveries may arrive out of order).
-    pending_leave: Option<(Agent, Instant)>,
 }
 
 #[async_trait]
@@ -199,7 +215,7 @@ impl PushTask for Task {
             Delivery::AgentJoined(agent) => self.agent_joined(self.named(agent)).await,
             Delivery::AgentLeft { id } => self.agent_left(id).await,
             Delivery::Transfer => {
-                if let Some((agent, _)) = self.pending_leave.take() {
+                if let Some(agent) = self.take_pending_leave() {
                     return self.emit(Event::AgentLeft { agent, transfer: true }).await;
                 }
                 lock(&self.inner.state).transfer_pending = true;
@@ -207,10 +223,13 @@ impl PushTask for Task {
             }
             Delivery::AgentMessage { text, agent } => {
                 let agent = self.named(agent);
-                let current = lock(&self.inner.state).agent.clone();
-                let agent = match (&current, &self.pending_leave) {
+                let (current, leaving) = {
+                    let state = lock(&self.inner.state);
+                    (state.agent.clone(), state.pending_leave.as_ref().map(|p| p.agent.clone()))
+                };
+                let agent = match (&current, &leaving) {
                     (Some(current), _) if current.id == agent.id || agent.id.is_none() => current.clone(),
-                    (_, Some((leaving, _))) if leaving.id == agent.id => leaving.clone(),
+                    (_, Some(leaving)) if leaving.id == agent.id => leaving.clone(),
                     // §8.3: a message may overtake the join it follows.
                     (None, None) => {
                         self.agent_joined(agent.clone()).await?;
@@ -222,7 +241,7 @@ impl PushTask for Task {
             }
             Delivery::Typing(on) => self.emit(Event::AgentTyping { on }).await,
             Delivery::UserLeft => {
-                if let Some((agent, _)) = self.pending_leave.take() {
+                if let Some(agent) = self.take_pending_leave() {
                     self.emit(Event::AgentLeft { agent, transfer: false }).await?;
                 }
                 let by = lock(&self.inner.state).end.ended_by(EndedBy::System);
@@ -241,13 +260,13 @@ impl PushTask for Task {
         self.emit(Event::Ended { by: EndedBy::User, reason: Some(reason.as_str().to_owned()) }).await
     }
 
-    fn next_timer(&self) -> Option<Instant> {
-        self.pending_leave.as_ref().map(|(_, at)| *at)
+    fn next_timer(&self) -> Option<tokio::time::Instant> {
+        lock(&self.inner.state).pending_leave.as_ref().map(|p| instant_at_unix_millis(p.at_ms))
     }
 
     /// The agent left and no transfer or next agent followed: the agent finished.
     async fn on_timer(&mut self) -> Flow {
-        let Some((agent, _)) = self.pending_leave.take() else { return CONTINUE };
+        let Some(agent) = self.take_pending_leave() else { return CONTINUE };
         self.emit(Event::AgentLeft { agent, transfer: false }).await?;
         if self.inner.config.leave_after_agent
             && let Err(error) = self.inner.client.remove_user(&self.inner.conversation).await
@@ -278,7 +297,7 @@ impl Task {
     }
 
     async fn agent_joined(&mut self, agent: Agent) -> Flow {
-        if let Some((leaving, _)) = self.pending_leave.take()
+        if let Some(leaving) = self.take_pending_leave()
             && leaving.id != agent.id
         {
             self.emit(Event::AgentLeft { agent: leaving, transfer: true }).await?;
@@ -313,7 +332,12 @@ impl Task {
             return self.emit(Event::AgentLeft { agent, transfer: true }).await;
         }
         let grace = Duration::from_millis(self.inner.config.transfer_grace_ms);
-        self.pending_leave = Some((agent, Instant::now() + grace));
+        lock(&self.inner.state).pending_leave = Some(PendingLeave { agent, at_ms: unix_millis_after(grace) });
         CONTINUE
+    }
+
+    /// The agent whose leave was pending, if any; no longer pending.
+    fn take_pending_leave(&self) -> Option<Agent> {
+        lock(&self.inner.state).pending_leave.take().map(|p| p.agent)
     }
 }

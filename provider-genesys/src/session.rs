@@ -15,6 +15,7 @@ use handover_transport::dedup::DedupSet;
 use handover_transport::events::EndState;
 use handover_transport::push::Link;
 use handover_transport::session::{CONTINUE, CloseReceiver, CloseSender, Flow, STOP, close_signal, lock, sleep_until};
+use handover_transport::time::{instant_at_unix_millis, unix_millis_after};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -51,11 +52,29 @@ pub(crate) struct State {
     /// replay is dropped for as long as the session lives.
     seen: DedupSet,
     end: EndState,
+    /// The handover ends at this deadline with this `by`, unless cancelled: after an agent's
+    /// end (another agent may still start: a requeue), or after the conversation's end
+    /// (agent messages may still arrive as webhooks).
+    pending_end: Option<PendingEnd>,
+}
+
+/// An end waiting out a grace period; in the snapshot, so a resumed session still ends.
+#[derive(Clone, Copy, Serialize, Deserialize)]
+pub(crate) struct PendingEnd {
+    /// The deadline, in Unix milliseconds.
+    at_ms: u64,
+    by: EndedBy,
 }
 
 impl Default for State {
     fn default() -> Self {
-        Self { conversation_id: None, agents: HashSet::new(), seen: DedupSet::unbounded(), end: EndState::default() }
+        Self {
+            conversation_id: None,
+            agents: HashSet::new(),
+            seen: DedupSet::unbounded(),
+            end: EndState::default(),
+            pending_end: None,
+        }
     }
 }
 
@@ -70,6 +89,8 @@ pub(crate) struct Snapshot {
     agents: Vec<String>,
     #[serde(default)]
     seen: DedupSet,
+    #[serde(default)]
+    pending_end: Option<PendingEnd>,
 }
 
 impl Snapshot {
@@ -86,6 +107,7 @@ impl Snapshot {
             agents: self.agents.into_iter().collect(),
             seen: self.seen,
             end: EndState::default(),
+            pending_end: self.pending_end,
         };
         (customer, state)
     }
@@ -211,6 +233,7 @@ impl SessionBackend for Inner {
             conversation_id: state.conversation_id.clone(),
             agents: state.agents.iter().cloned().collect(),
             seen: state.seen.clone(),
+            pending_end: state.pending_end,
         };
         Ok(SessionSnapshot::new(NAME, STATE_VERSION, &self.session_id, &snapshot)?
             .with_conversation_key(self.customer.id.clone()))
@@ -240,16 +263,7 @@ pub(crate) async fn open(
             false
         }
     };
-    let task = Task {
-        inner: inner.clone(),
-        detector,
-        link,
-        participants,
-        participants_tx,
-        watching,
-        pending_end: None,
-        agent: None,
-    };
+    let task = Task { inner: inner.clone(), detector, link, participants, participants_tx, watching, agent: None };
     tokio::spawn(task.run(closed, catch_up));
     Ok(Session::new(inner, stream))
 }
@@ -263,10 +277,6 @@ struct Task {
     participants_tx: mpsc::Sender<ParticipantEvent>,
     /// Whether the detector watches the conversation (its id may come only with a delivery).
     watching: bool,
-    /// The handover ends at this instant with this `by`, unless cancelled: after an agent's
-    /// end (another agent may still start: a requeue), or after the conversation's end
-    /// (agent messages may still arrive as webhooks).
-    pending_end: Option<(Instant, EndedBy)>,
     /// The agent currently handling the conversation.
     agent: Option<Agent>,
 }
@@ -278,6 +288,7 @@ impl Task {
         let events = self.link.events().clone();
         let mut flow = if self.watching && catch_up { self.resync().await } else { CONTINUE };
         while flow.is_continue() {
+            let pending_end = self.pending_end_at();
             flow = tokio::select! {
                 biased;
                 () = events.closed() => STOP,
@@ -296,8 +307,8 @@ impl Task {
                     Some(event) => self.on_participant(event).await,
                     None => CONTINUE,
                 },
-                () = sleep_until(self.pending_end.map(|(at, _)| at)) => {
-                    let by = self.pending_end.take().map_or(EndedBy::Agent, |(_, by)| by);
+                () = sleep_until(pending_end) => {
+                    let by = lock(&self.inner.state).pending_end.take().map_or(EndedBy::Agent, |p| p.by);
                     self.emit(Event::Ended { by, reason: Some("the conversation ended".to_owned()) }).await
                 }
             };
@@ -309,6 +320,11 @@ impl Task {
         if let Some(conversation) = self.inner.conversation_id() {
             self.detector.unwatch(&conversation, &self.participants_tx);
         }
+    }
+
+    /// When the pending end is due, if one is pending.
+    fn pending_end_at(&self) -> Option<Instant> {
+        lock(&self.inner.state).pending_end.map(|p| instant_at_unix_millis(p.at_ms))
     }
 
     async fn emit(&self, event: Event) -> Flow {
@@ -385,7 +401,8 @@ impl Task {
                 if !lock(&self.inner.state).agents.insert(participant_id) {
                     return CONTINUE;
                 }
-                if self.pending_end.take_if(|(_, by)| *by == EndedBy::Agent).is_some() {
+                let requeued = lock(&self.inner.state).pending_end.take_if(|p| p.by == EndedBy::Agent).is_some();
+                if requeued {
                     // The earlier agent's end was a requeue or transfer after all.
                     self.emit(Event::AgentLeft { agent: self.current_agent(), transfer: true }).await?;
                 }
@@ -402,8 +419,8 @@ impl Task {
                     return self.emit(Event::AgentLeft { agent: self.current_agent(), transfer: true }).await;
                 }
                 // §7.1: a requeue also ends the agent's session; wait before deciding.
-                let at = Instant::now() + Duration::from_millis(self.inner.config.transfer_grace_ms);
-                self.pending_end.get_or_insert((at, EndedBy::Agent));
+                let at_ms = unix_millis_after(Duration::from_millis(self.inner.config.transfer_grace_ms));
+                lock(&self.inner.state).pending_end.get_or_insert(PendingEnd { at_ms, by: EndedBy::Agent });
                 CONTINUE
             }
             ParticipantEvent::CustomerEnded { .. } => {
@@ -412,9 +429,10 @@ impl Task {
                     return self.emit(Event::Ended { by, reason: Some("the conversation ended".to_owned()) }).await;
                 }
                 // The conversation is over, but the agent's last messages may still be on their way.
-                let at = Instant::now() + Duration::from_millis(self.inner.config.end_drain_ms);
-                let at = self.pending_end.map_or(at, |(pending, _)| pending.min(at));
-                self.pending_end = Some((at, by));
+                let at_ms = unix_millis_after(Duration::from_millis(self.inner.config.end_drain_ms));
+                let mut state = lock(&self.inner.state);
+                let at_ms = state.pending_end.map_or(at_ms, |pending| pending.at_ms.min(at_ms));
+                state.pending_end = Some(PendingEnd { at_ms, by });
                 CONTINUE
             }
             ParticipantEvent::Resync => self.resync().await,

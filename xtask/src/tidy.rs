@@ -218,7 +218,7 @@ mod tests {
 
     #[test]
     fn the_repository_is_tidy() {
-        let problems = super::check(&crate::workspace_root()).unwrap();
+        let problems = check(&crate::workspace_root()).unwrap();
         assert!(problems.is_empty(), "tidy problems:\n  {}", problems.join("\n  "));
     }
 }

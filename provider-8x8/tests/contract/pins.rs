@@ -424,6 +424,47 @@ async fn a_resumed_session_catches_up_and_drops_redeliveries() {
 }
 
 #[tokio::test]
+async fn a_session_resumed_while_the_agent_leave_is_pending_still_ends() {
+    // Only the first provider verifies a delivery; the resumed one receives none.
+    let server = server(Calls { jwk: 1, create: 1, leave: 1, ..Calls::default() }).await;
+    mount(
+        &server,
+        "GET",
+        &format!("{CONV}/ID-0/participants"),
+        ResponseTemplate::new(200).set_body_json(json!({ "_embedded": { "participants": [
+            { "id": "user-42", "type": "user", "removed": false },
+            { "id": "agent-ann", "type": "agent", "removed": true },
+        ] }, "page": { "size": 20, "number": 0, "totalElements": 2, "totalPages": 1 } })),
+        "participants",
+        1,
+    )
+    .await;
+    let (provider, mut session) = start(&server).await;
+    deliver(&provider, joined("agent-ann"), "e-1").await;
+    assert_eq!(next_event(session.events()).await, Event::AgentJoined { agent: ann() });
+    // The leave waits out the transfer grace period; the process dies during it.
+    deliver(&provider, left("agent-ann"), "e-2").await;
+    // A last line of the leaving agent: once it is out, the leave before it was handled.
+    deliver(&provider, says("agent-ann", "bye"), "e-3").await;
+    assert_eq!(
+        next_event(session.events()).await,
+        Event::AgentMessage { id: "e-3".into(), text: "bye".into(), agent: ann() }
+    );
+    let snapshot = session.snapshot().unwrap();
+    drop(session);
+    drop(provider);
+
+    let provider = self::provider(config(&server));
+    let mut resumed = provider.resume(snapshot).await.unwrap();
+    assert_eq!(next_event(resumed.events()).await, Event::AgentLeft { agent: ann(), transfer: false });
+    assert_eq!(
+        next_event(resumed.events()).await,
+        Event::Ended { by: EndedBy::Agent, reason: Some("the agent left the conversation".into()) }
+    );
+    assert_stream_ended(resumed.events()).await;
+}
+
+#[tokio::test]
 async fn configuration_mistakes_are_explained() {
     for (config, text) in [
         (EightByEightConfig::new("k", "c").with_base_url("https://api.8x8.com/chat-gateway/v1"), "host only"),

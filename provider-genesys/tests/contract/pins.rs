@@ -476,6 +476,46 @@ async fn an_end_while_the_socket_was_down_is_found_by_the_resync() {
 }
 
 #[tokio::test]
+async fn a_session_resumed_while_the_agent_end_is_pending_still_ends() {
+    // The resumed provider takes its own token, channel and topics.
+    let rig = Rig::new(Calls { token: 2, channel: 2, subscriptions: 2, user: 1, ..Calls::start() }).await;
+    let mut session = start(&rig.provider(|c| c.send_transcript = false)).await;
+    rig.socket.wait_until(|c| !c.is_empty()).await;
+    rig.socket.send_text(frame("user.start", json!({ "participantId": "pa", "userId": "user-ann" })));
+    assert!(matches!(next_event(session.events()).await, Event::AgentJoined { .. }));
+    // The agent ends; the end waits out the requeue grace period and the process dies during it.
+    rig.socket.send_text(frame("user.end", json!({ "participantId": "pa", "disconnectType": "CLIENT" })));
+    let pending = async {
+        loop {
+            let snapshot = session.snapshot().unwrap();
+            if !serde_json::to_value(&snapshot).unwrap()["state"]["pending_end"].is_null() {
+                break snapshot;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    };
+    let snapshot = tokio::time::timeout(std::time::Duration::from_secs(10), pending)
+        .await
+        .expect("the snapshot keeps the pending end");
+    drop(session);
+    // Nothing more happens at Genesys: the customer is still connected.
+    Mock::given(method("GET"))
+        .and(path("/api/v2/conversations/messages/conv-1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": "conv-1", "participants": [
+            { "id": "p-cust", "purpose": "customer", "state": "connected" },
+            { "id": "pa", "purpose": "agent", "state": "disconnected", "disconnectType": "client" },
+        ] })))
+        .named("conversation after the resume")
+        .expect(1)
+        .mount(&rig.server)
+        .await;
+    let provider = rig.provider(|c| c.send_transcript = false);
+    let mut resumed = provider.resume(snapshot).await.unwrap();
+    let events = events_until(resumed.events(), Event::is_terminal).await;
+    assert!(matches!(events.as_slice(), [Event::Ended { by: EndedBy::Agent, .. }]), "{events:?}");
+}
+
+#[tokio::test]
 async fn deliveries_no_session_owns_yet_are_kept_for_the_one_that_registers() {
     let rig = Rig::new(Calls::start()).await;
     let provider = Arc::new(rig.provider(|c| c.send_transcript = false));
