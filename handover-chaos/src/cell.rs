@@ -21,13 +21,13 @@ const WAIT: Duration = Duration::from_secs(25);
 pub(crate) struct Protocol {
     pub(crate) name: &'static str,
     /// Agent-side events arrive as webhooks.
-    push: bool,
+    pub(crate) push: bool,
     /// The provider holds a stream or socket the emulator can drop.
-    stream: bool,
+    pub(crate) stream: bool,
     /// The provider holds tokens that can expire.
     tokens: bool,
     /// Config changes that keep waits short (grace and drain periods).
-    overrides: fn() -> Value,
+    pub(crate) overrides: fn() -> Value,
 }
 
 impl Protocol {

@@ -18,7 +18,7 @@ cargo xtask <command>
 
 commands:
   ci         everything CI runs: fmt, tidy, clippy, test, contract, features, service,
-             chaos --quick, docs
+             chaos --quick, chaos --quick --fleet, docs
   fmt        cargo fmt --check
   clippy     clippy on all targets and features with -D warnings
   test       the test suite (nextest when installed, else cargo test) and doctests, with a
@@ -32,7 +32,10 @@ commands:
   contract   every provider's contract suite (fails when a suite runs zero tests)
   tidy       repository conventions (also runs as a test of this crate)
   chaos      the fault matrix: every provider under every emulator fault (release build;
-             --quick: fewer messages per cell, the debug build)
+             --quick: fewer messages per cell, the debug build). --fleet: three `handover
+             serve` processes on one store (SQLite, then a throwaway PostgreSQL it restarts)
+             under SIGKILL, SIGSTOP, SIGTERM, webhooks to non-owners, a callback outage, SSE
+             cuts, a database restart and stream drops during takeover
   bench      benchmarks against hand-written floors, emulators in a separate process
              (release build; --quick: smaller sizes, a smoke run); writes target/bench/report.json
   docs       rustdoc with -D warnings
@@ -72,7 +75,7 @@ pub fn workspace_root() -> PathBuf {
 
 fn ci(root: &Path) -> Result<(), String> {
     type Step = fn(&Path) -> Result<(), String>;
-    let steps: [(&str, Step); 9] = [
+    let steps: [(&str, Step); 10] = [
         ("fmt", fmt),
         ("tidy", tidy_cmd),
         ("clippy", clippy),
@@ -81,6 +84,7 @@ fn ci(root: &Path) -> Result<(), String> {
         ("features", features),
         ("service", service::run),
         ("chaos", |root| chaos(root, &["--quick".to_owned()])),
+        ("fleet", |root| chaos(root, &["--quick".to_owned(), "--fleet".to_owned()])),
         ("docs", docs),
     ];
     let mut timings = Vec::new();
@@ -246,6 +250,7 @@ pub fn passed_count(output: &str) -> usize {
 /// debug build the tests made.
 fn chaos(root: &Path, args: &[String]) -> Result<(), String> {
     let quick = args.iter().any(|a| a == "--quick");
+    let fleet = args.iter().any(|a| a == "--fleet");
     let report = root.join("target/chaos");
     std::fs::create_dir_all(&report).map_err(|e| format!("cannot create {}: {e}", report.display()))?;
     let mut command = cargo(root);
@@ -253,7 +258,27 @@ fn chaos(root: &Path, args: &[String]) -> Result<(), String> {
     if !quick {
         command.arg("--release");
     }
-    command.arg("--").args(args).arg("--json").arg(report.join("report.json"));
+    // The fleet runs the real `handover serve` binary, on a PostgreSQL it may restart.
+    let _postgres = if fleet {
+        let mut build = cargo(root);
+        build.args(["build", "--locked", "--package", "handover-cli"]);
+        if !quick {
+            build.arg("--release");
+        }
+        run_command(build)?;
+        let bin = root.join("target").join(if quick { "debug" } else { "release" }).join("handover");
+        command.env("HANDOVER_BIN", bin);
+        let postgres = postgres::throwaway(root)?;
+        command.env("DATABASE_URL", &postgres.url);
+        if let Some(restart) = postgres.restart_command() {
+            command.env("HANDOVER_CHAOS_PG_RESTART", restart);
+        }
+        Some(postgres)
+    } else {
+        None
+    };
+    let name = if fleet { "fleet.json" } else { "report.json" };
+    command.arg("--").args(args).arg("--json").arg(report.join(name));
     run_command(command)
 }
 

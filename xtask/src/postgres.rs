@@ -54,6 +54,26 @@ pub(crate) fn command(root: &Path, args: &[String]) -> Result<(), String> {
     if ready { Ok(()) } else { Err(format!("{} does not answer", postgres.url)) }
 }
 
+/// A throwaway cluster whatever else there is: one the fleet matrix may restart.
+pub(crate) fn throwaway(root: &Path) -> Result<Postgres, String> {
+    start_cluster(root, &find_bin().ok_or_else(|| INSTALL.to_owned())?)
+}
+
+impl Postgres {
+    /// A shell command that restarts this cluster (fast shutdown, waits until it is up), if
+    /// it is one started here.
+    pub(crate) fn restart_command(&self) -> Option<String> {
+        let cluster = self.cluster.as_ref()?;
+        let prefix = cluster.user.as_ref().map(|user| format!("runuser -u {user} -- ")).unwrap_or_default();
+        Some(format!(
+            "{prefix}{} restart -m fast -w -t 60 -D {} -l {}",
+            cluster.pg_ctl.display(),
+            cluster.data.display(),
+            cluster.data.join("server.log").display()
+        ))
+    }
+}
+
 /// Finds or starts a PostgreSQL.
 pub(crate) fn ensure(root: &Path) -> Result<Postgres, String> {
     if let Ok(url) = std::env::var("DATABASE_URL")
