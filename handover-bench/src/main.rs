@@ -92,8 +92,8 @@ fn main() -> ExitCode {
         eprintln!("bench: 5. webhook ingest, {deliveries} deliveries");
         run("ingest", scenarios::ingest(deliveries, rounds, &mut rows));
     }
-    let (api_starts, api_relay, held, appends, takeovers) =
-        if quick { (100, 100, 300, 500, 20) } else { (1_000, 1_000, 10_000, 5_000, 200) };
+    let (api_starts, api_relay, held, appends, takeovers, fleet) =
+        if quick { (100, 100, 300, 1_000, 20, 60) } else { (1_000, 1_000, 10_000, 10_000, 200, 600) };
     if wanted(6) {
         eprintln!("bench: 6. starts through the API, {api_starts} handovers");
         run("api starts", runtime.block_on(service::api_starts(api_starts, &mut rows)));
@@ -108,11 +108,16 @@ fn main() -> ExitCode {
     }
     if wanted(9) {
         eprintln!("bench: 9. event appends, {appends} commits");
-        run("appends", runtime.block_on(service::appends(appends, &mut rows)));
+        let handovers = if quick { 100 } else { 1_000 };
+        run("appends", runtime.block_on(service::appends(appends, handovers, &mut rows)));
     }
     if wanted(10) {
         eprintln!("bench: 10. takeover of {takeovers} handovers");
         run("takeover", runtime.block_on(service::takeover(takeovers, &mut rows)));
+    }
+    if wanted(11) {
+        eprintln!("bench: 11. a fleet of 3 instances under load, {fleet} handovers");
+        run("fleet load", runtime.block_on(service::fleet_load(fleet, &mut rows)));
     }
     drop(runtime);
 

@@ -236,7 +236,7 @@ pub(crate) async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut()
 
 /// Messages go out at 2,000 per second (10 every 5 ms), the same pace for the library and
 /// the floor, so the latency is the relay's and not a queue of the driver's making.
-async fn pace(i: usize) {
+pub(crate) async fn pace(i: usize) {
     if i % 10 == 9 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

@@ -422,82 +422,111 @@ pub(crate) async fn held(n: usize, idle: Duration, rows: &mut Vec<Row>) -> Resul
 }
 
 /// Scenario 9: the store's event appends (one event per commit, fenced, sealed snapshot
-/// left out) against the hand-written floor: the same row inserted with plain sqlx in a
-/// transaction that also moves the log's `last_seq`.
-pub(crate) async fn appends(count: usize, rows: &mut Vec<Row>) -> Result<(), String> {
+/// left out) against the hand-written floor: the same rows inserted with plain sqlx, one
+/// transaction per event. Once with one handover and one writer, once across `handovers`
+/// handovers each with its own writer (the floor's writers share a pool: one connection on
+/// SQLite, which has one writer at a time, sixteen on PostgreSQL, as the store's).
+pub(crate) async fn appends(count: usize, handovers: usize, rows: &mut Vec<Row>) -> Result<(), String> {
     let mut stores = vec![("SQLite", sqlite_url("appends")?)];
     if let Some(url) = postgres_url("appends").await? {
         stores.push(("PostgreSQL", url));
     }
+    let event = json!({ "type": "agent_message", "text": "x".repeat(80), "agent": "Ann" });
     for (name, url) in stores {
-        let scenario = format!("9. event appends ({name}, {count} commits, one writer)");
-        let store = handover_store::open(&url, Sealer::new(&[7; 32])).await.map_err(|e| e.to_string())?;
-        let lease = store
-            .create(NewHandover::new("h-bench", "miaw", json!({})), "a", Duration::from_secs(600))
-            .await
-            .map_err(|e| e.to_string())?
-            .lease
-            .ok_or("no lease")?;
-        let event = json!({ "type": "agent_message", "text": "x".repeat(80), "agent": "Ann" });
-        let started = Instant::now();
-        for i in 0..count {
-            let commit = Commit::new().event(NewEvent::with_id(format!("agent:{i}"), event.clone()));
-            store.commit(&lease, commit).await.map_err(|e| e.to_string())?;
+        for writers in [1, handovers] {
+            let scenario = format!("9. event appends ({name}, {count} commits, {writers} handovers)");
+            let store = Arc::new(handover_store::open(&url, Sealer::new(&[7; 32])).await.map_err(|e| e.to_string())?);
+            let mut leases = Vec::new();
+            for h in 0..writers {
+                let new = NewHandover::new(format!("h-{writers}-{h}"), "miaw", json!({}));
+                let created = store.create(new, "a", Duration::from_secs(600)).await.map_err(|e| e.to_string())?;
+                leases.push(created.lease.ok_or("no lease")?);
+            }
+            let each = count / writers;
+            let started = Instant::now();
+            let tasks: Vec<_> = leases
+                .into_iter()
+                .map(|lease| {
+                    let (store, event) = (store.clone(), event.clone());
+                    tokio::spawn(async move {
+                        for i in 0..each {
+                            let commit = Commit::new().event(NewEvent::with_id(format!("agent:{i}"), event.clone()));
+                            store.commit(&lease, commit).await.map_err(|e| e.to_string())?;
+                        }
+                        Ok::<(), String>(())
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.map_err(|e| e.to_string())??;
+            }
+            let ours = (each * writers) as f64 / started.elapsed().as_secs_f64();
+            drop(store);
+            let floor = floor_appends(&url, each, writers, &event).await?;
+            let row = Row::new(&scenario, "events appended", "per s", ours, Some(floor), Better::Higher);
+            rows.push(row.target("≤ 1.3× floor", ours * 1.3 >= floor));
         }
-        let ours = count as f64 / started.elapsed().as_secs_f64();
-        drop(store);
-        let floor = floor_appends(&url, count, &event).await?;
-        let row = Row::new(&scenario, "events appended", "per s", ours, Some(floor), Better::Higher);
-        rows.push(row);
     }
     Ok(())
 }
 
-/// The floor of scenario 9: plain sqlx, the same tables, no fence, no JSON re-encoding.
-async fn floor_appends(url: &str, count: usize, event: &Value) -> Result<f64, String> {
-    use sqlx::Connection as _;
-    let body = event.to_string();
-    let started;
-    if url.starts_with("sqlite:") {
-        let mut conn = sqlx::SqliteConnection::connect(&format!("{url}?mode=rwc")).await.map_err(|e| e.to_string())?;
-        sqlx::query("PRAGMA journal_mode = WAL").execute(&mut conn).await.map_err(|e| e.to_string())?;
-        sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut conn).await.map_err(|e| e.to_string())?;
-        sqlx::query("CREATE TABLE floor_events (handover_id TEXT, seq INTEGER, event_id TEXT, body TEXT, PRIMARY KEY (handover_id, seq))")
-            .execute(&mut conn)
-            .await
-            .map_err(|e| e.to_string())?;
-        started = Instant::now();
-        for i in 0..count {
-            let mut tx = conn.begin().await.map_err(|e| e.to_string())?;
-            sqlx::query("INSERT INTO floor_events VALUES ('h', $1, $2, $3)")
-                .bind(i as i64 + 1)
-                .bind(format!("agent:{i}"))
-                .bind(&body)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| e.to_string())?;
-            tx.commit().await.map_err(|e| e.to_string())?;
-        }
-    } else {
-        let mut conn = sqlx::PgConnection::connect(url).await.map_err(|e| e.to_string())?;
-        sqlx::query("CREATE TABLE floor_events (handover_id TEXT, seq BIGINT, event_id TEXT, body TEXT, PRIMARY KEY (handover_id, seq))")
-            .execute(&mut conn)
-            .await
-            .map_err(|e| e.to_string())?;
-        started = Instant::now();
-        for i in 0..count {
-            let mut tx = conn.begin().await.map_err(|e| e.to_string())?;
-            sqlx::query("INSERT INTO floor_events VALUES ('h', $1, $2, $3)")
-                .bind(i as i64 + 1)
-                .bind(format!("agent:{i}"))
-                .bind(&body)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| e.to_string())?;
-            tx.commit().await.map_err(|e| e.to_string())?;
-        }
+/// The floor of scenario 9: plain sqlx, a table of the same shape, no fence, no JSON
+/// re-encoding; `writers` tasks of `each` single-insert transactions.
+async fn floor_appends(url: &str, each: usize, writers: usize, event: &Value) -> Result<f64, String> {
+    let body = Arc::new(event.to_string());
+    let table = format!("floor_events_{writers}");
+    let create = format!(
+        "CREATE TABLE {table} (handover_id TEXT, seq BIGINT, event_id TEXT, body TEXT, PRIMARY KEY (handover_id, seq))"
+    );
+    let insert = Arc::new(format!("INSERT INTO {table} VALUES ($1, $2, $3, $4)"));
+    macro_rules! run {
+        ($pool:expr) => {{
+            let pool = $pool;
+            sqlx::query(&create).execute(&pool).await.map_err(|e| e.to_string())?;
+            let started = Instant::now();
+            let tasks: Vec<_> = (0..writers)
+                .map(|h| {
+                    let (pool, body, insert) = (pool.clone(), body.clone(), insert.clone());
+                    tokio::spawn(async move {
+                        for i in 0..each {
+                            let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
+                            sqlx::query(insert.as_str())
+                                .bind(format!("h-{h}"))
+                                .bind(i as i64 + 1)
+                                .bind(format!("agent:{i}"))
+                                .bind(body.as_str())
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(|e| e.to_string())?;
+                            tx.commit().await.map_err(|e| e.to_string())?;
+                        }
+                        Ok::<(), String>(())
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.map_err(|e| e.to_string())??;
+            }
+            Ok((each * writers) as f64 / started.elapsed().as_secs_f64())
+        }};
     }
-    Ok(count as f64 / started.elapsed().as_secs_f64())
+    if url.starts_with("sqlite:") {
+        let options = format!("{url}?mode=rwc")
+            .parse::<sqlx::sqlite::SqliteConnectOptions>()
+            .map_err(|e| e.to_string())?
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+            .synchronous(sqlx::sqlite::SqliteSynchronous::Normal);
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(|e| e.to_string())?;
+        run!(pool)
+    } else {
+        let pool =
+            sqlx::postgres::PgPoolOptions::new().max_connections(16).connect(url).await.map_err(|e| e.to_string())?;
+        run!(pool)
+    }
 }
 
 /// Scenario 10: takeover time. Two instances on one SQLite store; `n` handovers owned by
@@ -587,6 +616,215 @@ pub(crate) async fn takeover(n: usize, rows: &mut Vec<Row>) -> Result<(), String
             Better::Lower,
         ));
         b.stop().await;
+        if let Ok(remote) = Arc::try_unwrap(remote) {
+            remote.stop().await;
+        }
+    }
+    Ok(())
+}
+
+/// A JSON API call to `server` with the bench's key; the status.
+async fn post_input(server: &ServerProc, id: &str, body: &Value) -> Result<u16, String> {
+    let response = server
+        .http
+        .post(format!("{}/v1/handovers/{id}/inputs", server.url))
+        .bearer_auth(API_KEY)
+        .json(body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(response.status().as_u16())
+}
+
+/// Inputs handover `id` still has to send to the contact center.
+async fn pending_inputs(server: &ServerProc, id: &str) -> Result<u64, String> {
+    let response = server
+        .http
+        .get(format!("{}/v1/handovers/{id}", server.url))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let body: Value = response.json().await.map_err(|e| e.to_string())?;
+    body["pending_inputs"].as_u64().ok_or_else(|| format!("no pending_inputs in {body}"))
+}
+
+/// The bytes a store holds: the SQLite file with its WAL, or the PostgreSQL database.
+async fn store_bytes(store: &str) -> Result<u64, String> {
+    if let Some(path) = store.strip_prefix("sqlite://") {
+        let size = |p: String| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        return Ok(size(path.to_owned()) + size(format!("{path}-wal")));
+    }
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(store).await.map_err(|e| e.to_string())?;
+    let bytes: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
+        .fetch_one(&mut conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(u64::try_from(bytes).unwrap_or(0))
+}
+
+/// Scenario 11: the fleet under load. Three instances on one store (SQLite, then
+/// PostgreSQL); `n` MIAW handovers created round robin, each read over SSE from an instance
+/// that does not own it; agent messages at 2,000 per second and bot messages through the
+/// API at the same time. Reports the relayed messages per second, agent → bot latency
+/// against the library alone at the same pace (one process, no store: the floor), the
+/// store's bytes per handover, each instance's RSS per handover against the library's per
+/// session, and the takeover of the third the killed instance owned while the agents go on.
+pub(crate) async fn fleet_load(n: usize, rows: &mut Vec<Row>) -> Result<(), String> {
+    let per = 5;
+    let ttl_ms = 2000.0;
+    let claim_ms = 250.0;
+    let extra = format!("lease_ttl_ms = {ttl_ms}\nclaim_interval_ms = {claim_ms}");
+    let (mut library, _) = scenarios::relay_library(n).await?;
+    library.sort_by(f64::total_cmp);
+    let (library_kib, _, _) = scenarios::hold_in_child("library", n, Duration::from_secs(3)).await?;
+    let mut stores = vec![("SQLite", sqlite_url("fleet")?)];
+    match postgres_url("fleet").await? {
+        Some(url) => stores.push(("PostgreSQL", url)),
+        None => eprintln!("bench: no DATABASE_URL: the PostgreSQL rows of scenario 11 are left out"),
+    }
+    for (store_name, store) in stores {
+        let scenario = format!("11. fleet of 3 instances, {n} handovers (MIAW, {store_name})");
+        let remote = Arc::new(Remote::spawn("miaw").await?);
+        let mut servers = Vec::new();
+        for instance in ["a", "b", "c"] {
+            let setup = Setup { store: store.clone(), instance, providers: &[("miaw", &remote)], extra: &extra };
+            servers.push(Arc::new(ServerProc::spawn(&setup).await?));
+        }
+        let servers = Arc::new(servers);
+        let base_rss: Vec<u64> = servers.iter().map(|s| s.rss_kib()).collect();
+        let ids = many(n, 32, |i| {
+            let servers = servers.clone();
+            async move {
+                let owner = &servers[i % 3];
+                let id = owner.create(&body(i, None)).await?;
+                owner.next_events(&id, 0).await?;
+                Ok::<_, String>(id)
+            }
+        })
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+        let sse: Arc<Mutex<Vec<f64>>> = Arc::default();
+        let opened = Arc::new(AtomicUsize::new(0));
+        for (i, id) in ids.iter().enumerate() {
+            servers[(i + 1) % 3].sse(id, sse.clone(), opened.clone());
+        }
+        wait_for("the SSE streams", Duration::from_secs(60), || opened.load(Ordering::SeqCst) >= n).await?;
+
+        // Steady traffic both ways at once.
+        let started = Instant::now();
+        let bot = {
+            let (servers, ids) = (servers.clone(), Arc::new(ids.clone()));
+            tokio::spawn(async move {
+                let mut sends = Vec::with_capacity(n * per);
+                for round in 0..per {
+                    for i in 0..n {
+                        let (servers, ids) = (servers.clone(), ids.clone());
+                        sends.push(tokio::spawn(async move {
+                            let input = json!({ "type": "message", "text": "user-msg", "id": format!("u-{round}") });
+                            post_input(&servers[(i + 2) % 3], &ids[i], &input).await
+                        }));
+                        scenarios::pace(round * n + i).await;
+                    }
+                }
+                let mut refused = 0usize;
+                for send in sends {
+                    if !matches!(send.await, Ok(Ok(202))) {
+                        refused += 1;
+                    }
+                }
+                refused
+            })
+        };
+        let sent = scenarios::agent_messages(&remote, per).await?;
+        let refused = bot.await.map_err(|e| e.to_string())?;
+        wait_for("the agent messages at the bot", Duration::from_secs(120), || lock(&sse).len() >= sent).await?;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        for (i, id) in ids.iter().enumerate() {
+            while pending_inputs(&servers[i % 3], id).await? > 0 {
+                if Instant::now() > deadline {
+                    return Err("the bot's messages were not all sent".into());
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let relayed = (sent + n * per - refused) as f64 / elapsed;
+        let row = Row::new(&scenario, "messages relayed both ways (per s)", "per s", relayed, None, Better::Higher);
+        rows.push(if store_name == "PostgreSQL" { row.target("≥ 2,000 per s", relayed >= 2000.0) } else { row });
+        let mut samples = std::mem::take(&mut *lock(&sse));
+        samples.sort_by(f64::total_cmp);
+        for (name, p) in [("p50", 50.0), ("p99", 99.0)] {
+            let (ours, lib) = (percentile(&samples, p), percentile(&library, p));
+            let mut row = Row::new(&scenario, &format!("agent → bot {name}"), "ms", ours, Some(lib), Better::Lower);
+            if name == "p99" {
+                row = row.target("< 50 ms", ours < 50.0);
+            }
+            rows.push(row);
+        }
+        rows.push(
+            Row::new(&scenario, "bot messages refused", "count", refused as f64, None, Better::Lower)
+                .target("0", refused == 0),
+        );
+        let bytes = store_bytes(&store).await? as f64 / n as f64 / 1024.0;
+        rows.push(Row::new(&scenario, "store size per handover", "KiB", bytes, None, Better::Lower));
+        let rss: f64 =
+            servers.iter().zip(&base_rss).map(|(s, base)| s.rss_kib().saturating_sub(*base) as f64).sum::<f64>()
+                / n as f64;
+        rows.push(Row::new(&scenario, "instance RSS per handover", "KiB", rss, Some(library_kib), Better::Lower));
+
+        // A takeover under load: instance a is killed while the agents go on writing.
+        let reader = handover_store::open(&store, Sealer::from_base64(STORE_KEY).map_err(|e| e.to_string())?)
+            .await
+            .map_err(|e| e.to_string())?;
+        let owned: Vec<String> = ids.iter().step_by(3).cloned().collect();
+        let traffic = {
+            let remote = remote.clone();
+            tokio::spawn(async move { scenarios::agent_messages(&remote, 2).await })
+        };
+        let servers = Arc::try_unwrap(servers).map_err(|_| "the servers are shared")?;
+        let mut servers = servers.into_iter().map(|s| Arc::try_unwrap(s).map_err(|_| "a server is shared"));
+        let a = servers.next().ok_or("no a")??;
+        let killed = Instant::now();
+        a.kill().await;
+        let mut taken: HashMap<String, f64> = HashMap::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while taken.len() < owned.len() && Instant::now() < deadline {
+            for id in &owned {
+                if taken.contains_key(id) {
+                    continue;
+                }
+                if let Ok(Some(record)) = reader.get(id).await
+                    && matches!(record.owner.as_deref(), Some("b" | "c"))
+                {
+                    taken.insert(id.clone(), killed.elapsed().as_secs_f64() * 1000.0);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut times: Vec<f64> = taken.values().copied().collect();
+        times.sort_by(f64::total_cmp);
+        for (name, p) in [("p50", 50.0), ("p99", 99.0)] {
+            let value = percentile(&times, p);
+            let mut row = Row::new(
+                &scenario,
+                &format!("takeover {name} after SIGKILL under load"),
+                "ms",
+                value,
+                Some(ttl_ms + claim_ms),
+                Better::Lower,
+            );
+            if name == "p99" {
+                row = row.target("≤ lease_ttl_ms + 1 s", value <= ttl_ms + 1000.0 && times.len() == owned.len());
+            }
+            rows.push(row);
+        }
+        let _ = traffic.await;
+        for server in servers.flatten() {
+            server.stop().await;
+        }
         if let Ok(remote) = Arc::try_unwrap(remote) {
             remote.stop().await;
         }

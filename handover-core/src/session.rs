@@ -28,7 +28,8 @@ use crate::{EndReason, Error, EventStream, ProviderInfo, Result, SessionSnapshot
 ///   [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) before any I/O:
 ///   `typing_is_relayed_or_refused`.
 /// - A message's client id, where the API takes one, is derived from the input's id, so a
-///   resend is recognisable: `a_resent_message_is_delivered_once`.
+///   resend is recognisable (no contract scenario: the chaos matrix's "input resent after
+///   kill and resume" column checks it for every provider).
 /// - `end` closes the conversation at the contact center and makes the event stream end
 ///   with `Ended { by: User }`; sends after it fail with
 ///   [`ErrorKind::SessionEnded`](crate::ErrorKind::SessionEnded):

@@ -83,6 +83,40 @@ where
     }
 }
 
+/// The builder setters every provider shares: `retry` and `channel_capacity`, and with
+/// `pending` (push providers) `pending`. The builder has fields `retry`, `capacity` and
+/// `pending` of those types.
+#[macro_export]
+macro_rules! provider_builder_setters {
+    ($builder:ty) => {
+        impl $builder {
+            /// The retry policy of the provider's requests (tests shorten it).
+            pub fn retry(mut self, policy: $crate::retry::RetryPolicy) -> Self {
+                self.retry = policy;
+                self
+            }
+
+            /// The capacity of each session's event channel.
+            pub fn channel_capacity(mut self, capacity: usize) -> Self {
+                self.capacity = capacity;
+                self
+            }
+        }
+    };
+    ($builder:ty, pending) => {
+        $crate::provider_builder_setters!($builder);
+
+        impl $builder {
+            /// Bounds the webhook deliveries kept for conversations whose `start` has not
+            /// returned yet (DESIGN.md §7.2).
+            pub fn pending(mut self, limits: $crate::push::PendingLimits) -> Self {
+                self.pending = limits;
+                self
+            }
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};

@@ -212,7 +212,9 @@ impl Client {
         let body = json!({ "channel": channel, "text": text });
         let path = self.inbound("message");
         let prefetch = [("prefetchConversationId", "true")];
-        // The message id lets Genesys deduplicate: a retry is safe.
+        // A retry carries the same message id (derived from the input's id). Whether Genesys
+        // deduplicates on it is not documented (genesys.md §5.1): a retry after a lost answer
+        // may show the message twice, which beats losing it.
         let response = self
             .send(op, Idempotency::Idempotent, || {
                 let request = self.request(Method::POST, &path, token).json(&body);

@@ -55,6 +55,8 @@ pub struct GenesysProvider {
 /// let provider = GenesysProvider::builder(config).build()?;
 /// # Ok::<(), handover_core::Error>(())
 /// ```
+///
+/// `retry` governs every call: the API, the token requests and the notification channels.
 #[must_use]
 pub struct GenesysBuilder {
     config: GenesysConfig,
@@ -65,14 +67,9 @@ pub struct GenesysBuilder {
     capacity: usize,
 }
 
-impl GenesysBuilder {
-    /// The retry policy of every call: the API, the token requests and the notification
-    /// channels (tests shorten it).
-    pub fn retry(mut self, policy: RetryPolicy) -> Self {
-        self.retry = policy;
-        self
-    }
+handover_transport::provider_builder_setters!(GenesysBuilder, pending);
 
+impl GenesysBuilder {
     /// The notification sockets' settings (default
     /// [`NotificationsDetector::default_ws_config`]).
     pub fn ws(mut self, ws: WsConfig) -> Self {
@@ -84,19 +81,6 @@ impl GenesysBuilder {
     /// EventBridge).
     pub fn end_detector(mut self, detector: Arc<dyn EndDetector>) -> Self {
         self.detector = Some(detector);
-        self
-    }
-
-    /// Bounds the webhook deliveries kept for customers whose `start` has not returned yet
-    /// (DESIGN.md §7.2).
-    pub fn pending(mut self, limits: PendingLimits) -> Self {
-        self.pending = limits;
-        self
-    }
-
-    /// The capacity of each session's event channel (and of its participant events).
-    pub fn channel_capacity(mut self, capacity: usize) -> Self {
-        self.capacity = capacity;
         self
     }
 

@@ -62,26 +62,9 @@ pub struct LiveAgentBuilder {
     capacity: usize,
 }
 
+handover_transport::provider_builder_setters!(LiveAgentBuilder, pending);
+
 impl LiveAgentBuilder {
-    /// The retry policy of API calls (tests shorten it).
-    pub fn retry(mut self, policy: RetryPolicy) -> Self {
-        self.retry = policy;
-        self
-    }
-
-    /// Bounds the webhook deliveries kept for conversations whose `start` has not returned
-    /// yet (DESIGN.md §7.2).
-    pub fn pending(mut self, limits: PendingLimits) -> Self {
-        self.pending = limits;
-        self
-    }
-
-    /// The capacity of each session's event channel.
-    pub fn channel_capacity(mut self, capacity: usize) -> Self {
-        self.capacity = capacity;
-        self
-    }
-
     /// Checks the config and builds the provider (no I/O).
     pub fn build(self) -> Result<LiveAgentProvider> {
         let client = Client::new(&self.config, self.retry)?;

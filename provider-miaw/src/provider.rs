@@ -59,22 +59,12 @@ pub struct MiawBuilder {
     capacity: usize,
 }
 
-impl MiawBuilder {
-    /// The retry policy of REST calls (tests shorten the backoff).
-    pub fn retry(mut self, policy: RetryPolicy) -> Self {
-        self.retry = policy;
-        self
-    }
+handover_transport::provider_builder_setters!(MiawBuilder);
 
+impl MiawBuilder {
     /// The SSE reconnect policy and idle timeout.
     pub fn sse(mut self, config: SseConfig) -> Self {
         self.sse = config;
-        self
-    }
-
-    /// The capacity of each session's event channel.
-    pub fn channel_capacity(mut self, capacity: usize) -> Self {
-        self.capacity = capacity;
         self
     }
 

@@ -53,6 +53,8 @@ pub struct SalesforceProvider {
 /// let provider = SalesforceProvider::builder(config).build()?;
 /// # Ok::<(), handover_core::Error>(())
 /// ```
+///
+/// `retry` governs every request but the long poll; 503 is never retried.
 #[must_use]
 pub struct SalesforceBuilder {
     config: SalesforceConfig,
@@ -61,22 +63,12 @@ pub struct SalesforceBuilder {
     capacity: usize,
 }
 
-impl SalesforceBuilder {
-    /// The retry policy of the requests (tests shorten it); 503 is never retried.
-    pub fn retry(mut self, policy: RetryPolicy) -> Self {
-        self.retry = policy;
-        self
-    }
+handover_transport::provider_builder_setters!(SalesforceBuilder);
 
+impl SalesforceBuilder {
     /// The long-poll backoff (the server hold comes from `clientPollTimeout`).
     pub fn poll(mut self, config: LongPollConfig) -> Self {
         self.poll = config;
-        self
-    }
-
-    /// The capacity of each session's event channel.
-    pub fn channel_capacity(mut self, capacity: usize) -> Self {
-        self.capacity = capacity;
         self
     }
 

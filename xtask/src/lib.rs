@@ -191,7 +191,7 @@ fn contract_packages(metadata: &Metadata) -> Result<Vec<&Package>, String> {
         let has_suite = package.test_targets.iter().any(|t| t == "contract");
         if package.is_provider() && !has_suite {
             return Err(format!(
-                "provider crate `{}` has no tests/contract.rs running the contract suite",
+                "provider crate `{}` has no tests/contract/main.rs (a `contract` test target) running the contract suite",
                 package.name
             ));
         }

@@ -139,10 +139,12 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         run_within(command, BOT_LIMIT)?;
     }
     let fuzzer = schemathesis(root)?;
+    let schema = fuzz_schema(root)?;
     let mut command = Command::new(fuzzer);
     command
         .arg("run")
-        .arg(format!("{}/openapi.json", demo.url))
+        .arg(&schema)
+        .args(["--url", &demo.url])
         .args(["--header", &format!("Authorization: Bearer {}", demo.key)])
         .args([
             "--checks",
@@ -156,4 +158,33 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     run_within(command, Duration::from_secs(600))?;
     drop(demo);
     Ok(())
+}
+
+/// The checked-in OpenAPI document (a test keeps it equal to the served one) with every
+/// `wait_ms` capped at 2 s for the fuzz: a long poll on a live handover holds for `wait_ms`,
+/// and a fuzz that draws values up to the API's 60 s would wait minutes for nothing (the
+/// limits themselves are covered by handover-cli's serve tests).
+fn fuzz_schema(root: &Path) -> Result<PathBuf, String> {
+    let source = root.join("handover-server/openapi.json");
+    let text = std::fs::read_to_string(&source).map_err(|e| format!("cannot read {}: {e}", source.display()))?;
+    let mut document: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", source.display()))?;
+    fn cap(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if map.get("name").and_then(serde_json::Value::as_str) == Some("wait_ms")
+                    && let Some(schema) = map.get_mut("schema").and_then(serde_json::Value::as_object_mut)
+                {
+                    schema.insert("maximum".to_owned(), serde_json::json!(2000));
+                }
+                map.values_mut().for_each(cap);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(cap),
+            _ => {}
+        }
+    }
+    cap(&mut document);
+    let path = root.join("target/schemathesis-openapi.json");
+    std::fs::write(&path, document.to_string()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(path)
 }
