@@ -193,12 +193,17 @@ struct Runner {
     state: HandoverState,
     /// Deliveries the session could not take yet: not retried before new work comes.
     stalled: bool,
+    /// A session snapshot taken before the events still buffered in the stream were read:
+    /// the next commit carries it with those events. A snapshot taken after them could
+    /// count as handled an event still waiting in the stream, and a takeover from it would
+    /// lose that event.
+    early_snapshot: Option<Vec<u8>>,
 }
 
 impl Runner {
     fn new(app: Arc<App>, lease: Lease, lost: CancellationToken, record: HandoverRecord, spec: Spec) -> Self {
         let state = record.state;
-        Self { app, lease, lost, record, spec, state, stalled: false }
+        Self { app, lease, lost, record, spec, state, stalled: false, early_snapshot: None }
     }
 
     async fn drive(&mut self, work: &Notify) -> Exit {
@@ -235,14 +240,15 @@ impl Runner {
                 biased;
                 () = self.lost.cancelled() => return Exit::Lost,
                 () = self.app.draining.cancelled() => {
-                    let commit = self.commit_for(&machine, &handle, Vec::new());
-                    return match self.write(commit).await {
-                        Ok(()) => Exit::Drained,
-                        Err(()) => Exit::Lost,
-                    };
+                    // Saved with every event the session has put in the stream so far.
+                    self.early_snapshot = snapshot_bytes(&handle);
+                    let mut items = Vec::new();
+                    collect_ready(&mut events, &mut items);
+                    return self.on_items(&mut machine, &handle, items, None).await.unwrap_or(Exit::Drained);
                 }
                 item = events.recv() => {
                     let received = Instant::now();
+                    self.early_snapshot = snapshot_bytes(&handle);
                     let mut items = vec![item];
                     collect_ready(&mut events, &mut items);
                     if let Some(exit) = self.on_items(&mut machine, &handle, items, None).await {
@@ -521,12 +527,8 @@ impl Runner {
                 None => NewEvent::new(body),
             });
         }
-        match handle.snapshot().and_then(|s| {
-            serde_json::to_vec(&s)
-                .map_err(|e| handover::Error::new(ErrorKind::Protocol, "handover-server", "snapshot", e.to_string()))
-        }) {
-            Ok(bytes) => commit = commit.snapshot(bytes),
-            Err(error) => tracing::debug!(%error, "no snapshot this step"),
+        if let Some(bytes) = self.early_snapshot.take().or_else(|| snapshot_bytes(handle)) {
+            commit = commit.snapshot(bytes);
         }
         if let Ok(state) = serde_json::to_value(machine.state()) {
             commit = commit.node_state(state);
@@ -676,9 +678,25 @@ fn status_message(status: &HandoverStatus) -> &str {
     }
 }
 
-/// Takes whatever else the stream has ready (up to a batch), so a burst commits at once.
+/// The session's snapshot as stored, if it can take one now.
+fn snapshot_bytes(handle: &SessionHandle) -> Option<Vec<u8>> {
+    match handle.snapshot().and_then(|s| {
+        serde_json::to_vec(&s)
+            .map_err(|e| handover::Error::new(ErrorKind::Protocol, "handover-server", "snapshot", e.to_string()))
+    }) {
+        Ok(bytes) => Some(bytes),
+        Err(error) => {
+            tracing::debug!(%error, "no snapshot this step");
+            None
+        }
+    }
+}
+
+/// Takes every item the stream has ready, until the first moment it has none: a burst
+/// commits at once, and a commit carries all that a snapshot taken before it may count as
+/// handled.
 fn collect_ready(events: &mut EventStream, items: &mut Vec<Option<handover::Result<Event>>>) {
-    while items.len() < 64 && !events.is_terminated() {
+    while !events.is_terminated() {
         match events.recv().now_or_never() {
             Some(item) => {
                 let end = item.is_none();
