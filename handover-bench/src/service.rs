@@ -752,7 +752,7 @@ pub(crate) async fn fleet_load(n: usize, rows: &mut Vec<Row>) -> Result<(), Stri
         }
         let elapsed = started.elapsed().as_secs_f64();
         let relayed = (sent + n * per - refused) as f64 / elapsed;
-        let row = Row::new(&scenario, "messages relayed both ways (per s)", "per s", relayed, None, Better::Higher);
+        let row = Row::new(&scenario, "messages relayed both ways", "per s", relayed, None, Better::Higher);
         rows.push(if store_name == "PostgreSQL" { row.target("≥ 2,000 per s", relayed >= 2000.0) } else { row });
         let mut samples = std::mem::take(&mut *lock(&sse));
         samples.sort_by(f64::total_cmp);

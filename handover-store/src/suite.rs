@@ -1,4 +1,4 @@
-//! The conformance suite: every rule of the [`Store`](crate::Store) contract, as generic
+//! The conformance suite: every rule of the [`Store`] contract, as generic
 //! scenarios that [`store_suite!`](crate::store_suite) runs against one backend.
 //!
 //! ```ignore

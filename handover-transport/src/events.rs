@@ -32,6 +32,12 @@ impl EndState {
         self.ended
     }
 
+    /// `Ok` while the session runs; after its end, the [`ErrorKind::SessionEnded`](handover_core::ErrorKind::SessionEnded)
+    /// error of `provider`'s `op` (the check every `send` starts with).
+    pub fn ensure_open(&self, provider: &'static str, op: &'static str) -> Result<()> {
+        if self.ended { Err(Error::session_ended(provider, op)) } else { Ok(()) }
+    }
+
     /// Marks the session ended; `true` the first time (send the terminal event), `false`
     /// after.
     pub fn mark_ended(&mut self) -> bool {

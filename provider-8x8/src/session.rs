@@ -118,9 +118,7 @@ impl SessionBackend for Inner {
     }
 
     async fn send(&self, input: UserInput) -> Result<()> {
-        if lock(&self.state).end.is_ended() {
-            return Err(Error::session_ended(NAME, "send"));
-        }
+        lock(&self.state).end.ensure_open(NAME, "send")?;
         match input {
             UserInput::Message { text, .. } => self.client.send_message(&self.conversation, "user", &text).await,
             UserInput::Typing { on: true } => self.client.typing(&self.conversation).await,

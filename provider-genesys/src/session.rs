@@ -186,9 +186,7 @@ impl SessionBackend for Inner {
     }
 
     async fn send(&self, input: UserInput) -> Result<()> {
-        if lock(&self.state).end.is_ended() {
-            return Err(Error::session_ended(NAME, "send"));
-        }
+        lock(&self.state).end.ensure_open(NAME, "send")?;
         match input {
             UserInput::Message { id, text } => self.send_text(&id, &text, None).await,
             UserInput::Typing { on: true } => {

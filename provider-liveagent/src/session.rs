@@ -129,9 +129,7 @@ impl SessionBackend for Inner {
 
     async fn send(&self, input: UserInput) -> Result<()> {
         // §8.4: a message to a resolved conversation would silently reopen it.
-        if lock(&self.state).end.is_ended() {
-            return Err(Error::session_ended(NAME, "send"));
-        }
+        lock(&self.state).end.ensure_open(NAME, "send")?;
         match input {
             UserInput::Message { id, text } => {
                 // Derived from the input's id: a resend carries the same echo id.
