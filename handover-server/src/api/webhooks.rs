@@ -37,7 +37,7 @@ pub(crate) async fn deliver(
     let mut kept = 0;
     for item in ingested.items {
         let delivery = NewDelivery::new(&name, item.conversation_key, item.delivery_id, item.payload);
-        match app.store.put_delivery(delivery).await {
+        match keep(&app, delivery).await {
             Ok(true) => kept += 1,
             Ok(false) => app.metrics.webhook(&name, "duplicate"),
             Err(error) => {
@@ -50,4 +50,26 @@ pub(crate) async fn deliver(
     }
     app.metrics.webhook(&name, if kept > 0 { "kept" } else { "empty" });
     handover::webhook::reply(ingested.reply)
+}
+
+/// How long a webhook waits for an unreachable store before it is refused. Some contact
+/// centers never send a webhook again (Chatwoot, behind Live Agent), so a database
+/// failover or restart shorter than this loses nothing; a longer one is refused, 503.
+const KEEP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Keeps `delivery`, retrying while the store is unreachable for at most [`KEEP_PATIENCE`]
+/// (a pooled connection the database dropped fails once, then a fresh one is tried).
+async fn keep(app: &App, delivery: NewDelivery) -> Result<bool, handover_store::StoreError> {
+    let deadline = tokio::time::Instant::now() + KEEP_PATIENCE;
+    let mut pause = std::time::Duration::from_millis(50);
+    loop {
+        match app.store.put_delivery(delivery.clone()).await {
+            Err(handover_store::StoreError::Database(error)) if tokio::time::Instant::now() + pause < deadline => {
+                tracing::debug!(%error, "the store failed keeping a delivery; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_millis(500));
+            }
+            other => return other,
+        }
+    }
 }
