@@ -252,6 +252,8 @@ async fn user_messages_and_typing_are_inbound_calls() {
     let second = body_json(&sent[1]);
     assert_eq!(second["text"], "Where is my refund?");
     assert_eq!(second["channel"]["from"]["id"], from.as_str());
+    // The message id is derived from the input's id: a resend carries the same one.
+    assert_eq!(second["channel"]["messageId"], handover_transport::ids::client_uuid(&from, "m1").as_str());
     assert!(second["channel"].get("metadata").is_none(), "attributes only once");
     assert_eq!(sent[1].url.query(), None);
     let typing = body_json(

@@ -225,6 +225,8 @@ async fn user_messages_are_incoming_and_presence_private_notes() {
         (user["content"].as_str(), user["message_type"].as_str(), user["private"].as_bool()),
         (Some("Hello?"), Some("incoming"), Some(false))
     );
+    // The echo id is derived from the input's id: a resend carries the same one.
+    assert_eq!(user["echo_id"], handover_transport::ids::client_uuid("1042", "m1").as_str());
     let presence = body_json(&posts[2]);
     assert_eq!(
         (presence["content"].as_str(), presence["private"].as_bool()),

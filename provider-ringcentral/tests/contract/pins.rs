@@ -269,7 +269,9 @@ async fn user_messages_typing_and_presence_go_through_the_send_api() {
     assert_eq!(new[0]["action"], "messages.create");
     assert_eq!(new[0]["params"]["body"], "Hello — 你好");
     assert_eq!(new[0]["params"]["author"]["id"], "user-42");
-    assert!(new[0]["params"]["id"].as_str().unwrap().starts_with(&format!("{thread}:m:")));
+    // The message id is derived from the input's id: a resend carries the same one.
+    let derived = handover_transport::ids::client_uuid(&thread, "u-1");
+    assert_eq!(new[0]["params"]["id"], format!("{thread}:m:{derived}").as_str());
     assert_eq!(new[1], json!({ "action": "typing.start", "params": { "thread_id": thread, "preview": "…" } }));
     assert_eq!(new[2], json!({ "action": "typing.stop", "params": { "thread_id": thread } }));
     assert_eq!(new[3]["params"]["body"], "User left the conversation");
