@@ -113,9 +113,11 @@ fn the_demo_runs_against_the_8x8_emulator() {
 }
 
 #[test]
-fn sigterm_ends_the_handover_at_the_contact_center() {
-    let (rt, emulator, config) = setup("8x8-sigterm", None);
-    let proc = chat(&config);
-    let conversation = wait(&rt, emulator.hub().conversation(0));
-    common::assert_signal_ends_the_handover(&rt, proc, &conversation, "TERM");
+fn sigterm_sighup_and_sigint_each_end_the_handover_at_the_contact_center() {
+    for signal in ["TERM", "HUP", "INT"] {
+        let (rt, emulator, config) = setup(&format!("8x8-sigterm-{signal}"), None);
+        let proc = chat(&config);
+        let conversation = wait(&rt, emulator.hub().conversation(0));
+        common::assert_signal_ends_the_handover(&rt, proc, &conversation, signal);
+    }
 }

@@ -110,11 +110,13 @@ fn the_demo_runs_against_the_salesforce_emulator() {
 }
 
 #[test]
-fn sigterm_ends_the_handover_at_the_contact_center() {
-    let (rt, emulator, config) = setup("sf-sigterm");
-    let proc = chat(&config);
-    let conversation = wait(&rt, emulator.hub().conversation(0));
-    common::assert_signal_ends_the_handover(&rt, proc, &conversation, "TERM");
+fn sigterm_sighup_and_sigint_each_end_the_handover_at_the_contact_center() {
+    for signal in ["TERM", "HUP", "INT"] {
+        let (rt, emulator, config) = setup(&format!("sf-sigterm-{signal}"));
+        let proc = chat(&config);
+        let conversation = wait(&rt, emulator.hub().conversation(0));
+        common::assert_signal_ends_the_handover(&rt, proc, &conversation, signal);
+    }
 }
 
 #[test]
