@@ -109,6 +109,11 @@ impl ServerProc {
         Ok(Self { child, url, http, dir })
     }
 
+    /// A request to the API at `path`, with the bench's key.
+    fn api(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.url)).bearer_auth(API_KEY)
+    }
+
     pub(crate) fn pid(&self) -> u32 {
         self.child.id().unwrap_or(0)
     }
@@ -120,14 +125,8 @@ impl ServerProc {
 
     /// Creates a handover; its id.
     pub(crate) async fn create(&self, body: &Value) -> Result<String, String> {
-        let response = self
-            .http
-            .post(format!("{}/v1/handovers", self.url))
-            .bearer_auth(API_KEY)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
+        let response =
+            self.api(reqwest::Method::POST, "/v1/handovers").json(body).send().await.map_err(|e| e.to_string())?;
         if response.status() != 201 {
             return Err(format!("create: {}", response.status()));
         }
@@ -138,9 +137,7 @@ impl ServerProc {
     /// Waits (long-poll) until handover `id` has an event after `after`; the events.
     pub(crate) async fn next_events(&self, id: &str, after: u64) -> Result<Vec<Value>, String> {
         let response = self
-            .http
-            .get(format!("{}/v1/handovers/{id}/events?after={after}&wait_ms=60000", self.url))
-            .bearer_auth(API_KEY)
+            .api(reqwest::Method::GET, &format!("/v1/handovers/{id}/events?after={after}&wait_ms=60000"))
             .send()
             .await
             .map_err(|e| e.to_string())?;
@@ -150,11 +147,8 @@ impl ServerProc {
 
     /// Opens handover `id`'s SSE stream and hands every agent-message latency to `sink`.
     pub(crate) fn sse(&self, id: &str, sink: Arc<Mutex<Vec<f64>>>, opened: Arc<AtomicUsize>) {
-        let request = self
-            .http
-            .get(format!("{}/v1/handovers/{id}/events", self.url))
-            .bearer_auth(API_KEY)
-            .header("accept", "text/event-stream");
+        let request =
+            self.api(reqwest::Method::GET, &format!("/v1/handovers/{id}/events")).header("accept", "text/event-stream");
         tokio::spawn(async move {
             let Ok(response) = request.send().await else { return };
             opened.fetch_add(1, Ordering::SeqCst);
@@ -626,9 +620,7 @@ pub(crate) async fn takeover(n: usize, rows: &mut Vec<Row>) -> Result<(), String
 /// A JSON API call to `server` with the bench's key; the status.
 async fn post_input(server: &ServerProc, id: &str, body: &Value) -> Result<u16, String> {
     let response = server
-        .http
-        .post(format!("{}/v1/handovers/{id}/inputs", server.url))
-        .bearer_auth(API_KEY)
+        .api(reqwest::Method::POST, &format!("/v1/handovers/{id}/inputs"))
         .json(body)
         .send()
         .await
@@ -638,13 +630,8 @@ async fn post_input(server: &ServerProc, id: &str, body: &Value) -> Result<u16, 
 
 /// Inputs handover `id` still has to send to the contact center.
 async fn pending_inputs(server: &ServerProc, id: &str) -> Result<u64, String> {
-    let response = server
-        .http
-        .get(format!("{}/v1/handovers/{id}", server.url))
-        .bearer_auth(API_KEY)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
+    let response =
+        server.api(reqwest::Method::GET, &format!("/v1/handovers/{id}")).send().await.map_err(|e| e.to_string())?;
     let body: Value = response.json().await.map_err(|e| e.to_string())?;
     body["pending_inputs"].as_u64().ok_or_else(|| format!("no pending_inputs in {body}"))
 }

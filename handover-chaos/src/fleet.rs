@@ -26,6 +26,7 @@ use base64::Engine as _;
 use futures_util::StreamExt as _;
 use handover_emulator::{AgentAction, Emulator, EmulatorOptions};
 use handover_transport::reqwest;
+use handover_transport::session::lock;
 use hmac::{Hmac, Mac};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -488,10 +489,6 @@ impl Callbacks {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// The Standard Webhooks signature, computed independently of the service's code.
 fn sign(id: &str, timestamp: &str, body: &[u8]) -> String {
     let key = base64::engine::general_purpose::STANDARD
@@ -677,20 +674,14 @@ async fn run_one(
     let owner = &fleet.instances[0];
     let mut healing = None;
     match fault {
-        FleetFault::Kill => {
+        FleetFault::Kill | FleetFault::StreamDropOnTakeover | FleetFault::Drain => {
             fleet.up[0].store(false, Ordering::SeqCst);
-            owner.signal("KILL");
-        }
-        FleetFault::StreamDropOnTakeover => {
-            fleet.up[0].store(false, Ordering::SeqCst);
-            owner.signal("KILL");
-            for (_, emulator) in &emulators {
-                emulator.hub().faults.drop_streams();
+            owner.signal(if fault == FleetFault::Drain { "TERM" } else { "KILL" });
+            if fault == FleetFault::StreamDropOnTakeover {
+                for (_, emulator) in &emulators {
+                    emulator.hub().faults.drop_streams();
+                }
             }
-        }
-        FleetFault::Drain => {
-            fleet.up[0].store(false, Ordering::SeqCst);
-            owner.signal("TERM");
         }
         FleetFault::Pause => {
             fleet.up[0].store(false, Ordering::SeqCst);

@@ -58,6 +58,17 @@ async fn server(calls: Calls) -> MockServer {
     server
 }
 
+/// Mounts the participants read of a resume (once): the user, and `agent` with whether it
+/// was removed.
+async fn participants(server: &MockServer, (agent, removed): (&str, bool)) {
+    let body = json!({ "_embedded": { "participants": [
+        { "id": "user-42", "type": "user", "removed": false },
+        { "id": agent, "type": "agent", "removed": removed },
+    ] }, "page": { "size": 20, "number": 0, "totalElements": 2, "totalPages": 1 } });
+    let path = format!("{CONV}/ID-0/participants");
+    mount(server, "GET", &path, ResponseTemplate::new(200).set_body_json(body), "participants", 1).await;
+}
+
 fn config(server: &MockServer) -> EightByEightConfig {
     let mut config = EightByEightConfig::new("key-8x8", "chan-1")
         .with_base_url(server.uri())
@@ -389,18 +400,7 @@ async fn deliveries_without_a_live_session_are_kept_and_strangers_acknowledged()
 async fn a_resumed_session_catches_up_and_drops_redeliveries() {
     // One key fetch per provider: the first and the resumed one.
     let server = server(Calls { jwk: 2, create: 1, ..Calls::default() }).await;
-    mount(
-        &server,
-        "GET",
-        &format!("{CONV}/ID-0/participants"),
-        ResponseTemplate::new(200).set_body_json(json!({ "_embedded": { "participants": [
-            { "id": "user-42", "type": "user", "removed": false },
-            { "id": "agent-bob", "type": "agent", "removed": false },
-        ] }, "page": { "size": 20, "number": 0, "totalElements": 2, "totalPages": 1 } })),
-        "participants",
-        1,
-    )
-    .await;
+    participants(&server, ("agent-bob", false)).await;
     let (provider, mut session) = start(&server).await;
     deliver(&provider, joined("agent-ann"), "e-1").await;
     deliver(&provider, says("agent-ann", "before"), "e-2").await;
@@ -427,18 +427,7 @@ async fn a_resumed_session_catches_up_and_drops_redeliveries() {
 async fn a_session_resumed_while_the_agent_leave_is_pending_still_ends() {
     // Only the first provider verifies a delivery; the resumed one receives none.
     let server = server(Calls { jwk: 1, create: 1, leave: 1, ..Calls::default() }).await;
-    mount(
-        &server,
-        "GET",
-        &format!("{CONV}/ID-0/participants"),
-        ResponseTemplate::new(200).set_body_json(json!({ "_embedded": { "participants": [
-            { "id": "user-42", "type": "user", "removed": false },
-            { "id": "agent-ann", "type": "agent", "removed": true },
-        ] }, "page": { "size": 20, "number": 0, "totalElements": 2, "totalPages": 1 } })),
-        "participants",
-        1,
-    )
-    .await;
+    participants(&server, ("agent-ann", true)).await;
     let (provider, mut session) = start(&server).await;
     deliver(&provider, joined("agent-ann"), "e-1").await;
     assert_eq!(next_event(session.events()).await, Event::AgentJoined { agent: ann() });
