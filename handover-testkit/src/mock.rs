@@ -9,8 +9,13 @@ use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 /// Starts a server with a loud catch-all: any request no other mock matches gets `501`
 /// with the request line in the body, and the test fails on drop listing it.
+///
+/// The server is a fresh one on its own port, never one from wiremock's pool: `cargo test`
+/// runs a file's tests in one process, and a pooled server handed to the next test can still
+/// receive a reconnect from a session the previous test dropped, which would then show up
+/// in this test's recorded requests.
 pub async fn strict_server() -> MockServer {
-    let server = MockServer::start().await;
+    let server = MockServer::builder().start().await;
     mount_catch_all(&server).await;
     server
 }
