@@ -23,6 +23,11 @@ pub struct Capabilities {
     participant_change: bool,
     resume: bool,
     max_message_chars: Option<usize>,
+    attachment_uploads: bool,
+    attachment_links: bool,
+    attachments_to_user: bool,
+    max_attachment_bytes: Option<u64>,
+    attachment_media_types: &'static [&'static str],
 }
 
 macro_rules! flag {
@@ -52,6 +57,48 @@ impl Capabilities {
     flag!(estimated_wait, with_estimated_wait, "reports an estimated wait time");
     flag!(participant_change, with_participant_change, "reports agents joining, leaving and transfers");
     flag!(resume, with_resume, "can resume a session from a snapshot in a new process");
+    flag!(
+        attachment_uploads,
+        with_attachment_uploads,
+        "takes the end user's files as bytes to upload (`AttachmentContent::Bytes`)"
+    );
+    flag!(
+        attachment_links,
+        with_attachment_links,
+        "takes the end user's files as URLs the contact center fetches (`AttachmentContent::Url`)"
+    );
+    flag!(attachments_to_user, with_attachments_to_user, "relays the agent's files to the bot side (as URLs)");
+
+    /// Whether the provider relays the end user's files to the agent in any form.
+    pub fn attachments_to_agent(&self) -> bool {
+        self.attachment_uploads || self.attachment_links
+    }
+
+    /// The largest file, in bytes, the provider accepts from the end user; `None` if
+    /// unlimited or unknown.
+    pub fn max_attachment_bytes(&self) -> Option<u64> {
+        self.max_attachment_bytes
+    }
+
+    /// Sets the largest file, in bytes.
+    #[must_use]
+    pub fn with_max_attachment_bytes(mut self, max: Option<u64>) -> Self {
+        self.max_attachment_bytes = max;
+        self
+    }
+
+    /// The media types the provider accepts from the end user (`type/subtype` or
+    /// `type/*`); empty when it accepts any.
+    pub fn attachment_media_types(&self) -> &'static [&'static str] {
+        self.attachment_media_types
+    }
+
+    /// Sets the accepted media types (see [`media_type_accepted`](crate::attachment::media_type_accepted)).
+    #[must_use]
+    pub fn with_attachment_media_types(mut self, types: &'static [&'static str]) -> Self {
+        self.attachment_media_types = types;
+        self
+    }
 
     /// The longest message, in characters, the provider accepts; `None` if unlimited or
     /// unknown.

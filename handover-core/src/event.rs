@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::Attachment;
+
 /// A human agent, as far as the provider tells.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -81,6 +83,10 @@ pub enum Event {
         text: String,
         /// Who wrote it.
         agent: Agent,
+        /// Files sent with the message, as URLs to fetch (often pre-signed: do not log
+        /// them). Empty for a text-only message; `text` may be empty when there are files.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        attachments: Vec<Attachment>,
     },
     /// The agent started (`on: true`) or stopped (`on: false`) typing.
     AgentTyping {

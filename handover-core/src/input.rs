@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::Attachment;
+
 /// Input from the bot side (the end user) to the agent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -14,6 +16,18 @@ pub enum UserInput {
         id: String,
         /// The text.
         text: String,
+    },
+    /// A file from the end user. Refused before any I/O with
+    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) when the provider carries no
+    /// files, or not in this form (bytes or URL), and with
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) when it is larger than the
+    /// provider's limit or of a media type the provider does not accept.
+    Attachment {
+        /// A client-side id, unique within the session (delivered once per id, like
+        /// [`UserInput::Message`]).
+        id: String,
+        /// The file.
+        attachment: Attachment,
     },
     /// The end user started (`on: true`) or stopped (`on: false`) typing.
     Typing {
@@ -39,10 +53,24 @@ impl UserInput {
         UserInput::Message { id: id.into(), text: text.into() }
     }
 
+    /// A file with the given client-side id.
+    pub fn attachment(id: impl Into<String>, attachment: Attachment) -> Self {
+        UserInput::Attachment { id: id.into(), attachment }
+    }
+
+    /// The client-side id of a message or attachment (the inputs delivered once per id).
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            UserInput::Message { id, .. } | UserInput::Attachment { id, .. } => Some(id),
+            _ => None,
+        }
+    }
+
     /// A short name of the input kind, for logs and errors.
     pub fn kind(&self) -> &'static str {
         match self {
             UserInput::Message { .. } => "message",
+            UserInput::Attachment { .. } => "attachment",
             UserInput::Typing { .. } => "typing",
             UserInput::Connected => "user connected",
             UserInput::Disconnected => "user disconnected",

@@ -2,6 +2,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
+pub mod attachment;
 mod capabilities;
 mod check;
 mod error;
@@ -16,6 +17,7 @@ mod stream;
 pub mod transcript;
 mod webhook;
 
+pub use attachment::{Attachment, AttachmentContent};
 pub use capabilities::{Capabilities, ProviderInfo};
 pub use check::CheckReport;
 pub use error::{Error, ErrorKind, Result};

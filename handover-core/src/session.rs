@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use crate::{EndReason, Error, EventStream, ProviderInfo, Result, SessionSnapshot, UserInput};
+use crate::{EndReason, Error, ErrorKind, EventStream, ProviderInfo, Result, SessionSnapshot, UserInput};
 
 /// The provider side of a live session: what a provider crate implements for each
 /// session it starts or resumes.
@@ -127,10 +127,7 @@ impl SessionHandle {
     pub async fn send(&self, input: UserInput) -> Result<()> {
         self.check(&input)?;
         let _order = self.order.lock().await;
-        let id = match &input {
-            UserInput::Message { id, .. } => Some(id.clone()),
-            _ => None,
-        };
+        let id = input.id().map(str::to_owned);
         if let Some(id) = &id
             && !lock(&self.sent).claim(id)
         {
@@ -167,6 +164,7 @@ impl SessionHandle {
                     _ => Ok(()),
                 }
             }
+            UserInput::Attachment { attachment, .. } => check_attachment(info, attachment),
             _ => Ok(()),
         }
     }
@@ -263,4 +261,70 @@ impl Session {
     pub fn into_parts(self) -> (SessionHandle, EventStream) {
         (self.handle, self.events)
     }
+}
+
+/// The checks every provider's attachment send gets before any I/O.
+fn check_attachment(info: &ProviderInfo, attachment: &crate::Attachment) -> Result<()> {
+    let caps = &info.capabilities;
+    let op = "send attachment";
+    if !caps.attachments_to_agent() {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            info.name,
+            op,
+            "this provider carries no files from the end user",
+        ));
+    }
+    match &attachment.content {
+        crate::AttachmentContent::Bytes(_) if !caps.attachment_uploads() => {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                info.name,
+                op,
+                "this provider takes files only as URLs the contact center fetches, not as bytes to upload",
+            ));
+        }
+        crate::AttachmentContent::Url(_) if !caps.attachment_links() => {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                info.name,
+                op,
+                "this provider uploads files: pass the bytes, not a URL (fetch the file first, e.g. with \
+                 handover_transport::attachment::fetch)",
+            ));
+        }
+        crate::AttachmentContent::Url(url) if !(url.starts_with("https://") || url.starts_with("http://")) => {
+            return Err(Error::invalid_input(info.name, op, "the attachment URL is not an http(s) URL"));
+        }
+        _ => {}
+    }
+    if attachment.name.trim().is_empty() {
+        return Err(Error::invalid_input(info.name, op, "the attachment needs a file name"));
+    }
+    if let Some(bytes) = attachment.data()
+        && bytes.is_empty()
+    {
+        return Err(Error::invalid_input(info.name, op, "the attachment is empty"));
+    }
+    if let (Some(max), Some(size)) = (caps.max_attachment_bytes(), attachment.known_size())
+        && size > max
+    {
+        return Err(Error::invalid_input(
+            info.name,
+            op,
+            format!("the attachment has {size} bytes, more than the provider's limit of {max} bytes"),
+        ));
+    }
+    if !crate::attachment::media_type_accepted(&attachment.media_type, caps.attachment_media_types()) {
+        return Err(Error::invalid_input(
+            info.name,
+            op,
+            format!(
+                "the provider does not accept media type `{}` (it accepts: {})",
+                attachment.media_type,
+                caps.attachment_media_types().join(", ")
+            ),
+        ));
+    }
+    Ok(())
 }

@@ -36,7 +36,12 @@ fn event() -> impl Strategy<Value = Event> {
             }
         ),
         agent().prop_map(|agent| Event::AgentJoined { agent }),
-        (text(), text(), agent()).prop_map(|(id, text, agent)| Event::AgentMessage { id, text, agent }),
+        (text(), text(), agent()).prop_map(|(id, text, agent)| Event::AgentMessage {
+            id,
+            text,
+            agent,
+            attachments: Vec::new()
+        }),
         any::<bool>().prop_map(|on| Event::AgentTyping { on }),
         (agent(), any::<bool>()).prop_map(|(agent, transfer)| Event::AgentLeft { agent, transfer }),
         Just(Event::Reconnecting),

@@ -27,6 +27,16 @@ pub struct AgentScript {
     pub greeting: String,
 }
 
+/// What the scripted agent sends back when the customer side sends a file: a small PDF
+/// "returns label".
+pub fn reply_file() -> crate::model::EmulatedFile {
+    crate::model::EmulatedFile::new(
+        "returns-label.pdf",
+        "application/pdf",
+        b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n".to_vec(),
+    )
+}
+
 impl Default for AgentScript {
     fn default() -> Self {
         Self {
@@ -101,6 +111,17 @@ async fn serve(hub: Arc<Hub>, script: AgentScript, conversation: Arc<Conversatio
             CustomerAction::Message { text } => text,
             CustomerAction::Closed => return,
             CustomerAction::Typing { .. } => continue,
+            CustomerAction::File { name, .. } => {
+                hub.agent(
+                    &conversation,
+                    AgentAction::File {
+                        agent: agent.clone(),
+                        file: reply_file(),
+                        caption: Some(format!("Thanks for {name}. Here is your returns label.")),
+                    },
+                );
+                continue;
+            }
         };
         let lower = text.to_lowercase();
         if lower.contains("bye") {

@@ -22,6 +22,7 @@ pub(crate) fn routes(hub: Arc<Hub>) -> Router {
         .route("/_emulator/conversations/{id}/agent", post(act))
         .route("/_emulator/faults", post(faults))
         .route("/_emulator/stats", get(stats))
+        .route("/_emulator/files/{id}", get(file))
         .with_state(hub)
 }
 
@@ -48,7 +49,8 @@ async fn show(State(hub): State<Arc<Hub>>, Path(id): Path<String>) -> Response {
 /// `"stamp": true` the text gets ` @<unix µs>` appended as it is recorded, for latency
 /// measurements),
 /// `{"action":"joined","agent":"Ann"}`, `{"action":"left","agent":"Ann","transfer":true}`,
-/// `{"action":"queued","position":3,"wait_secs":120}`, `{"action":"ended"}`.
+/// `{"action":"queued","position":3,"wait_secs":120}`, `{"action":"ended"}`,
+/// `{"action":"file","agent":"Ann","file":{"name":"label.pdf","media_type":"application/pdf","data":"<base64>"},"caption":"Your label"}`.
 async fn act(
     State(hub): State<Arc<Hub>>,
     Path(id): Path<String>,
@@ -70,6 +72,35 @@ async fn act(
     match hub.agent(&conversation, action) {
         Some(record) => (StatusCode::CREATED, Json(record)).into_response(),
         None => (StatusCode::CONFLICT, Json(json!({ "error": "the conversation has ended" }))).into_response(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct FileQuery {
+    #[serde(default)]
+    token: String,
+}
+
+/// A file an agent sent, like a contact center's pre-signed download: 403 without the
+/// token its URL carries.
+async fn file(
+    State(hub): State<Arc<Hub>>,
+    Path(id): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<FileQuery>,
+) -> Response {
+    match hub.served_file(&id, &query.token) {
+        Some(file) => (
+            [
+                (axum::http::header::CONTENT_TYPE, file.media_type.clone()),
+                (
+                    axum::http::header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"{}\"", file.name.replace('"', "")),
+                ),
+            ],
+            file.data,
+        )
+            .into_response(),
+        None => (StatusCode::FORBIDDEN, Json(json!({ "error": "no such file, or a wrong token" }))).into_response(),
     }
 }
 

@@ -343,6 +343,8 @@ async fn translate(gateway: Arc<EightByEight>) {
                     gateway.event(id, "QUEUED", Some(json!({ "queueId": queue, "queueName": "Emulated queue" })));
                 }
             }
+            // Not carried yet.
+            AgentAction::File { .. } => {}
             AgentAction::Ended => {
                 // The agent ends by leaving; with no agent, the interaction is closed.
                 let agent = lock(&gateway.conversations).get_mut(id).and_then(|c| c.agent.take());

@@ -265,7 +265,7 @@ async fn translate(genesys: Arc<Genesys>) {
                     }
                     // Open Messaging has no queue data, and no "typing stopped".
                     AgentAction::Typing { on: false, .. } | AgentAction::Queued { .. } => {}
-                    AgentAction::Left { .. } | AgentAction::Ended => {}
+                    AgentAction::Left { .. } | AgentAction::Ended | AgentAction::File { .. } => {}
                 }
                 if let AgentAction::Left { transfer, .. } = &record.action {
                     end_agent(&genesys, &conversation, if *transfer { "TRANSFER" } else { "CLIENT" }, &base);

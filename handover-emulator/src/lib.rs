@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 
 pub use crate::agent::AgentScript;
 pub use crate::faults::{FaultSettings, Faults};
-pub use crate::model::{AgentAction, AgentRecord, Conversation, ConversationView, CustomerAction, Hub};
+pub use crate::model::{AgentAction, AgentRecord, Conversation, ConversationView, CustomerAction, EmulatedFile, Hub};
 
 /// The protocols this build emulates, by provider name.
 pub const PROTOCOLS: [&str; 6] = ["miaw", "genesys", "salesforce", "liveagent", "8x8", "ringcentral"];
@@ -119,6 +119,7 @@ impl Emulator {
         let hub = Arc::new(Hub::new());
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
+        hub.set_base_url(format!("http://{addr}"));
         let mut tasks = Vec::new();
         let Some((name, start)) = TABLE.iter().find(|(name, _)| *name == protocol) else {
             return Err(std::io::Error::new(

@@ -245,6 +245,7 @@ async fn translate(live: Arc<LiveAgent>) {
                         });
                         live.deliver(&conversation.id, body);
                     }
+                    AgentAction::File { .. } => {}
                     AgentAction::Ended => {
                         if let Some(entry) = lock(&live.desk).conversations.get_mut(&id) {
                             entry.status = "resolved".to_owned();

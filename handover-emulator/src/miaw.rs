@@ -340,6 +340,7 @@ async fn translate(miaw: Arc<Miaw>) {
                             miaw.record(&conversation, entry("RoutingResult", payload, system_sender(), "System"));
                         }
                     }
+                    AgentAction::File { .. } => {}
                     AgentAction::Ended => {
                         let payload = json!({ "sessionStatus": "Ended", "sessionStatusPrev": "Active", "sessionEndedByRole": "Agent" });
                         miaw.record(&conversation, entry("SessionStatusChanged", payload, system_sender(), "System"));
@@ -356,7 +357,7 @@ async fn translate(miaw: Arc<Miaw>) {
                     let sender = json!({ "role": "EndUser", "appType": "iamessage", "subject": conversation.owner });
                     miaw.record(&conversation, entry("Message", payload, sender, "Guest"));
                 }
-                CustomerAction::Typing { .. } => {}
+                CustomerAction::Typing { .. } | CustomerAction::File { .. } => {}
                 CustomerAction::Closed => {
                     miaw.record(&conversation, entry("CloseConversation", json!({}), system_sender(), "System"));
                 }

@@ -66,8 +66,80 @@ pub enum AgentAction {
         /// Whether this is a transfer.
         transfer: bool,
     },
+    /// The agent sent a file (with an optional caption). Protocols that carry agent files
+    /// render it with a URL to `/_emulator/files/…` on this emulator; the others ignore it.
+    File {
+        /// The agent's name.
+        agent: String,
+        /// The file.
+        file: EmulatedFile,
+        /// Text sent with the file.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        caption: Option<String>,
+    },
     /// The agent ended the conversation.
     Ended,
+}
+
+/// A file in the emulated contact center. In JSON the bytes are standard base64 under
+/// `data`: `{"name":"label.pdf","media_type":"application/pdf","data":"JVBERi0…"}`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmulatedFile {
+    /// The file name.
+    pub name: String,
+    /// The media type.
+    pub media_type: String,
+    /// The content.
+    #[serde(with = "base64_bytes")]
+    pub data: Vec<u8>,
+}
+
+impl std::fmt::Debug for EmulatedFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "EmulatedFile({}, {}, {} bytes)", self.name, self.media_type, self.data.len())
+    }
+}
+
+impl EmulatedFile {
+    /// A file.
+    pub fn new(name: impl Into<String>, media_type: impl Into<String>, data: Vec<u8>) -> Self {
+        Self { name: name.into(), media_type: media_type.into(), data }
+    }
+
+    /// The SHA-256 of the content, lowercase hex.
+    pub fn sha256(&self) -> String {
+        sha256_hex(&self.data)
+    }
+
+    /// What the customer side's record of this file looks like.
+    pub fn received(&self) -> CustomerAction {
+        CustomerAction::File {
+            name: self.name.clone(),
+            media_type: self.media_type.clone(),
+            size: self.data.len() as u64,
+            sha256: self.sha256(),
+        }
+    }
+}
+
+/// The SHA-256 of `data`, lowercase hex.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+mod base64_bytes {
+    use base64::Engine as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        base64::engine::general_purpose::STANDARD.decode(text.as_bytes()).map_err(serde::de::Error::custom)
+    }
 }
 
 /// Something the customer side (the connector under test) did.
@@ -83,6 +155,17 @@ pub enum CustomerAction {
     Typing {
         /// Started or stopped.
         on: bool,
+    },
+    /// A file reached the agent (uploaded, or fetched from the URL the customer side gave).
+    File {
+        /// The file name.
+        name: String,
+        /// The media type.
+        media_type: String,
+        /// The size in bytes.
+        size: u64,
+        /// The SHA-256 of the content, lowercase hex.
+        sha256: String,
     },
     /// The customer side closed the conversation.
     Closed,
@@ -197,6 +280,11 @@ impl Conversation {
             .collect()
     }
 
+    /// The files that reached the agent, in order.
+    pub fn customer_files(&self) -> Vec<CustomerAction> {
+        lock(&self.state).customer.iter().filter(|a| matches!(a, CustomerAction::File { .. })).cloned().collect()
+    }
+
     /// Whether the conversation has ended.
     pub fn is_ended(&self) -> bool {
         lock(&self.state).ended
@@ -240,6 +328,10 @@ pub struct Hub {
     delivered_changed: Notify,
     /// A push protocol runs: creations wait for their greeting's webhook.
     pushes: std::sync::atomic::AtomicBool,
+    /// Files the agent sent, by agent record id, with the token their URL carries.
+    files: Mutex<std::collections::HashMap<String, (String, EmulatedFile)>>,
+    /// `http://<addr>` once the server listens (for file URLs).
+    base_url: std::sync::OnceLock<String>,
     /// Fault switches.
     pub faults: Faults,
 }
@@ -266,8 +358,63 @@ impl Hub {
             delivered: Mutex::default(),
             delivered_changed: Notify::new(),
             pushes: std::sync::atomic::AtomicBool::new(false),
+            files: Mutex::default(),
+            base_url: std::sync::OnceLock::new(),
             faults: Faults::default(),
         }
+    }
+
+    /// Sets the emulator's base URL (once, when the server listens).
+    pub(crate) fn set_base_url(&self, url: String) {
+        let _ = self.base_url.set(url);
+    }
+
+    /// The URL of the file an agent record carries: `<base>/_emulator/files/<record id>?token=…`
+    /// (pre-signed like a real contact center's download URL; without the token it is 403).
+    /// `None` when the record carries no file.
+    pub fn file_url(&self, record: &AgentRecord) -> Option<String> {
+        let AgentAction::File { file, .. } = &record.action else { return None };
+        Some(self.publish(record.id.clone(), file))
+    }
+
+    /// Hosts `file` at a fresh pre-signed URL on this emulator (a file the customer side can
+    /// pass as a URL, in tests).
+    pub fn host_file(&self, file: EmulatedFile) -> String {
+        let id = format!("hosted-{}", self.next_number());
+        self.publish(id, &file)
+    }
+
+    fn publish(&self, id: String, file: &EmulatedFile) -> String {
+        let token = {
+            let mut files = lock(&self.files);
+            let seed = self.next_number();
+            let (token, _) =
+                files.entry(id.clone()).or_insert_with(|| (format!("t{:016x}", rand_token(seed)), file.clone()));
+            token.clone()
+        };
+        let base = self.base_url.get().map(String::as_str).unwrap_or("http://127.0.0.1");
+        format!("{base}/_emulator/files/{id}?token={token}")
+    }
+
+    /// A file served at `/_emulator/files/<id>` when `token` matches.
+    pub(crate) fn served_file(&self, id: &str, token: &str) -> Option<EmulatedFile> {
+        lock(&self.files).get(id).filter(|(t, _)| t == token).map(|(_, f)| f.clone())
+    }
+
+    /// Fetches a file the customer side passed as a URL, the way a contact center does
+    /// (the emulator allows plain http: it only ever runs on loopback).
+    pub async fn fetch_customer_file(&self, url: &str, name: &str, media_type: &str) -> Result<EmulatedFile, String> {
+        let response = reqwest::get(url).await.map_err(|e| format!("fetching the attachment failed: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!("fetching the attachment answered {}", response.status()));
+        }
+        let data = response.bytes().await.map_err(|e| format!("reading the attachment failed: {e}"))?;
+        Ok(EmulatedFile::new(name, media_type, data.to_vec()))
+    }
+
+    /// Every token of a file URL issued so far (they are secrets: leak checks look for them).
+    pub fn file_tokens(&self) -> Vec<String> {
+        lock(&self.files).values().map(|(t, _)| t.clone()).collect()
     }
 
     /// A process-unique number (for ids).
@@ -429,6 +576,12 @@ impl Hub {
         let _ = self.changes.send(Change::Customer(conversation.clone(), action));
         true
     }
+}
+
+fn rand_token(seed: u64) -> u64 {
+    use rand_chacha::rand_core::{RngCore as _, SeedableRng as _};
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ (u64::from(nanos) << 20)).next_u64()
 }
 
 /// The next change a subscriber sees, past any it lagged behind on; `None` once the hub is

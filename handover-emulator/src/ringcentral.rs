@@ -373,7 +373,7 @@ async fn translate(engage: Arc<RingCentral>) {
                 }
             }
             // A Source SDK source hears of neither agent typing nor reassignment.
-            AgentAction::Typing { .. } | AgentAction::Left { .. } => {}
+            AgentAction::Typing { .. } | AgentAction::Left { .. } | AgentAction::File { .. } => {}
             AgentAction::Ended => {
                 if let Some((engage_id, intervention)) = engage.open_intervention(&foreign) {
                     if let Some(thread) = lock(&engage.engage).threads.get_mut(&foreign)

@@ -170,6 +170,9 @@ async fn translate(salesforce: Arc<Salesforce>) {
                 }
                 AgentAction::Left { transfer: true, .. } => chat.transferring = true,
                 AgentAction::Left { transfer: false, .. } => sf.push(chat, "AgentDisconnect", json!({})),
+                // Live Agent REST has no agent-to-visitor file message: the agent can only ask
+                // the visitor for a file (FileTransfer), which this project does not relay.
+                AgentAction::File { .. } => {}
                 AgentAction::Ended => {
                     sf.push(chat, "ChatEnded", json!({ "reason": "agent" }));
                     chat.ended = true;

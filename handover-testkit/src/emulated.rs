@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use handover_core::{HandoverRequest, Provider};
-use handover_emulator::{AgentAction, Conversation, ConversationView, CustomerAction, Emulator};
+use handover_emulator::{AgentAction, Conversation, ConversationView, CustomerAction, EmulatedFile, Emulator};
 
 use crate::scenarios::GUARD;
 
-use crate::harness::{Harness, sample_request};
+use crate::harness::{Harness, ReceivedFile, SampleFile, sample_request};
 
 /// A provider wired to a loopback emulator.
 #[async_trait]
@@ -43,6 +43,12 @@ pub trait EmulatorHarness: Send + Sync + Sized + 'static {
 
     /// Whether the protocol tells the connector about transfers.
     fn reports_transfers(&self) -> bool {
+        true
+    }
+
+    /// Whether the protocol carries files from the agent to the connector (else
+    /// [`Harness::agent_sends_file`] answers `false`).
+    fn carries_agent_files(&self) -> bool {
         true
     }
 
@@ -144,6 +150,38 @@ impl<T: EmulatorHarness> Harness for T {
         let waited = tokio::time::timeout(GUARD, self.current().wait_for(|v| v.closed_by_customer)).await;
         assert!(waited.is_ok(), "the customer side did not close the conversation within {GUARD:?}");
         true
+    }
+
+    async fn agent_sends_file(&self, name: &str, file: &SampleFile, caption: Option<&str>) -> bool {
+        if !self.carries_agent_files() {
+            return false;
+        }
+        let file = EmulatedFile::new(file.name.clone(), file.media_type.clone(), file.data.clone());
+        self.act(AgentAction::File { agent: name.to_owned(), file, caption: caption.map(str::to_owned) });
+        true
+    }
+
+    async fn customer_files(&self, at_least: usize) -> Vec<ReceivedFile> {
+        let conversation = self.current();
+        let files =
+            |v: &ConversationView| v.customer.iter().filter(|c| matches!(c, CustomerAction::File { .. })).count();
+        let waited = tokio::time::timeout(GUARD, conversation.wait_for(|v| files(v) >= at_least)).await;
+        assert!(waited.is_ok(), "the agent side did not receive {at_least} customer files within {GUARD:?}");
+        conversation
+            .customer_files()
+            .into_iter()
+            .filter_map(|c| match c {
+                CustomerAction::File { name, media_type, size, sha256 } => {
+                    Some(ReceivedFile { name, media_type, size, sha256 })
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn host_file(&self, file: &SampleFile) -> Option<String> {
+        let file = EmulatedFile::new(file.name.clone(), file.media_type.clone(), file.data.clone());
+        Some(self.emulator().hub().host_file(file))
     }
 }
 

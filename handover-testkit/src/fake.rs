@@ -110,7 +110,12 @@ impl FakeConversation {
     /// The agent writes; returns the message id.
     pub fn say(&self, agent: &str, text: &str) -> String {
         let id = format!("msg-{}", lock(&self.inner.state).next_seq + 1);
-        self.push(Event::AgentMessage { id: id.clone(), text: text.to_owned(), agent: Agent::named(agent) });
+        self.push(Event::AgentMessage {
+            id: id.clone(),
+            text: text.to_owned(),
+            agent: Agent::named(agent),
+            attachments: Vec::new(),
+        });
         id
     }
 

@@ -60,6 +60,77 @@ pub trait Harness: Send + Sync + Sized + 'static {
 
     /// Resolves `true` once the customer side has closed the conversation.
     async fn closed_by_customer(&self) -> bool;
+
+    /// The agent `name` sends `file` (with `caption`). `false` when the harness cannot
+    /// play an agent sending files.
+    async fn agent_sends_file(&self, _name: &str, _file: &SampleFile, _caption: Option<&str>) -> bool {
+        false
+    }
+
+    /// The files the agent side received from the customer side, in order, once there
+    /// are at least `at_least`.
+    async fn customer_files(&self, _at_least: usize) -> Vec<ReceivedFile> {
+        Vec::new()
+    }
+
+    /// A URL the contact center can fetch `file` from, for providers that take files as
+    /// URLs; `None` when the harness cannot host one.
+    fn host_file(&self, _file: &SampleFile) -> Option<String> {
+        None
+    }
+}
+
+/// A file the attachment scenario sends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SampleFile {
+    /// The file name.
+    pub name: String,
+    /// The media type.
+    pub media_type: String,
+    /// The content.
+    pub data: Vec<u8>,
+}
+
+impl SampleFile {
+    /// A small PNG-typed file with deterministic, non-text content.
+    pub fn invoice() -> Self {
+        let data = (0..2048u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        Self { name: "invoice scan.png".to_owned(), media_type: "image/png".to_owned(), data }
+    }
+
+    /// What the agent sends back.
+    pub fn label() -> Self {
+        let data = (0..1500u32).map(|i| (i.wrapping_mul(40_503) >> 7) as u8).collect();
+        Self { name: "returns-label.pdf".to_owned(), media_type: "application/pdf".to_owned(), data }
+    }
+
+    /// What the receiving side should have recorded.
+    pub fn received(&self) -> ReceivedFile {
+        ReceivedFile {
+            name: self.name.clone(),
+            media_type: self.media_type.clone(),
+            size: self.data.len() as u64,
+            sha256: sha256_hex(&self.data),
+        }
+    }
+}
+
+/// A file as the receiving side recorded it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceivedFile {
+    /// The file name.
+    pub name: String,
+    /// The media type.
+    pub media_type: String,
+    /// The size in bytes.
+    pub size: u64,
+    /// The SHA-256 of the content, lowercase hex.
+    pub sha256: String,
+}
+
+/// The SHA-256 of `data`, lowercase hex.
+pub(crate) fn sha256_hex(data: &[u8]) -> String {
+    handover_emulator::model::sha256_hex(data)
 }
 
 /// The request scenarios use: a named user and a short bilingual transcript.

@@ -13,7 +13,7 @@ pub mod webhook_server;
 pub mod ws_server;
 
 pub use emulated::EmulatorHarness;
-pub use harness::{Harness, fast_retry, sample_request};
+pub use harness::{Harness, ReceivedFile, SampleFile, fast_retry, sample_request};
 
 /// Expands to one `#[tokio::test]` per contract scenario, run against `$harness`.
 ///
@@ -46,6 +46,7 @@ macro_rules! contract_suite {
                 secrets_stay_out_of_debug_and_errors,
                 secrets_stay_out_of_trace_logs,
                 nothing_is_delivered_after_the_end,
+                attachments_cross_both_ways,
             );
         }
     };

@@ -381,3 +381,75 @@ pub async fn nothing_is_delivered_after_the_end<H: Harness>() {
     harness.agent_says("Ann", "too late").await;
     assert_stream_ended(session.events()).await;
 }
+
+/// A file crosses each way the provider claims (name, media type, size and content by
+/// hash checked on the other side), and is refused before any I/O the ways it does not.
+pub async fn attachments_cross_both_ways<H: Harness>() {
+    use handover_core::Attachment;
+
+    use crate::harness::{SampleFile, sha256_hex};
+
+    let harness = H::setup().await;
+    let mut session = start(&harness).await;
+    join(&harness, &mut session, "Ann").await;
+    let caps = harness.provider().info().capabilities;
+
+    let invoice = SampleFile::invoice();
+    let bytes = Attachment::bytes(invoice.name.clone(), invoice.media_type.clone(), invoice.data.clone());
+    if caps.attachment_uploads() {
+        if let Some(max) = caps.max_attachment_bytes() {
+            let big = vec![0u8; usize::try_from(max + 1).expect("a limit that fits in memory")];
+            let error = session
+                .send(UserInput::attachment("too-big", Attachment::bytes("big.png", "image/png", big)))
+                .await
+                .expect_err("a file over the provider's limit");
+            assert_eq!(error.kind(), ErrorKind::InvalidInput, "{error}");
+            assert!(error.to_string().contains(&max.to_string()), "the error names the limit: {error}");
+        }
+        session.send(UserInput::attachment("file-1", bytes)).await.expect("the upload is sent");
+    } else if caps.attachment_links() {
+        let url = harness.host_file(&invoice).expect("a harness of a provider taking file URLs hosts files");
+        let link = Attachment::url(invoice.name.clone(), invoice.media_type.clone(), url)
+            .with_size(Some(invoice.data.len() as u64));
+        session.send(UserInput::attachment("file-1", link)).await.expect("the file URL is sent");
+    } else {
+        let error = session.send(UserInput::attachment("file-1", bytes)).await.expect_err("no attachments");
+        assert_eq!(error.kind(), ErrorKind::Unsupported, "{error}");
+    }
+    if caps.attachments_to_agent() {
+        let files = harness.customer_files(1).await;
+        assert_eq!(files, [invoice.received()], "the agent side received the file intact");
+    }
+    // Only whole files went out: the refused ones left nothing behind.
+    session.send(UserInput::message("after-file", "sent after the file")).await.expect("a text after it");
+    let texts = harness.customer_texts(1).await;
+    assert_eq!(texts.last().map(String::as_str), Some("sent after the file"));
+    assert_eq!(harness.customer_files(0).await.len(), usize::from(caps.attachments_to_agent()));
+
+    if caps.attachments_to_user() {
+        let label = SampleFile::label();
+        assert!(
+            harness.agent_sends_file("Ann", &label, Some("Your returns label")).await,
+            "the provider claims agent attachments: the harness must be able to send one"
+        );
+        let events = events_until(
+            session.events(),
+            |e| matches!(e, Event::AgentMessage { attachments, .. } if !attachments.is_empty()),
+        )
+        .await;
+        let Some(Event::AgentMessage { text, attachments, .. }) = events.last() else { unreachable!() };
+        assert_eq!(text, "Your returns label", "the caption travels as the message text");
+        assert_eq!(attachments.len(), 1, "{attachments:?}");
+        let file = &attachments[0];
+        assert_eq!((file.name.as_str(), file.media_type.as_str()), (label.name.as_str(), label.media_type.as_str()));
+        if let Some(size) = file.size {
+            assert_eq!(size, label.data.len() as u64, "the declared size");
+        }
+        let url = file.url_str().expect("agent files arrive as URLs");
+        let body = handover_transport::reqwest::get(url).await.expect("the file URL answers");
+        assert!(body.status().is_success(), "the file URL answered {}", body.status());
+        let data = body.bytes().await.expect("the file body");
+        assert_eq!(sha256_hex(&data), sha256_hex(&label.data), "the file's content");
+    }
+    session.end(EndReason::Closed).await.expect("end");
+}

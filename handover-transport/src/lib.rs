@@ -2,6 +2,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
+pub mod attachment;
 pub mod backoff;
 pub mod config;
 pub mod dedup;

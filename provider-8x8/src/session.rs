@@ -235,7 +235,7 @@ impl PushTask for Task {
                     }
                     _ => agent,
                 };
-                self.emit(Event::AgentMessage { id: item.event_id, text, agent }).await
+                self.emit(Event::AgentMessage { id: item.event_id, text, agent, attachments: Vec::new() }).await
             }
             Delivery::Typing(on) => self.emit(Event::AgentTyping { on }).await,
             Delivery::UserLeft => {

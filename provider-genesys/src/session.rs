@@ -360,7 +360,7 @@ impl Task {
                     return CONTINUE;
                 }
                 let agent = if from_bot { Agent::named("Bot") } else { self.current_agent() };
-                self.emit(Event::AgentMessage { id: delivery.id, text, agent }).await
+                self.emit(Event::AgentMessage { id: delivery.id, text, agent, attachments: Vec::new() }).await
             }
             Delivery::Typing => self.emit(Event::AgentTyping { on: true }).await,
             Delivery::Receipt { status } => {

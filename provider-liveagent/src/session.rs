@@ -298,7 +298,7 @@ impl Task {
                 }
                 let agent = if agent.name.is_some() { agent } else { known_agent.unwrap_or(agent) };
                 lock(&self.inner.state).served = true;
-                self.emit(Event::AgentMessage { id: id.to_string(), text, agent }).await
+                self.emit(Event::AgentMessage { id: id.to_string(), text, agent, attachments: Vec::new() }).await
             }
             Delivery::Assigned(agent) => {
                 let previous = {

@@ -217,7 +217,12 @@ fn message(entry: &WireEntry) -> Result<Delivery> {
     if text.trim().is_empty() {
         return Ok(Delivery::Ignore("message without text"));
     }
-    Ok(Delivery::Emit(Event::AgentMessage { id: entry.identifier.clone(), text, agent: entry.agent() }))
+    Ok(Delivery::Emit(Event::AgentMessage {
+        id: entry.identifier.clone(),
+        text,
+        agent: entry.agent(),
+        attachments: Vec::new(),
+    }))
 }
 
 fn participants(payload: &Value) -> Vec<Delivery> {
@@ -317,7 +322,8 @@ mod tests {
             [Delivery::Emit(Event::AgentMessage {
                 id: "e-msg-1".into(),
                 text: "Hi, I'm Jane from billing.".into(),
-                agent: jane()
+                agent: jane(),
+                attachments: Vec::new(),
             })]
         );
     }

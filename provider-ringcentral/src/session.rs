@@ -287,7 +287,7 @@ impl Task {
                 if text.is_empty() {
                     return CONTINUE;
                 }
-                self.emit(Event::AgentMessage { id: content_id, text, agent }).await
+                self.emit(Event::AgentMessage { id: content_id, text, agent, attachments: Vec::new() }).await
             }
             Delivery::Queued { position, wait } => {
                 if lock(&self.inner.state).agent_replied {

@@ -92,9 +92,12 @@ impl Message {
             "ChatTransferred" => Delivery::Transferred(agent(m)),
             "ChatRequestFail" => Delivery::Failed(m["reason"].as_str().unwrap_or("unknown reason").to_owned()),
             "ChatMessage" => match m["text"].as_str() {
-                Some(text) if !text.is_empty() => {
-                    Delivery::Emit(Event::AgentMessage { id: id(), text: text.to_owned(), agent: agent(m) })
-                }
+                Some(text) if !text.is_empty() => Delivery::Emit(Event::AgentMessage {
+                    id: id(),
+                    text: text.to_owned(),
+                    agent: agent(m),
+                    attachments: Vec::new(),
+                }),
                 _ => Delivery::Ignore,
             },
             "AgentTyping" => Delivery::Emit(Event::AgentTyping { on: true }),
@@ -153,7 +156,8 @@ mod tests {
             [Delivery::Emit(Event::AgentMessage {
                 id: "id-0".into(),
                 text: "Hi, how can I help?".into(),
-                agent: ann()
+                agent: ann(),
+                attachments: Vec::new(),
             })]
         );
         assert_eq!(

@@ -405,7 +405,12 @@ mod tests {
     fn an_active_handover_stays_active_after_a_resume_and_reports_no_queue() {
         let mut first = NodeMachine::new(config(), NodeState::default());
         let mut out = Vec::new();
-        let message = Event::AgentMessage { id: "m1".into(), text: "Hi".into(), agent: Agent::named("Ann") };
+        let message = Event::AgentMessage {
+            id: "m1".into(),
+            text: "Hi".into(),
+            agent: Agent::named("Ann"),
+            attachments: Vec::new(),
+        };
         first.on_event(message, &mut out);
         let mut second = NodeMachine::new(config(), first.state());
         assert!(second.is_active());

@@ -302,9 +302,9 @@ async fn agent_messages_are_relayed_once_and_echoes_dropped() {
     assert_eq!(
         events,
         [
-            Event::AgentMessage { id: "e-2".into(), text: "Hi, I'm Ann".into(), agent: ann() },
+            Event::AgentMessage { id: "e-2".into(), text: "Hi, I'm Ann".into(), agent: ann(), attachments: Vec::new() },
             Event::AgentTyping { on: true },
-            Event::AgentMessage { id: "e-5".into(), text: "sentinel".into(), agent: ann() },
+            Event::AgentMessage { id: "e-5".into(), text: "sentinel".into(), agent: ann(), attachments: Vec::new() },
         ]
     );
 }
@@ -417,7 +417,7 @@ async fn a_resumed_session_catches_up_and_drops_redeliveries() {
     deliver(&provider, says("agent-bob", "after"), "e-3").await;
     assert_eq!(
         next_event(resumed.events()).await,
-        Event::AgentMessage { id: "e-3".into(), text: "after".into(), agent: bob() }
+        Event::AgentMessage { id: "e-3".into(), text: "after".into(), agent: bob(), attachments: Vec::new() }
     );
     let participants = requests_to(&server, "GET", &format!("{CONV}/ID-0/participants")).await;
     assert_eq!(header(&participants[0], "x-api-key"), "key-8x8");
@@ -437,7 +437,7 @@ async fn a_session_resumed_while_the_agent_leave_is_pending_still_ends() {
     deliver(&provider, says("agent-ann", "bye"), "e-3").await;
     assert_eq!(
         next_event(session.events()).await,
-        Event::AgentMessage { id: "e-3".into(), text: "bye".into(), agent: ann() }
+        Event::AgentMessage { id: "e-3".into(), text: "bye".into(), agent: ann(), attachments: Vec::new() }
     );
     let snapshot = session.snapshot().unwrap();
     drop(session);
