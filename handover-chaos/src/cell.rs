@@ -216,6 +216,18 @@ fn say(hub: &Hub, conversation: &Arc<Conversation>, text: &str) {
     hub.agent(conversation, AgentAction::Message { agent: "Ann".into(), text: text.into() });
 }
 
+/// The user's file in the duplicate and resume columns: bytes for providers that upload,
+/// a URL the emulator hosts for providers that take links.
+fn user_file(hub: &Hub, uploads: bool) -> handover::Attachment {
+    let data: Vec<u8> = (0..1024u32).map(|i| (i * 31 % 256) as u8).collect();
+    if uploads {
+        handover::Attachment::bytes("invoice.png", "image/png", data)
+    } else {
+        let url = hub.host_file(handover_emulator::EmulatedFile::new("invoice.png", "image/png", data.clone()));
+        handover::Attachment::url("invoice.png", "image/png", url).with_size(Some(data.len() as u64))
+    }
+}
+
 /// Reads events until `done` holds for what was read (or the wait runs out), pausing
 /// `pause` before each read (a slow consumer).
 async fn collect(
@@ -283,6 +295,20 @@ async fn handover(protocol: &Protocol, fault: Fault, messages: usize) -> Result<
     collect(session.events(), &mut seen, pause, has_all(&["m0".to_owned()])).await.map_err(|e| format!("m0: {e}"))?;
 
     let during: Vec<String> = (1..=count).map(|i| format!("m{i}")).collect();
+    // In the duplicate and resume columns one agent message in the middle carries a file
+    // (its text is the caption), and the user sends a file too, where the provider carries them.
+    let caps = provider.info().capabilities;
+    let with_files = matches!(fault, Fault::DuplicateReorder | Fault::KillResume | Fault::ResendAfterResume);
+    let file_text = (with_files && caps.attachments_to_user()).then(|| during[during.len() / 2].clone());
+    let user_file = (with_files && caps.attachments_to_agent()).then(|| user_file(&hub, caps.attachment_uploads()));
+    let say = |hub: &Hub, conversation: &Arc<Conversation>, text: &str| {
+        if file_text.as_deref() == Some(text) {
+            let file = handover_emulator::agent::reply_file();
+            hub.agent(conversation, AgentAction::File { agent: "Ann".into(), file, caption: Some(text.to_owned()) });
+        } else {
+            say(hub, conversation, text);
+        }
+    };
     let mut forged = Vec::new();
     match fault {
         Fault::Drop => hub.faults.drop_streams(),
@@ -315,6 +341,9 @@ async fn handover(protocol: &Protocol, fault: Fault, messages: usize) -> Result<
     }
 
     let u1 = CustomerAction::Message { text: "u1".into() };
+    if let Some(file) = &user_file {
+        session.send(UserInput::attachment("f-1", file.clone())).await.map_err(|e| format!("the user's file: {e}"))?;
+    }
     if fault == Fault::ResendAfterResume {
         // The input goes out once before the process dies; the bot resends it (same id)
         // to the resumed session, not knowing whether it arrived.
@@ -343,6 +372,12 @@ async fn handover(protocol: &Protocol, fault: Fault, messages: usize) -> Result<
         for text in &during {
             say(&hub, &conversation, text);
         }
+    }
+    if let Some(file) = &user_file
+        && fault == Fault::ResendAfterResume
+    {
+        // Resent with the same id after the resume: it must not reach the agent twice.
+        session.send(UserInput::attachment("f-1", file.clone())).await.map_err(|e| format!("the user's file: {e}"))?;
     }
     session.send(UserInput::message("u-1", "u1")).await.map_err(|e| format!("the user's message: {e}"))?;
     let reached = tokio::time::timeout(WAIT, conversation.wait_for(|v| v.customer.contains(&u1))).await.is_ok();
@@ -383,6 +418,21 @@ async fn handover(protocol: &Protocol, fault: Fault, messages: usize) -> Result<
         Some(Event::Ended { by, .. }) => format!("ended by {by:?}"),
         _ => "no end".to_owned(),
     };
+    if let Some(text) = &file_text {
+        let carried = seen.iter().any(|e| {
+            matches!(e, Event::AgentMessage { text: t, attachments, .. }
+                if t == text && attachments.len() == 1 && attachments[0].name == "returns-label.pdf")
+        });
+        if !carried && note.is_empty() {
+            note = format!("the agent's file message `{text}` arrived without its file");
+        }
+    }
+    if user_file.is_some() {
+        let files = conversation.customer_files().len();
+        if files != 1 && note.is_empty() {
+            note = format!("the user's file reached the agent {files} times");
+        }
+    }
     let pass = note.is_empty()
         && delivered == expected.len()
         && duplicates == 0

@@ -35,8 +35,49 @@ fn demo_request() -> HandoverRequest {
     ])
 }
 
-/// What the demo's scripted user says after each agent message.
-const USER_LINES: [&str; 2] = ["Hello! I was charged twice for my subscription.", "Thanks, that's all I needed. Bye!"];
+/// What the demo's scripted user does after each agent message.
+#[derive(Clone, Copy)]
+enum Step {
+    /// Says this.
+    Say(&'static str),
+    /// Sends the invoice file (skipped for a provider that carries no files to the agent).
+    File,
+}
+
+const USER_STEPS: [Step; 3] = [
+    Step::Say("Hello! I was charged twice for my subscription."),
+    Step::File,
+    Step::Say("Thanks, that's all I needed. Bye!"),
+];
+
+/// The file the scripted user sends: a small text "invoice".
+const INVOICE: (&str, &str, &[u8]) =
+    ("invoice-2026-11.txt", "text/plain", b"Invoice 2026-11\nSubscription  9.99\nSubscription  9.99 (charged twice)\n");
+
+/// The scripted user's file input: bytes for providers that upload, a URL the emulator
+/// hosts for providers that take links.
+fn invoice_input(caps: &handover::Capabilities, emulator: &Emulator) -> Option<NodeInput> {
+    use base64::Engine as _;
+    let (name, media_type, bytes) = INVOICE;
+    let (url, data) = if caps.attachment_uploads() {
+        (None, Some(base64::engine::general_purpose::STANDARD.encode(bytes)))
+    } else if caps.attachment_links() {
+        let file = handover_emulator::EmulatedFile::new(name, media_type, bytes.to_vec());
+        (Some(emulator.hub().host_file(file)), None)
+    } else {
+        return None;
+    };
+    Some(NodeInput::Attachment {
+        name: Some(name.to_owned()),
+        media_type: Some(media_type.to_owned()),
+        url,
+        path: None,
+        data,
+        caption: Some("Here is the invoice.".to_owned()),
+        fetch: false,
+        id: None,
+    })
+}
 
 pub(crate) async fn run(registry: &Registry, provider: &str, interactive: bool, json: bool, step_ms: u64) -> ExitCode {
     if !registry.is_enabled(provider) || !PROTOCOLS.contains(&provider) {
@@ -101,16 +142,22 @@ pub(crate) async fn run(registry: &Registry, provider: &str, interactive: bool, 
     } else {
         script_user = Some(input_tx);
     }
-    let mut said = 0;
+    let invoice = invoice_input(&provider_impl.info().capabilities, &emulator);
+    let has_file = invoice.is_some();
+    let mut steps = USER_STEPS.iter().filter(move |s| has_file || !matches!(s, Step::File));
     let status = run::drive(provider_impl, demo_node(), demo_request(), inputs, Printer::new(json), move |output| {
         if let (NodeOutput::AgentMessage { .. }, Some(user)) = (output, &script_user)
-            && let Some(line) = USER_LINES.get(said)
+            && let Some(step) = steps.next()
         {
-            said += 1;
-            let _ = user.try_send(NodeInput::Message { text: (*line).to_owned(), id: None });
+            let (input, shown) = match (step, &invoice) {
+                (Step::Say(line), _) => (NodeInput::Message { text: (*line).to_owned(), id: None }, (*line).to_owned()),
+                (Step::File, Some(file)) => (file.clone(), format!("[file] {}", INVOICE.0)),
+                (Step::File, None) => return,
+            };
+            let _ = user.try_send(input);
             let mut printer = Printer::new(json);
             if !json {
-                printer.print(&NodeOutput::Say { text: format!("(you) {line}"), quick_replies: Vec::new() });
+                printer.print(&NodeOutput::Say { text: format!("(you) {shown}"), quick_replies: Vec::new() });
             }
         }
     })

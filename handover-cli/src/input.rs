@@ -23,6 +23,18 @@ pub(crate) fn parse(line: &str, json: bool) -> Result<Option<NodeInput>, String>
         NodeInput::Intent { name: name.trim().to_owned() }
     } else if let Some(text) = line.strip_prefix("/button ") {
         NodeInput::Button { text: text.trim().to_owned() }
+    } else if let Some(path) = line.strip_prefix("/file ") {
+        let path = std::path::PathBuf::from(path.trim());
+        NodeInput::Attachment {
+            name: None,
+            media_type: None,
+            url: None,
+            path: Some(path),
+            data: None,
+            caption: None,
+            fetch: false,
+            id: None,
+        }
     } else if line == "/connected" {
         NodeInput::Connected
     } else if line == "/disconnected" {
@@ -103,6 +115,35 @@ mod tests {
         assert_eq!(parse("/connected", false), Ok(Some(NodeInput::Connected)));
         assert_eq!(parse("/disconnected\r\n", false), Ok(Some(NodeInput::Disconnected)));
         assert_eq!(parse("   ", false), Ok(None));
+        assert_eq!(
+            parse("/file ./scans/invoice.pdf\n", false),
+            Ok(Some(NodeInput::Attachment {
+                name: None,
+                media_type: None,
+                url: None,
+                path: Some("./scans/invoice.pdf".into()),
+                data: None,
+                caption: None,
+                fetch: false,
+                id: None,
+            }))
+        );
+    }
+
+    #[test]
+    fn json_attachment_lines_take_a_url_path_or_data() {
+        let Ok(Some(NodeInput::Attachment { name, url, fetch, id, .. })) = parse(
+            r#"{"type":"attachment","url":"https://x/a.pdf","name":"a.pdf","media_type":"application/pdf","fetch":true,"id":"f-1"}"#,
+            true,
+        ) else {
+            panic!("an attachment line")
+        };
+        assert_eq!(
+            (name.as_deref(), url.as_deref(), fetch, id.as_deref()),
+            (Some("a.pdf"), Some("https://x/a.pdf"), true, Some("f-1"))
+        );
+        let error = parse(r#"{"type":"attachment","name":"a","colour":"red"}"#, true).unwrap_err();
+        assert!(error.contains("colour"), "{error}");
     }
 
     #[test]

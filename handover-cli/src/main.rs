@@ -58,7 +58,9 @@ enum Command {
     },
     /// A real handover configured by a TOML file; user input on stdin, output on stdout.
     #[command(after_help = "Examples:\n  handover chat --config handover.toml\n  \
-        echo '{\"type\":\"message\",\"text\":\"Hi\"}' | handover chat --config handover.toml --json\n\n\
+        echo '{\"type\":\"message\",\"text\":\"Hi\"}' | handover chat --config handover.toml --json\n  \
+        echo '{\"type\":\"attachment\",\"path\":\"invoice.pdf\"}' | handover chat --config handover.toml --json\n\n\
+        Without --json a line is a message; /file PATH sends a file, /button TEXT and /intent NAME the others.\n\n\
         Exit status: 0 completed or cancelled, 1 error, 2 bad usage or config.")]
     Chat {
         /// The config file.

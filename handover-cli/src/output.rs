@@ -82,10 +82,17 @@ impl Printer {
                 let buttons: String = quick_replies.iter().map(|b| format!("  [{b}]")).collect();
                 self.line(&format!("bot   › {text}{buttons}"));
             }
-            NodeOutput::AgentMessage { text, agent } => {
+            NodeOutput::AgentMessage { text, agent, attachments } => {
                 self.waiting = None;
                 let name = agent.as_deref().unwrap_or("agent");
-                self.line(&format!("{name:<5} › {text}"));
+                if !text.is_empty() || attachments.is_empty() {
+                    self.line(&format!("{name:<5} › {text}"));
+                }
+                for file in attachments {
+                    let size = file.size.map(|s| format!(", {s} bytes")).unwrap_or_default();
+                    let url = file.url_str().unwrap_or_default();
+                    self.line(&format!("{name:<5} › [file] {} ({}{size}) {url}", file.name, file.media_type));
+                }
             }
             NodeOutput::QueueUpdate { position, estimated_wait_time_ms } => {
                 let mut parts = Vec::new();

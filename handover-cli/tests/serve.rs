@@ -357,3 +357,82 @@ async fn serve_demo_prints_a_key_and_a_curl_that_work() {
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_cross_both_ways_through_the_api_where_the_provider_carries_them() {
+    use base64::Engine as _;
+    use handover_emulator::EmulatedFile;
+    use handover_emulator::model::sha256_hex;
+
+    let port = free_port();
+    let emulators = emulators(&PROVIDERS, port).await;
+    let dir = temp_dir("files");
+    let store = format!("sqlite://{}/store.db", dir.display());
+    let service = Service::start(&dir, "a", &config("a", port, &store, &emulators, "")).await;
+    let api = service.api();
+    let registry = handover::Registry::default();
+    let invoice = EmulatedFile::new("invoice.png", "image/png", (0..3000u32).map(|i| (i * 7 % 251) as u8).collect());
+    let label = handover_emulator::agent::reply_file();
+    for provider in PROVIDERS {
+        let emulator = &emulators[provider];
+        let table = toml::Value::try_from(emulator.provider_config()).unwrap();
+        let caps = registry.build(provider, table).unwrap().info().capabilities;
+        let id = api.create(handover(provider, None)).await;
+        api.wait_state(&id, "queued").await;
+        agent(emulator, AgentAction::Joined { agent: "Ann".into() });
+
+        // Bytes where the provider uploads, a URL where it takes links.
+        let mut input = json!({ "type": "attachment", "name": invoice.name, "media_type": invoice.media_type, "id": "f-1", "caption": "my invoice" });
+        if caps.attachment_uploads() || !caps.attachments_to_agent() {
+            input["data"] = json!(base64::engine::general_purpose::STANDARD.encode(&invoice.data));
+        } else {
+            input["url"] = json!(emulator.hub().host_file(invoice.clone()));
+        }
+        let sent = api.input(&id, input.clone()).await;
+        assert_eq!(sent.status, 202, "{provider}: {sent:?}");
+        assert_eq!(api.input(&id, input).await.body["duplicate"], true, "{provider}: a repeated file id");
+        if caps.attachments_to_agent() {
+            let conversation = emulator.hub().latest().unwrap();
+            let deadline = tokio::time::Instant::now() + GUARD;
+            while conversation.customer_files().is_empty() {
+                assert!(tokio::time::Instant::now() < deadline, "{provider}: the agent never got the file");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert_eq!(conversation.customer_files(), [invoice.received()], "{provider}: the file, intact, once");
+        } else {
+            let rejected = api.poll_until(&id, 0, |e| e["type"] == "input_rejected").await;
+            let rejected = rejected.last().unwrap();
+            assert_eq!(rejected["id"], "f-1", "{provider}");
+            assert!(rejected["reason"].as_str().unwrap().contains("not supported"), "{provider}: {rejected}");
+        }
+
+        if caps.attachments_to_user() {
+            agent(
+                emulator,
+                AgentAction::File { agent: "Ann".into(), file: label.clone(), caption: Some("Your label".into()) },
+            );
+            let events = api.poll_until(&id, 0, |e| e["type"] == "agent_message" && e["attachments"].is_array()).await;
+            let message = events.last().unwrap();
+            assert_eq!(message["text"], "Your label", "{provider}");
+            let file = &message["attachments"][0];
+            assert_eq!(
+                (file["name"].as_str(), file["media_type"].as_str()),
+                (Some(label.name.as_str()), Some(label.media_type.as_str())),
+                "{provider}: {file}"
+            );
+            let body = reqwest::get(file["url"].as_str().unwrap()).await.unwrap().bytes().await.unwrap();
+            assert_eq!(sha256_hex(&body), label.sha256(), "{provider}: the agent's file, fetched from its URL");
+        }
+        agent(emulator, AgentAction::Ended);
+        api.wait_state(&id, "ended").await;
+    }
+    // A path is a local file of the service's host: refused.
+    let id = api.create(handover("8x8", None)).await;
+    let refused = api.input(&id, json!({ "type": "attachment", "name": "x", "path": "/etc/passwd" })).await;
+    assert_eq!((refused.status, refused.body["error"]["code"].as_str()), (422, Some("invalid_request")), "{refused:?}");
+    let both = api.input(&id, json!({ "type": "attachment", "name": "x", "data": "AAAA", "url": "https://x/y" })).await;
+    assert_eq!(both.status, 422, "{both:?}");
+    assert!(both.body["error"]["message"].as_str().unwrap().contains("exactly one of"), "{both:?}");
+    let bad = api.input(&id, json!({ "type": "attachment", "name": "x", "data": "%%%" })).await;
+    assert!(bad.body["error"]["message"].as_str().unwrap().contains("base64"), "{bad:?}");
+}

@@ -119,6 +119,18 @@ impl FakeConversation {
         id
     }
 
+    /// The agent sends files with `text`; returns the message id.
+    pub fn send_files(&self, agent: &str, text: &str, attachments: Vec<handover_core::Attachment>) -> String {
+        let id = format!("msg-{}", lock(&self.inner.state).next_seq + 1);
+        self.push(Event::AgentMessage {
+            id: id.clone(),
+            text: text.to_owned(),
+            agent: Agent::named(agent),
+            attachments,
+        });
+        id
+    }
+
     /// The agent types.
     pub fn typing(&self, on: bool) {
         self.push(Event::AgentTyping { on });
@@ -334,6 +346,9 @@ pub struct FakeProvider {
     flaws: Flaws,
 }
 
+/// The largest file the fake takes (1 MiB).
+pub const FAKE_MAX_ATTACHMENT_BYTES: u64 = 1024 * 1024;
+
 impl FakeProvider {
     /// The capabilities of a fully capable fake, with a 1000-character message limit.
     pub fn full_capabilities() -> Capabilities {
@@ -344,6 +359,8 @@ impl FakeProvider {
             .with_participant_change(true)
             .with_resume(true)
             .with_max_message_chars(Some(1000))
+            .with_attachment_uploads(true)
+            .with_max_attachment_bytes(Some(FAKE_MAX_ATTACHMENT_BYTES))
     }
 
     /// A fully capable fake and its contact center.
@@ -644,5 +661,28 @@ impl Harness for FakeHarness {
     async fn closed_by_customer(&self) -> bool {
         self.current().wait_closed().await;
         true
+    }
+
+    async fn customer_files(&self, at_least: usize) -> Vec<crate::harness::ReceivedFile> {
+        let conversation = self.current();
+        loop {
+            let files: Vec<_> = conversation
+                .received()
+                .into_iter()
+                .filter_map(|input| match input {
+                    UserInput::Attachment { attachment, .. } => Some(crate::harness::ReceivedFile {
+                        name: attachment.name.clone(),
+                        media_type: attachment.media_type.clone(),
+                        size: attachment.known_size().unwrap_or_default(),
+                        sha256: crate::harness::sha256_hex(attachment.data().unwrap_or_default()),
+                    }),
+                    _ => None,
+                })
+                .collect();
+            if files.len() >= at_least {
+                return files;
+            }
+            conversation.wait_received(conversation.received().len() + 1).await;
+        }
     }
 }

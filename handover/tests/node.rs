@@ -97,7 +97,7 @@ fn message(text: &str) -> NodeInput {
 }
 
 fn agent_message(text: &str) -> NodeOutput {
-    NodeOutput::AgentMessage { text: text.into(), agent: Some("Ann".into()) }
+    NodeOutput::AgentMessage { text: text.into(), agent: Some("Ann".into()), attachments: Vec::new() }
 }
 
 fn event(name: FlowEvent) -> NodeOutput {
@@ -545,7 +545,10 @@ async fn a_transfer_does_not_end_the_handover() {
     assert_eq!(rig.next().await, NodeOutput::AgentJoined { agent: "Ann".into() });
     assert_eq!(rig.next().await, NodeOutput::AgentLeft { agent: "Ann".into(), transfer: true });
     assert_eq!(rig.next().await, NodeOutput::AgentJoined { agent: "Bob".into() });
-    assert_eq!(rig.next().await, NodeOutput::AgentMessage { text: "Bob here".into(), agent: Some("Bob".into()) });
+    assert_eq!(
+        rig.next().await,
+        NodeOutput::AgentMessage { text: "Bob here".into(), agent: Some("Bob".into()), attachments: Vec::new() }
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -580,4 +583,133 @@ async fn a_consumer_that_goes_away_ends_the_provider_session() {
     let outcome = tokio::time::timeout(GUARD, run).await.unwrap().unwrap();
     assert!(matches!(outcome.status, HandoverStatus::Error { .. }));
     assert_eq!(conversation.closed_by_customer(), Some(EndReason::Shutdown));
+}
+
+fn attachment_input(fields: serde_json::Value) -> NodeInput {
+    let serde_json::Value::Object(mut object) = fields else { panic!("fields are an object") };
+    object.insert("type".into(), "attachment".into());
+    serde_json::from_value(serde_json::Value::Object(object)).expect("an attachment input")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_file_from_data_reaches_the_agent_with_its_id_name_guessed_type_and_caption() {
+    let rig = Rig::start(NodeConfig::default());
+    let conversation = rig.conversation().await;
+    rig.send(attachment_input(serde_json::json!({
+        "name": "scan.PNG", "data": "iVBORw0KGgo=", "caption": "my invoice", "id": "f-1"
+    })))
+    .await;
+    // The transcript first, then the file.
+    let inputs = received_inputs(&conversation, 2).await;
+    let expected =
+        handover::Attachment::bytes("scan.PNG", "image/png", b"\x89PNG\r\n\x1a\n".to_vec()).with_caption("my invoice");
+    assert_eq!(inputs[1..], [UserInput::attachment("f-1", expected)]);
+    // A repeat of the same id is delivered once.
+    rig.send(attachment_input(serde_json::json!({ "name": "scan.PNG", "data": "iVBORw0KGgo=", "id": "f-1" }))).await;
+    rig.send(message("after")).await;
+    let inputs = received_inputs(&conversation, 3).await;
+    assert_eq!(inputs.len(), 3, "{inputs:?}");
+    assert!(matches!(&inputs[2], UserInput::Message { text, .. } if text == "after"), "{inputs:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_file_from_a_path_is_read_from_disk_and_named_after_it() {
+    let dir = std::env::temp_dir().join(format!("handover-node-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("label.pdf");
+    std::fs::write(&path, b"%PDF-1.4 test").unwrap();
+    let rig = Rig::start(NodeConfig::default());
+    let conversation = rig.conversation().await;
+    rig.send(NodeInput::Attachment {
+        name: None,
+        media_type: None,
+        url: None,
+        path: Some(path),
+        data: None,
+        caption: None,
+        fetch: false,
+        id: Some("f-2".into()),
+    })
+    .await;
+    let inputs = received_inputs(&conversation, 2).await;
+    assert_eq!(
+        inputs[1..],
+        [UserInput::attachment(
+            "f-2",
+            handover::Attachment::bytes("label.pdf", "application/pdf", b"%PDF-1.4 test".to_vec())
+        )]
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_file_input_that_is_wrong_is_rejected_with_its_id_and_nothing_is_sent() {
+    let mut rig = Rig::start(NodeConfig::default());
+    let conversation = rig.conversation().await;
+    let cases = [
+        (
+            serde_json::json!({ "name": "a.png", "data": "AAAA", "url": "https://x/a.png", "id": "two" }),
+            "exactly one of",
+        ),
+        (serde_json::json!({ "name": "a.png", "data": "not base64!", "id": "bad" }), "not standard base64"),
+        (serde_json::json!({ "data": "AAAA", "id": "nameless" }), "needs a `name`"),
+        (serde_json::json!({ "path": "/nonexistent/handover/file.pdf", "id": "missing" }), "cannot be read"),
+        // The fake takes uploads only: a URL is refused before any I/O.
+        (
+            serde_json::json!({ "name": "a.png", "url": "https://files.example/a.png?sig=s3cr3t", "id": "link" }),
+            "not a URL",
+        ),
+    ];
+    for (fields, expected) in cases {
+        let id = fields["id"].as_str().unwrap().to_owned();
+        rig.send(attachment_input(fields)).await;
+        match rig.next_flow().await {
+            NodeOutput::InputRejected { reason, id: rejected } => {
+                assert_eq!(rejected.as_deref(), Some(id.as_str()));
+                assert!(reason.contains(expected), "{reason} should say {expected}");
+                assert!(!reason.contains("s3cr3t"), "the URL's query stays out of the reason: {reason}");
+            }
+            other => panic!("expected input_rejected for {id}, got {other:?}"),
+        }
+    }
+    let big = handover_testkit::fake::FAKE_MAX_ATTACHMENT_BYTES as usize + 1;
+    let data = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, vec![0u8; big]);
+    rig.send(attachment_input(serde_json::json!({ "name": "big.png", "data": data, "id": "big" }))).await;
+    match rig.next_flow().await {
+        NodeOutput::InputRejected { reason, .. } => {
+            assert!(reason.contains(&handover_testkit::fake::FAKE_MAX_ATTACHMENT_BYTES.to_string()), "{reason}");
+        }
+        other => panic!("expected input_rejected, got {other:?}"),
+    }
+    rig.send(message("still here")).await;
+    let inputs = received_inputs(&conversation, 2).await;
+    assert_eq!(inputs.len(), 2, "only the transcript and the message: {inputs:?}");
+    assert_eq!(received(&conversation, 2).await[1], "still here");
+}
+
+#[tokio::test(start_paused = true)]
+async fn agent_files_reach_the_bot_with_the_message() {
+    let mut rig = Rig::start(NodeConfig::default());
+    let conversation = rig.conversation().await;
+    let file = handover::Attachment::url("label.pdf", "application/pdf", "https://files.example/l.pdf?token=t")
+        .with_size(Some(1500));
+    conversation.send_files("Ann", "Your label", vec![file.clone()]);
+    loop {
+        if let NodeOutput::AgentMessage { text, agent, attachments } = rig.next().await {
+            assert_eq!((text.as_str(), agent.as_deref()), ("Your label", Some("Ann")));
+            assert_eq!(attachments, [file]);
+            break;
+        }
+    }
+    let line = serde_json::to_value(NodeOutput::AgentMessage {
+        text: "Your label".into(),
+        agent: None,
+        attachments: vec![handover::Attachment::url("l.pdf", "application/pdf", "https://f/l.pdf")],
+    })
+    .unwrap();
+    assert_eq!(
+        line,
+        serde_json::json!({"type": "agent_message", "text": "Your label", "agent": null,
+            "attachments": [{"name": "l.pdf", "media_type": "application/pdf", "url": "https://f/l.pdf"}]})
+    );
 }

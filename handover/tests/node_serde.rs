@@ -36,7 +36,11 @@ fn output() -> impl Strategy<Value = NodeOutput> {
     prop_oneof![
         (text(), proptest::collection::vec(text(), 0..3))
             .prop_map(|(text, quick_replies)| NodeOutput::Say { text, quick_replies }),
-        (text(), proptest::option::of(text())).prop_map(|(text, agent)| NodeOutput::AgentMessage { text, agent }),
+        (text(), proptest::option::of(text())).prop_map(|(text, agent)| NodeOutput::AgentMessage {
+            text,
+            agent,
+            attachments: Vec::new()
+        }),
         (proptest::option::of(any::<u32>()), proptest::option::of(any::<u64>())).prop_map(
             |(position, estimated_wait_time_ms)| NodeOutput::QueueUpdate { position, estimated_wait_time_ms }
         ),

@@ -280,6 +280,39 @@ pub(crate) async fn input(
             }
             (format!("in:{id}"), Input::Node(NodeInput::Message { text, id: Some(id) }))
         }
+        InputBody::Attachment { name, media_type, url, data, caption, fetch, id } => {
+            let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            if id.is_empty() || id.len() > MAX_ID_LEN {
+                return Err(ApiError::invalid("`id` must be 1 to 255 characters"));
+            }
+            if url.is_some() == data.is_some() {
+                return Err(ApiError::invalid("an attachment needs exactly one of `url` or `data`"));
+            }
+            if name.trim().is_empty() {
+                return Err(ApiError::invalid("`name` must not be empty"));
+            }
+            if let Some(url) = &url
+                && !(url.starts_with("https://") || url.starts_with("http://"))
+            {
+                return Err(ApiError::invalid("`url` must be an http(s) URL"));
+            }
+            if let Some(data) = &data
+                && base64::Engine::decode(&base64::engine::general_purpose::STANDARD, data.as_bytes()).is_err()
+            {
+                return Err(ApiError::invalid("`data` is not standard base64"));
+            }
+            let input = NodeInput::Attachment {
+                name: Some(name),
+                media_type,
+                url,
+                path: None,
+                data,
+                caption,
+                fetch,
+                id: Some(id.clone()),
+            };
+            (format!("in:{id}"), Input::Node(input))
+        }
         InputBody::Intent { name } => (fresh(), Input::Node(NodeInput::Intent { name })),
         InputBody::Button { text } => (fresh(), Input::Node(NodeInput::Button { text })),
         InputBody::Connected => (fresh(), Input::Node(NodeInput::Connected)),

@@ -234,6 +234,33 @@ pub(crate) enum InputBody {
         #[serde(default)]
         id: Option<String>,
     },
+    /// A file from the user, with exactly one of `url` (the contact center fetches it; with
+    /// `"fetch": true` the service fetches it, https only, and uploads it) or `data` (the
+    /// bytes, standard base64). Local paths are not accepted. With `id`, it is accepted once.
+    /// A provider that cannot carry it answers with an `input_rejected` event.
+    #[schema(example = json!({ "type": "attachment", "name": "invoice.pdf", "media_type": "application/pdf", "data": "JVBERi0xLjQK", "id": "f-1" }))]
+    Attachment {
+        /// The file name shown to the agent.
+        name: String,
+        /// The media type (default: guessed from the name's extension).
+        #[serde(default)]
+        media_type: Option<String>,
+        /// A URL to the file.
+        #[serde(default)]
+        url: Option<String>,
+        /// The bytes, standard base64.
+        #[serde(default)]
+        data: Option<String>,
+        /// Text sent with the file, where the provider carries it.
+        #[serde(default)]
+        caption: Option<String>,
+        /// Fetch `url` here and upload the bytes (for providers that take uploads only).
+        #[serde(default)]
+        fetch: bool,
+        /// The bot's id of the file (repeats are sent once).
+        #[serde(default)]
+        id: Option<String>,
+    },
     /// An intent (the cancel intent cancels while queued).
     Intent {
         /// Its name.
@@ -282,7 +309,8 @@ pub(crate) struct Closing {
 pub(crate) enum EventType {
     /// Something for the bot to say (`text`, `quick_replies`).
     Say,
-    /// An agent's message (`text`, `agent`).
+    /// An agent's message (`text`, `agent`, and `attachments` when it carries files: each
+    /// `{name, media_type, size?, url, caption?}`; URLs are often pre-signed and expire).
     AgentMessage,
     /// The queue moved (`position`, `estimated_wait_time_ms`).
     QueueUpdate,

@@ -19,6 +19,44 @@ pub enum NodeInput {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
     },
+    /// The user sent a file. Exactly one of `url`, `path` or `data` says where it is:
+    ///
+    /// - `url`: a URL the contact center fetches (providers that take links), or, with
+    ///   `"fetch": true`, one this process fetches (https only; plain http only from
+    ///   loopback) and uploads, for providers that take uploads only;
+    /// - `path`: a local file this process reads and uploads (`handover chat` only; the
+    ///   service refuses paths);
+    /// - `data`: the bytes, standard base64.
+    ///
+    /// ```json
+    /// {"type":"attachment","path":"invoice.pdf","media_type":"application/pdf","id":"f-1"}
+    /// ```
+    Attachment {
+        /// The file name shown to the agent (default: the last segment of `path`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        /// The media type (default: guessed from the name's extension).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        media_type: Option<String>,
+        /// A URL to the file.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
+        /// A local file.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path: Option<std::path::PathBuf>,
+        /// The bytes, standard base64.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        data: Option<String>,
+        /// Text sent with the file, where the provider carries it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        caption: Option<String>,
+        /// Fetch `url` here and upload the bytes.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        fetch: bool,
+        /// The bot's id of this input (a repeat with the same id is sent once); made when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
     /// The NLU recognized an intent in the user's input.
     Intent {
         /// The intent name.
@@ -63,12 +101,16 @@ pub enum NodeOutput {
         /// Quick replies to offer (the cancel button).
         quick_replies: Vec<String>,
     },
-    /// A message from the agent.
+    /// A message from the agent, with the files it carries (URLs to fetch, often
+    /// pre-signed: pass them on, do not log them).
     AgentMessage {
-        /// The text.
+        /// The text (may be empty when the message is only files).
         text: String,
         /// The agent's display name, if known.
         agent: Option<String>,
+        /// Files sent with the message; absent when none.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        attachments: Vec<handover_core::Attachment>,
     },
     /// The queue position or estimated wait changed. Either may be absent.
     QueueUpdate {
@@ -162,7 +204,7 @@ mod tests {
                 r#"{"type":"say","text":"Connecting you to an agent.","quick_replies":["Cancel"]}"#,
             ),
             (
-                NodeOutput::AgentMessage { text: "Hi".into(), agent: Some("Ann".into()) },
+                NodeOutput::AgentMessage { text: "Hi".into(), agent: Some("Ann".into()), attachments: Vec::new() },
                 r#"{"type":"agent_message","text":"Hi","agent":"Ann"}"#,
             ),
             (

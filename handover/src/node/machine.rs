@@ -2,8 +2,11 @@
 //! service's store) applies the same rules as [`Node::run`](super::Node::run).
 
 use handover_core::{
-    EndReason, EndedBy, Error, ErrorKind, ErrorReason, Event, HandoverStatus, SessionHandle, UserInput, transcript,
+    Attachment, EndReason, EndedBy, Error, ErrorKind, ErrorReason, Event, HandoverStatus, ProviderInfo, SessionHandle,
+    UserInput, attachment, transcript,
 };
+use handover_transport::attachment::fetch;
+use handover_transport::reqwest;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
@@ -162,7 +165,7 @@ impl NodeMachine {
                 self.queue.clear_pending();
                 out.push(NodeOutput::AgentJoined { agent: agent.display_name().to_owned() });
             }
-            Event::AgentMessage { text, agent, .. } => {
+            Event::AgentMessage { text, agent, attachments, .. } => {
                 if !self.state.active {
                     self.state.active = true;
                     self.queue.clear_pending();
@@ -175,7 +178,7 @@ impl NodeMachine {
                         });
                     }
                 }
-                out.push(NodeOutput::AgentMessage { text, agent: agent.name });
+                out.push(NodeOutput::AgentMessage { text, agent: agent.name, attachments });
             }
             Event::AgentTyping { on: typing } => out.push(NodeOutput::AgentTyping { typing }),
             Event::AgentLeft { agent, transfer } => {
@@ -231,6 +234,24 @@ impl NodeMachine {
     ) -> Option<HandoverStatus> {
         match input {
             NodeInput::Message { text, id } => self.user_message(session, text, id, out).await,
+            NodeInput::Attachment { name, media_type, url, path, data, caption, fetch, id } => {
+                if !self.state.active && self.config.repeat_accepted_message {
+                    self.accepted(out);
+                }
+                let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+                let source = AttachmentSource { name, media_type, url, path, data, caption, fetch };
+                match source.resolve(session.info()).await {
+                    Ok(attachment) => {
+                        let result = session.send(UserInput::attachment(id.clone(), attachment)).await;
+                        after_send(session, result, Some(&id), out).await
+                    }
+                    Err(reason) => {
+                        tracing::warn!(%reason, "a user attachment was not sent");
+                        out.push(NodeOutput::InputRejected { reason, id: Some(id) });
+                        None
+                    }
+                }
+            }
             NodeInput::Intent { name } => {
                 let is_cancel = self.config.cancel_intent.as_deref().is_some_and(|c| c == name);
                 if is_cancel && !self.state.active {
@@ -314,6 +335,80 @@ impl NodeMachine {
             other => after_send(session, other, None, out).await,
         }
     }
+}
+
+/// Where a bot's attachment input says its file is, before it is an [`Attachment`].
+struct AttachmentSource {
+    name: Option<String>,
+    media_type: Option<String>,
+    url: Option<String>,
+    path: Option<std::path::PathBuf>,
+    data: Option<String>,
+    caption: Option<String>,
+    fetch: bool,
+}
+
+/// The most this process reads or fetches for one attachment when the provider names no
+/// limit.
+const MAX_ATTACHMENT_BYTES: u64 = 100 * 1024 * 1024;
+
+impl AttachmentSource {
+    /// The attachment to send, or why it cannot be (for `input_rejected`). Reads the disk
+    /// only for `path`, and fetches only with `fetch`.
+    async fn resolve(self, info: &ProviderInfo) -> Result<Attachment, String> {
+        use base64::Engine as _;
+
+        let limit = info.capabilities.max_attachment_bytes().unwrap_or(MAX_ATTACHMENT_BYTES).min(MAX_ATTACHMENT_BYTES);
+        let name = self
+            .name
+            .or_else(|| self.path.as_ref().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()))
+            .filter(|n| !n.trim().is_empty())
+            .ok_or("an attachment needs a `name` (or a `path` to take it from)")?;
+        let media_type = self.media_type.unwrap_or_else(|| attachment::guess_media_type(&name).to_owned());
+        let mut file = match (self.url, self.path, self.data) {
+            (Some(url), None, None) => {
+                let link = Attachment::url(name, media_type, url);
+                if self.fetch {
+                    let client = attachment_client().map_err(|e| e.to_string())?;
+                    fetch(&client, link, limit).await.map_err(|e| e.to_string())?
+                } else {
+                    link
+                }
+            }
+            (None, Some(path), None) => {
+                let size = tokio::fs::metadata(&path)
+                    .await
+                    .map_err(|e| format!("the attachment file {} cannot be read: {e}", path.display()))?
+                    .len();
+                if size > limit {
+                    return Err(format!("the attachment file has {size} bytes, more than the limit of {limit} bytes"));
+                }
+                let bytes = tokio::fs::read(&path)
+                    .await
+                    .map_err(|e| format!("the attachment file {} cannot be read: {e}", path.display()))?;
+                Attachment::bytes(name, media_type, bytes)
+            }
+            (None, None, Some(data)) => {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(data.as_bytes())
+                    .map_err(|e| format!("the attachment's `data` is not standard base64: {e}"))?;
+                Attachment::bytes(name, media_type, bytes)
+            }
+            _ => return Err("an attachment needs exactly one of `url`, `path` or `data`".to_owned()),
+        };
+        file.caption = self.caption;
+        Ok(file)
+    }
+}
+
+/// The HTTP client attachments are fetched with (one per process).
+fn attachment_client() -> Result<reqwest::Client, Error> {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    if let Some(client) = CLIENT.get() {
+        return Ok(client.clone());
+    }
+    let client = handover_transport::http::client("attachment", &handover_transport::http::HttpConfig::default())?;
+    Ok(CLIENT.get_or_init(|| client).clone())
 }
 
 async fn cancel(session: &SessionHandle) -> HandoverStatus {
