@@ -168,6 +168,16 @@ impl Genesys {
     }
 }
 
+/// Genesys's `mediaType` for a media type (`Image`, `Video`, `Audio`, else `File`).
+fn media_type_of(mime: &str) -> &'static str {
+    match mime.split('/').next().unwrap_or_default().to_ascii_lowercase().as_str() {
+        "image" => "Image",
+        "video" => "Video",
+        "audio" => "Audio",
+        _ => "File",
+    }
+}
+
 fn sign(key: &[u8], body: &[u8]) -> String {
     signature::sign(Algorithm::Sha256, Encoding::Base64, key, body)
 }
@@ -201,6 +211,7 @@ impl ProtocolHandle for Genesys {
     fn secrets(&self) -> Vec<String> {
         let mut secrets: Vec<String> = lock(&self.tokens).iter().cloned().collect();
         secrets.extend([CLIENT_SECRET.to_owned(), WEBHOOK_SECRET.to_owned()]);
+        secrets.extend(self.hub.file_tokens());
         secrets
     }
 
@@ -263,9 +274,34 @@ async fn translate(genesys: Arc<Genesys>) {
                         );
                         genesys.deliver(&conversation, body);
                     }
+                    AgentAction::File { file, caption, .. } => {
+                        // genesys.md §6.2: one `Attachment` item (go-gcloudcx's outbound
+                        // fixtures), the caption as the message text; the URL is a
+                        // pre-signed download URL, like Genesys's `api-downloads` host.
+                        let url = genesys.hub.file_url(&record).unwrap_or_default();
+                        let mut extra = json!({
+                            "originatingEntity": "Human",
+                            "content": [{
+                                "contentType": "Attachment",
+                                "attachment": {
+                                    "id": record.id,
+                                    "mediaType": media_type_of(&file.media_type),
+                                    "url": url,
+                                    "mime": file.media_type,
+                                    "filename": file.name,
+                                    "contentSizeBytes": file.data.len(),
+                                },
+                            }],
+                        });
+                        if let Some(caption) = caption {
+                            extra["text"] = json!(caption);
+                        }
+                        let body = genesys.outbound(&conversation, &record.id, "Text", extra);
+                        genesys.deliver(&conversation, body);
+                    }
                     // Open Messaging has no queue data, and no "typing stopped".
                     AgentAction::Typing { on: false, .. } | AgentAction::Queued { .. } => {}
-                    AgentAction::Left { .. } | AgentAction::Ended | AgentAction::File { .. } => {}
+                    AgentAction::Left { .. } | AgentAction::Ended => {}
                 }
                 if let AgentAction::Left { transfer, .. } = &record.action {
                     end_agent(&genesys, &conversation, if *transfer { "TRANSFER" } else { "CLIENT" }, &base);
@@ -375,6 +411,10 @@ async fn inbound_message(
     {
         return error(StatusCode::BAD_REQUEST, "bad.request", "customAttributes values must be strings.");
     }
+    let files = match attachments(&body) {
+        Ok(files) => files,
+        Err(message) => return error(StatusCode::BAD_REQUEST, "bad.request", message),
+    };
     let text = body["text"].as_str().unwrap_or_default().to_owned();
     let existing = lock(&genesys.by_customer).get(from).cloned().and_then(|id| genesys.hub.get(&id));
     let conversation = match existing.filter(|c| !c.is_ended()) {
@@ -397,7 +437,19 @@ async fn inbound_message(
             )
         }
     };
-    genesys.hub.customer(&conversation, CustomerAction::Message { text: text.clone() });
+    if !text.is_empty() || files.is_empty() {
+        genesys.hub.customer(&conversation, CustomerAction::Message { text: text.clone() });
+    }
+    // Genesys fetches the file from its URL (it takes no bytes on this API) and shows it to
+    // the agent; a file it cannot fetch does not reach the agent (the answer is the same).
+    for (url, name, mime) in files {
+        match genesys.hub.fetch_customer_file(&url, &name, &mime).await {
+            Ok(file) => {
+                genesys.hub.customer(&conversation, file.received());
+            }
+            Err(reason) => tracing::warn!(%reason, "the customer's attachment could not be fetched"),
+        }
+    }
     let mut answer = json!({
         "id": uuid::Uuid::new_v4().to_string(),
         "channel": { "id": INTEGRATION_ID, "platform": "Open", "type": "Private", "messageId": channel["messageId"], "from": channel["from"], "time": channel["time"] },
@@ -409,6 +461,38 @@ async fn inbound_message(
         answer["conversationId"] = json!(conversation.id);
     }
     (StatusCode::OK, Json(answer)).into_response()
+}
+
+/// The files of an inbound message (`content[].attachment {mediaType, url, mime,
+/// filename?}`, with or without `contentType: "Attachment"`; genesys.md §5.1): `url` and
+/// `mime` are required, `mediaType` one of the documented values, and an `Attachment`
+/// content holds one item only.
+fn attachments(body: &Value) -> Result<Vec<(String, String, String)>, &'static str> {
+    let Some(content) = body.get("content") else { return Ok(Vec::new()) };
+    let Some(items) = content.as_array() else { return Err("content must be an array.") };
+    if items.len() > 1 {
+        return Err("If contentType = Attachment only one item is allowed.");
+    }
+    let mut files = Vec::new();
+    for item in items {
+        if item.get("contentType").is_some_and(|t| t != "Attachment") {
+            return Err("Only Attachment content is supported on inbound messages.");
+        }
+        let attachment = &item["attachment"];
+        let (Some(url), Some(mime)) = (attachment["url"].as_str(), attachment["mime"].as_str()) else {
+            return Err("content.attachment.url and content.attachment.mime are required.");
+        };
+        if !["Image", "Video", "Audio", "File", "Link"].contains(&attachment["mediaType"].as_str().unwrap_or_default())
+        {
+            return Err("content.attachment.mediaType must be Image, Video, Audio, File or Link.");
+        }
+        // A `Link` is a web page the agent sees, not a file Genesys fetches.
+        if attachment["mediaType"] != "Link" {
+            let name = attachment["filename"].as_str().unwrap_or("attachment");
+            files.push((url.to_owned(), name.to_owned(), mime.to_owned()));
+        }
+    }
+    Ok(files)
 }
 
 async fn inbound_event(State(genesys): State<Arc<Genesys>>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
@@ -634,5 +718,33 @@ async fn serve_socket(
             // A dropped socket: no close frame, the connection just ends.
             () = drops.dropped() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inbound_attachments_are_read_wrapped_or_bare_and_checked() {
+        let item =
+            |attachment: Value| json!({ "content": [{ "contentType": "Attachment", "attachment": attachment }] });
+        let image = json!({ "mediaType": "Image", "url": "http://127.0.0.1/f?token=t", "mime": "image/png", "filename": "a.png" });
+        assert_eq!(
+            attachments(&item(image.clone())),
+            Ok(vec![("http://127.0.0.1/f?token=t".to_owned(), "a.png".to_owned(), "image/png".to_owned())])
+        );
+        assert_eq!(attachments(&json!({ "content": [{ "attachment": image.clone() }] })).map(|f| f.len()), Ok(1));
+        assert_eq!(attachments(&json!({ "text": "hi" })), Ok(Vec::new()));
+        let link = json!({ "mediaType": "Link", "url": "https://example.com", "mime": "text/html" });
+        assert_eq!(attachments(&item(link)), Ok(Vec::new()), "a link is not fetched");
+        assert!(attachments(&item(json!({ "mediaType": "Image", "url": "http://x" }))).is_err(), "no mime");
+        assert!(attachments(&item(json!({ "mediaType": "Sticker", "url": "http://x", "mime": "image/png" }))).is_err());
+        assert!(
+            attachments(&json!({ "content": [{ "attachment": image.clone() }, { "attachment": image }] })).is_err()
+        );
+        assert!(attachments(&json!({ "content": [{ "contentType": "Notification" }] })).is_err());
+        assert_eq!(media_type_of("application/pdf"), "File");
+        assert_eq!(media_type_of("VIDEO/mp4"), "Video");
     }
 }

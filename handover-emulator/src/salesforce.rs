@@ -129,7 +129,9 @@ impl ProtocolHandle for Salesforce {
     }
 
     fn secrets(&self) -> Vec<String> {
-        lock(&self.chats).keys().cloned().collect()
+        let mut secrets: Vec<String> = lock(&self.chats).keys().cloned().collect();
+        secrets.extend(self.hub.file_tokens());
+        secrets
     }
 }
 
@@ -170,8 +172,9 @@ async fn translate(salesforce: Arc<Salesforce>) {
                 }
                 AgentAction::Left { transfer: true, .. } => chat.transferring = true,
                 AgentAction::Left { transfer: false, .. } => sf.push(chat, "AgentDisconnect", json!({})),
-                // Live Agent REST has no agent-to-visitor file message: the agent can only ask
-                // the visitor for a file (FileTransfer), which this project does not relay.
+                // Live Agent REST has no agent-to-visitor file message (salesforce-chat.md §7):
+                // the agent can only ask the visitor for a file (a `FileTransfer` message with an
+                // upload URL and token), and this connector uploads none. Nothing goes out.
                 AgentAction::File { .. } => {}
                 AgentAction::Ended => {
                     sf.push(chat, "ChatEnded", json!({ "reason": "agent" }));

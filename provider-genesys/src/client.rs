@@ -3,7 +3,8 @@
 
 use std::borrow::Cow;
 
-use handover_core::{Error, ErrorKind, HandoverRequest, Result, transcript};
+use handover_core::attachment::redact_url;
+use handover_core::{Attachment, Error, ErrorKind, HandoverRequest, Result, transcript};
 use handover_transport::http;
 use handover_transport::reqwest::header::HeaderMap;
 use handover_transport::reqwest::{self, Method, RequestBuilder, Response, StatusCode};
@@ -17,9 +18,10 @@ use crate::config::GenesysConfig;
 use crate::{NAME, TRANSCRIPT_CHUNK_CHARS};
 
 /// Turns a failed response into an error: the Platform API's `{message, code, contextId}`
-/// when present (the context id helps Genesys support), else the body text.
+/// when present (the context id helps Genesys support), else the body text. A `413` or
+/// `415` says first what it means for a file sent with the message.
 pub fn parse_error(op: impl Into<Cow<'static, str>>, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Error {
-    let message = match serde_json::from_slice::<Value>(body) {
+    let said = match serde_json::from_slice::<Value>(body) {
         Ok(json) => {
             let mut message = json["message"].as_str().unwrap_or_default().to_owned();
             if let Some(code) = json["code"].as_str() {
@@ -32,7 +34,66 @@ pub fn parse_error(op: impl Into<Cow<'static, str>>, status: StatusCode, headers
         }
         Err(_) => String::from_utf8_lossy(body).trim().to_owned(),
     };
+    let message = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => format!("Genesys refused the message as too large: {said}"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => format!("Genesys does not accept this media type: {said}"),
+        _ => said,
+    };
     http::status_error(NAME, op, status, headers, message)
+}
+
+/// Whether Genesys refused an attachment message for its content (genesys.md §11 item 7:
+/// the integration's supported-content profile): `400`, `413`, `415` or `422`. Which
+/// status and code Genesys gives for a refused media type is not documented; these are
+/// the statuses that can mean "this content", as opposed to auth, rate or server errors.
+pub(crate) fn refuses_media(error: &Error) -> bool {
+    matches!(error.status(), Some(400 | 413 | 415 | 422))
+}
+
+/// Genesys's `mediaType` for a media type (`OpenContentAttachment.mediaType`: `Image`,
+/// `Video`, `Audio`, `File`; genesys.md §5.1).
+pub(crate) fn media_type_of(mime: &str) -> &'static str {
+    let top = mime.split('/').next().unwrap_or_default().trim();
+    if top.eq_ignore_ascii_case("image") {
+        "Image"
+    } else if top.eq_ignore_ascii_case("video") {
+        "Video"
+    } else if top.eq_ignore_ascii_case("audio") {
+        "Audio"
+    } else {
+        "File"
+    }
+}
+
+/// The text that stands in for an attachment the integration refuses (genesys.md §11 item
+/// 7): the caption, then `<file name>: <url>`. The URL is the caller's own and goes to
+/// Genesys as they gave it; it is never logged.
+pub(crate) fn attachment_link_text(attachment: &Attachment) -> String {
+    let link = format!("{}: {}", attachment.name, attachment.url_str().unwrap_or_default());
+    match attachment.caption.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
+        Some(caption) => format!("{caption}\n{link}"),
+        None => link,
+    }
+}
+
+/// `error` with `url`'s query (a pre-signed URL's token) taken out of its message, should
+/// Genesys echo the attachment URL in an error.
+pub(crate) fn without_url(error: Error, url: &str) -> Error {
+    let Some(query) = url.split_once(['?', '#']).map(|(_, q)| q).filter(|q| !q.is_empty()) else {
+        return error;
+    };
+    if !error.message().contains(query) {
+        return error;
+    }
+    let message = error.message().replace(url, &redact_url(url)).replace(query, "…");
+    let mut scrubbed = Error::new(error.kind(), NAME, error.op().to_owned(), message);
+    if let Some(status) = error.status() {
+        scrubbed = scrubbed.with_status(status);
+    }
+    if let Some(after) = error.retry_after() {
+        scrubbed = scrubbed.with_retry_after(after);
+    }
+    error.hints().iter().fold(scrubbed, |e, hint| e.with_hint(hint.clone()))
 }
 
 /// The custom attributes of the first message (§5.4): language, skills and priority
@@ -99,6 +160,15 @@ pub(crate) struct Customer {
     pub(crate) id: String,
     pub(crate) nickname: Option<String>,
     pub(crate) email: Option<String>,
+}
+
+/// The `channel` of an inbound message: our message id, the time, the customer.
+fn channel(customer: &Customer, message_id: &str) -> Value {
+    json!({
+        "messageId": message_id,
+        "time": handover_transport::time::now_iso8601(),
+        "from": customer.json(),
+    })
 }
 
 impl Customer {
@@ -200,25 +270,65 @@ impl Client {
         text: &str,
         custom_attributes: Option<&Map<String, Value>>,
     ) -> Result<Accepted> {
-        let op = "send inbound message";
-        let mut channel = json!({
-            "messageId": message_id,
-            "time": handover_transport::time::now_iso8601(),
-            "from": customer.json(),
-        });
+        let mut channel = channel(customer, message_id);
         if let Some(attributes) = custom_attributes {
             channel["metadata"] = json!({ "customAttributes": attributes });
         }
         let body = json!({ "channel": channel, "text": text });
+        self.post_message("send inbound message", token, &body, custom_attributes.is_some()).await
+    }
+
+    /// §5.1: an inbound message carrying one file as a link Genesys fetches
+    /// (`content[].attachment {mediaType, url, mime, filename}`), its caption as `text`.
+    /// Open Messaging takes no bytes: only a URL. The item carries `contentType:
+    /// "Attachment"` as the outbound shape and the go-gcloudcx inbound fixture do (the SDK's
+    /// inbound model lists only `attachment`).
+    pub(crate) async fn send_attachment(
+        &self,
+        token: &SecretString,
+        customer: &Customer,
+        message_id: &str,
+        attachment: &Attachment,
+    ) -> Result<Accepted> {
+        let op = "send attachment";
+        let Some(url) = attachment.url_str() else {
+            return Err(Error::invalid_input(NAME, op, "Open Messaging takes files as URLs only"));
+        };
+        let mut body = json!({
+            "channel": channel(customer, message_id),
+            "content": [{
+                "contentType": "Attachment",
+                "attachment": {
+                    "mediaType": media_type_of(&attachment.media_type),
+                    "url": url,
+                    "mime": attachment.media_type,
+                    "filename": attachment.name,
+                },
+            }],
+        });
+        if let Some(caption) = attachment.caption.as_deref().filter(|c| !c.trim().is_empty()) {
+            body["text"] = json!(caption);
+        }
+        self.post_message(op, token, &body, false).await.map_err(|error| without_url(error, url))
+    }
+
+    /// Posts an inbound message body; with `prefetch`, asks for the conversation id.
+    async fn post_message(
+        &self,
+        op: &'static str,
+        token: &SecretString,
+        body: &Value,
+        prefetch: bool,
+    ) -> Result<Accepted> {
         let path = self.inbound("message");
-        let prefetch = [("prefetchConversationId", "true")];
+        let query = [("prefetchConversationId", "true")];
         // A retry carries the same message id (derived from the input's id). Whether Genesys
         // deduplicates on it is not documented (genesys.md §5.1): a retry after a lost answer
         // may show the message twice, which beats losing it.
         let response = self
             .send(op, Idempotency::Idempotent, || {
-                let request = self.request(Method::POST, &path, token).json(&body);
-                if custom_attributes.is_some() { request.query(&prefetch) } else { request }
+                let request = self.request(Method::POST, &path, token).json(body);
+                if prefetch { request.query(&query) } else { request }
             })
             .await?;
         let body = http::read_body(NAME, op, response, 256 * 1024).await?;
@@ -346,5 +456,69 @@ mod tests {
         assert!(error.to_string().ends_with("malformed syntax. (bad.request) [contextId 7c0d-41]"), "{error}");
         let error = parse_error("x", StatusCode::FORBIDDEN, &HeaderMap::new(), b"missing permission");
         assert_eq!(error.kind(), ErrorKind::PermissionDenied);
+    }
+
+    #[test]
+    fn a_413_or_415_is_invalid_input_that_says_what_it_means() {
+        let body = br#"{"message":"Request entity too large","code":"request.too.large"}"#;
+        let error = parse_error("send attachment", StatusCode::PAYLOAD_TOO_LARGE, &HeaderMap::new(), body);
+        assert_eq!(error.kind(), ErrorKind::InvalidInput);
+        assert!(error.to_string().contains("Genesys refused the message as too large"), "{error}");
+        let error = parse_error("send attachment", StatusCode::UNSUPPORTED_MEDIA_TYPE, &HeaderMap::new(), b"");
+        assert_eq!(error.kind(), ErrorKind::InvalidInput);
+        assert!(error.to_string().contains("Genesys does not accept this media type"), "{error}");
+        assert!(refuses_media(&error));
+    }
+
+    #[test]
+    fn only_content_statuses_are_refusals_of_the_media() {
+        for (status, refused) in [
+            (400, true),
+            (413, true),
+            (415, true),
+            (422, true),
+            (401, false),
+            (403, false),
+            (404, false),
+            (429, false),
+            (500, false),
+        ] {
+            let error = parse_error("send attachment", StatusCode::from_u16(status).unwrap(), &HeaderMap::new(), b"{}");
+            assert_eq!(refuses_media(&error), refused, "{status}");
+        }
+    }
+
+    #[test]
+    fn media_types_map_to_genesys_kinds() {
+        assert_eq!(media_type_of("image/png"), "Image");
+        assert_eq!(media_type_of("Video/mp4"), "Video");
+        assert_eq!(media_type_of("audio/mpeg"), "Audio");
+        assert_eq!(media_type_of("application/pdf"), "File");
+        assert_eq!(media_type_of("nonsense"), "File");
+    }
+
+    #[test]
+    fn the_link_text_is_the_caption_then_name_and_url() {
+        let file = Attachment::url("scan.png", "image/png", "https://files.example/scan.png?sig=abc");
+        assert_eq!(attachment_link_text(&file), "scan.png: https://files.example/scan.png?sig=abc");
+        let file = file.with_caption("My invoice");
+        assert_eq!(attachment_link_text(&file), "My invoice\nscan.png: https://files.example/scan.png?sig=abc");
+    }
+
+    #[test]
+    fn an_echoed_attachment_url_loses_its_query() {
+        let url = "https://files.example/scan.png?sig=t0ken-123";
+        let body = format!(r#"{{"message":"Could not fetch {url}","code":"forbidden"}}"#);
+        let error = parse_error("send attachment", StatusCode::FORBIDDEN, &HeaderMap::new(), body.as_bytes());
+        let error = without_url(error, url);
+        assert!(!error.to_string().contains("t0ken-123"), "{error}");
+        assert!(error.to_string().contains("https://files.example/scan.png?…"), "{error}");
+        assert_eq!(
+            (error.kind(), error.status(), error.op()),
+            (ErrorKind::PermissionDenied, Some(403), "send attachment")
+        );
+        // Nothing secret to take out: the error is the same.
+        let plain = parse_error("x", StatusCode::FORBIDDEN, &HeaderMap::new(), b"no");
+        assert_eq!(without_url(plain, "https://files.example/a.png").message(), "HTTP 403 Forbidden: no");
     }
 }

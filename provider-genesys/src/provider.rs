@@ -24,9 +24,18 @@ use crate::session::{self, Inner, Snapshot};
 use crate::webhook::Ingress;
 use crate::wire::Outbound;
 
-/// What Genesys Open Messaging supports.
+/// What Genesys Open Messaging supports. Files both ways, as links: the user's go out as
+/// URLs Genesys fetches (Open Messaging has no upload from this API), up to
+/// [`MAX_ATTACHMENT_BYTES`](crate::MAX_ATTACHMENT_BYTES), any media type; the agent's
+/// arrive as Genesys download URLs.
 pub fn capabilities() -> Capabilities {
-    Capabilities::none().with_typing(true).with_participant_change(true).with_resume(true)
+    Capabilities::none()
+        .with_typing(true)
+        .with_participant_change(true)
+        .with_resume(true)
+        .with_attachment_links(true)
+        .with_attachments_to_user(true)
+        .with_max_attachment_bytes(Some(crate::MAX_ATTACHMENT_BYTES))
 }
 
 /// Genesys Cloud Open Messaging.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use handover_core::{
-    Agent, EndReason, EndedBy, Error, Event, EventStream, ProviderInfo, Result, Session, SessionBackend,
+    Agent, Attachment, EndReason, EndedBy, Error, Event, EventStream, ProviderInfo, Result, Session, SessionBackend,
     SessionSnapshot, UserInput,
 };
 use handover_transport::dedup::DedupSet;
@@ -24,7 +24,7 @@ use tokio::time::Instant;
 
 use crate::NAME;
 use crate::auth::TokenCache;
-use crate::client::{Client, Customer};
+use crate::client::{self, Client, Customer};
 use crate::config::GenesysConfig;
 use crate::notifications::{DisconnectType, EndDetector, ParticipantEvent};
 use crate::wire::{Delivery, Outbound};
@@ -169,6 +169,38 @@ impl Inner {
         Ok(())
     }
 
+    /// Sends a file as a link Genesys fetches (§5.1), with the message id derived from
+    /// `input_id`. When the integration refuses the content (§11 item 7: its
+    /// supported-content profile), the file goes once more as a text with its caption and
+    /// link, under a message id of its own.
+    async fn send_attachment(&self, input_id: &str, attachment: &Attachment) -> Result<()> {
+        let id = handover_transport::ids::client_uuid(&self.customer.id, input_id);
+        let (client, customer, id) = (&self.client, &self.customer, id.as_str());
+        let sent = self
+            .authorized(|token| async move { client.send_attachment(&token, customer, id, attachment).await })
+            .await;
+        match sent {
+            Ok(accepted) => {
+                if let Some(conversation_id) = accepted.conversation_id {
+                    lock(&self.state).conversation_id.get_or_insert(conversation_id);
+                }
+                Ok(())
+            }
+            Err(error) if client::refuses_media(&error) => {
+                tracing::info!(
+                    status = error.status(),
+                    "Genesys refused the attachment's content; sending its link as text instead"
+                );
+                let text = client::attachment_link_text(attachment);
+                let url = attachment.url_str().unwrap_or_default();
+                self.send_text(&format!("{input_id}#link"), &text, None)
+                    .await
+                    .map_err(|error| client::without_url(error, url))
+            }
+            Err(error) => Err(error),
+        }
+    }
+
     fn conversation_id(&self) -> Option<String> {
         lock(&self.state).conversation_id.clone()
     }
@@ -189,6 +221,7 @@ impl SessionBackend for Inner {
         lock(&self.state).end.ensure_open(NAME, "send")?;
         match input {
             UserInput::Message { id, text } => self.send_text(&id, &text, None).await,
+            UserInput::Attachment { id, attachment } => self.send_attachment(&id, &attachment).await,
             UserInput::Typing { on: true } => {
                 let (client, customer) = (&self.client, &self.customer);
                 self.authorized(|token| async move { client.send_typing(&token, customer).await }).await
@@ -354,13 +387,13 @@ impl Task {
             return CONTINUE;
         }
         match delivery.interpret() {
-            Delivery::Message { text, from_bot } => {
+            Delivery::Message { text, attachments, from_bot } => {
                 if from_bot && !self.inner.config.forward_bot_messages {
                     tracing::debug!("suppressing a message from the Genesys flow or a bot");
                     return CONTINUE;
                 }
                 let agent = if from_bot { Agent::named("Bot") } else { self.current_agent() };
-                self.emit(Event::AgentMessage { id: delivery.id, text, agent, attachments: Vec::new() }).await
+                self.emit(Event::AgentMessage { id: delivery.id, text, agent, attachments }).await
             }
             Delivery::Typing => self.emit(Event::AgentTyping { on: true }).await,
             Delivery::Receipt { status } => {

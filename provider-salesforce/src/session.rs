@@ -406,6 +406,10 @@ impl Task {
                     }
                     self.emit(Event::Resumed { gap: false }).await?;
                 }
+                Delivery::FileTransfer(status) => tracing::debug!(
+                    status,
+                    "the agent's file transfer request changed; this connector uploads no files (Live Agent REST)"
+                ),
                 Delivery::Ignore => tracing::trace!(kind = %message.kind, "ignoring a message"),
             }
         }

@@ -2,6 +2,7 @@
 //! poll, and what each of its messages means for the session, one [`Delivery`].
 //! Crate-private: the session is its only reader.
 
+use std::fmt;
 use std::time::Duration;
 
 use handover_core::{Agent, Error, Event, Result};
@@ -23,8 +24,9 @@ pub(crate) struct Batch {
     pub(crate) offset: Option<i64>,
 }
 
-/// One message of a batch.
-#[derive(Clone, Debug, Deserialize)]
+/// One message of a batch. Its `Debug` shows the type and the field names only: a
+/// `FileTransfer` carries an upload URL and a file token.
+#[derive(Clone, Deserialize)]
 pub(crate) struct Message {
     /// The type name.
     #[serde(rename = "type")]
@@ -32,6 +34,14 @@ pub(crate) struct Message {
     /// Type-specific fields.
     #[serde(default)]
     pub(crate) message: Value,
+}
+
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let fields: Vec<&str> =
+            self.message.as_object().map(|m| m.keys().map(String::as_str).collect()).unwrap_or_default();
+        f.debug_struct("Message").field("kind", &self.kind).field("fields", &fields).finish()
+    }
 }
 
 /// What a message means for the session.
@@ -49,6 +59,11 @@ pub(crate) enum Delivery {
     Ended,
     /// The state after a reconnect: queued messages may be sent again.
     SessionData,
+    /// The agent asked the visitor for a file, or such a request changed (`FileTransfer`,
+    /// its `type`: `Requested`, `Canceled`, `Success`, `Failure`, else `other`). The visitor
+    /// side of this connector uploads no files (salesforce-chat.md §7): logged, nothing
+    /// emitted.
+    FileTransfer(&'static str),
     /// Nothing to do.
     Ignore,
 }
@@ -106,6 +121,13 @@ impl Message {
             "AgentDisconnect" => Delivery::Emit(Event::AgentLeft { agent: Agent::unknown(), transfer: true }),
             "ChatEnded" => Delivery::Ended,
             "ChasitorSessionData" => Delivery::SessionData,
+            "FileTransfer" => Delivery::FileTransfer(match m["type"].as_str() {
+                Some("Requested") => "Requested",
+                Some("Canceled") => "Canceled",
+                Some("Success") => "Success",
+                Some("Failure") => "Failure",
+                _ => "other",
+            }),
             _ => Delivery::Ignore,
         }
     }
@@ -193,6 +215,32 @@ mod tests {
             actions("unknown_and_ignored").2,
             [Delivery::Ignore, Delivery::Ignore, Delivery::Ignore, Delivery::Ignore]
         );
+    }
+
+    #[test]
+    fn file_transfer_requests_are_read_and_carry_nothing_to_emit() {
+        // The agent's "Attach File" in the console: the visitor may then upload one file to
+        // `uploadServletUrl` with the `fileToken`; this connector does not.
+        assert_eq!(
+            actions("file_transfer").2,
+            [
+                Delivery::FileTransfer("Requested"),
+                Delivery::FileTransfer("Canceled"),
+                Delivery::FileTransfer("Success"),
+                Delivery::FileTransfer("Failure"),
+                Delivery::FileTransfer("other"),
+            ]
+        );
+    }
+
+    #[test]
+    fn debug_output_of_a_file_transfer_hides_its_url_and_token() {
+        let body = std::fs::read(format!("{}/tests/fixtures/file_transfer.json", env!("CARGO_MANIFEST_DIR")))
+            .expect("fixture");
+        let batch = parse_batch(&body).unwrap();
+        let debug = format!("{batch:?}");
+        assert!(!debug.contains("ft-token-4f1c") && !debug.contains("/rest/File/Upload"), "{debug}");
+        assert!(debug.contains("FileTransfer") && debug.contains("fileToken"), "{debug}");
     }
 
     #[test]

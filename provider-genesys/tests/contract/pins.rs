@@ -677,3 +677,187 @@ async fn check_names_an_integration_id_genesys_does_not_know() {
     assert_eq!(error.kind(), ErrorKind::Config);
     assert!(error.message().contains("`integration_id` `wrong-id`"), "{error}");
 }
+
+/// The pre-signed URL the attachment pins send; its token must never reach a log or error.
+const FILE_URL: &str = "https://files.example.com/u/invoice%20scan.png?X-Amz-Signature=tok-9f8e7d&X-Amz-Expires=300";
+const FILE_TOKEN: &str = "tok-9f8e7d";
+
+fn invoice_link() -> handover_core::Attachment {
+    handover_core::Attachment::url("invoice scan.png", "image/png", FILE_URL)
+        .with_size(Some(2048))
+        .with_caption("My invoice")
+}
+
+/// Whether a request carries an attachment (`content` in its body).
+fn has_content(request: &wiremock::Request) -> bool {
+    serde_json::from_slice::<Value>(&request.body).is_ok_and(|body| body.get("content").is_some())
+}
+
+/// The exact inbound message body the customer sends (`channel.time` taken from the
+/// request, as it is the clock's).
+fn expect_body(request: &wiremock::Request, from: &str, message_id: &str, rest: Value) {
+    assert_eq!(header(request, "authorization"), "Bearer tok-1");
+    assert_eq!(header(request, "content-type"), "application/json");
+    assert_eq!(header(request, "accept"), "application/json");
+    assert_eq!(request.url.query(), None, "only the first message asks for the conversation id");
+    let body = body_json(request);
+    let time = body["channel"]["time"].as_str().expect("a time");
+    assert!(handover_transport::time::parse_iso8601_millis(time).is_some(), "{time}");
+    let mut expected = json!({
+        "channel": {
+            "messageId": message_id,
+            "time": time,
+            "from": { "id": from, "idType": "Opaque", "nickname": "Jane Doe", "firstName": "Jane", "lastName": "Doe", "email": "jane@example.com" },
+        },
+    });
+    expected.as_object_mut().unwrap().extend(rest.as_object().unwrap().clone());
+    assert_eq!(body, expected);
+}
+
+#[tokio::test]
+async fn a_file_goes_as_an_attachment_link_with_its_caption_and_a_message_id_from_the_input() {
+    // The first message and the attachment.
+    let rig = Rig::new(Calls { message: 2, ..Calls::start() }).await;
+    let session = start(&rig.provider(|c| c.send_transcript = false)).await;
+    session.send(UserInput::attachment("file-1", invoice_link())).await.expect("the link is sent");
+    let sent = requests_to(&rig.server, "POST", MESSAGE_PATH).await;
+    assert_eq!(sent.len(), 2);
+    let from = customer_id(&sent);
+    expect_body(
+        &sent[1],
+        &from,
+        &handover_transport::ids::client_uuid(&from, "file-1"),
+        json!({
+            "text": "My invoice",
+            "content": [{
+                "contentType": "Attachment",
+                "attachment": { "mediaType": "Image", "url": FILE_URL, "mime": "image/png", "filename": "invoice scan.png" },
+            }],
+        }),
+    );
+}
+
+#[tokio::test]
+async fn a_file_the_integration_refuses_goes_once_more_as_text_with_its_link() {
+    let logs = handover_testkit::logs::capture();
+    let mark = logs.len();
+    // The first message and the text that stands in for the file.
+    let rig = Rig::new(Calls { message: 2, ..Calls::start() }).await;
+    Mock::given(method("POST"))
+        .and(path(MESSAGE_PATH))
+        .and(has_content)
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "message": "The media type image/png is not allowed by the supported content profile.",
+            "code": "bad.request", "status": 400, "contextId": "ctx-media",
+        })))
+        .with_priority(1)
+        .named("inbound message with an attachment: refused")
+        .expect(1)
+        .mount(&rig.server)
+        .await;
+    let session = start(&rig.provider(|c| c.send_transcript = false)).await;
+    session.send(UserInput::attachment("file-1", invoice_link())).await.expect("sent as text instead");
+    let sent = requests_to(&rig.server, "POST", MESSAGE_PATH).await;
+    assert_eq!(sent.len(), 3, "the start, the refused attachment, the text");
+    let from = customer_id(&sent);
+    expect_body(
+        &sent[1],
+        &from,
+        &handover_transport::ids::client_uuid(&from, "file-1"),
+        json!({
+            "text": "My invoice",
+            "content": [{
+                "contentType": "Attachment",
+                "attachment": { "mediaType": "Image", "url": FILE_URL, "mime": "image/png", "filename": "invoice scan.png" },
+            }],
+        }),
+    );
+    expect_body(
+        &sent[2],
+        &from,
+        &handover_transport::ids::client_uuid(&from, "file-1#link"),
+        json!({ "text": format!("My invoice\ninvoice scan.png: {FILE_URL}") }),
+    );
+    assert!(!logs.since(mark).contains(FILE_TOKEN), "the URL's token was logged");
+}
+
+#[tokio::test]
+async fn files_as_bytes_or_over_the_limit_are_refused_before_any_request() {
+    // Only the first message: nothing else may reach Genesys.
+    let rig = Rig::new(Calls::start()).await;
+    let session = start(&rig.provider(|c| c.send_transcript = false)).await;
+    let bytes = handover_core::Attachment::bytes("scan.png", "image/png", vec![1, 2, 3]);
+    let error = session.send(UserInput::attachment("b-1", bytes)).await.expect_err("no uploads");
+    assert_eq!(error.kind(), ErrorKind::Unsupported, "{error}");
+    let big = invoice_link().with_size(Some(provider_genesys::MAX_ATTACHMENT_BYTES + 1));
+    let error = session.send(UserInput::attachment("big-1", big)).await.expect_err("over 25 MB");
+    assert_eq!(error.kind(), ErrorKind::InvalidInput, "{error}");
+    assert!(error.to_string().contains("25000000"), "{error}");
+    assert!(!error.to_string().contains(FILE_TOKEN), "{error}");
+}
+
+#[tokio::test]
+async fn an_error_that_echoes_the_file_url_does_not_carry_its_token() {
+    let rig = Rig::new(Calls::start()).await;
+    Mock::given(method("POST"))
+        .and(path(MESSAGE_PATH))
+        .and(has_content)
+        .respond_with(ResponseTemplate::new(403).set_body_json(json!({
+            "message": format!("Not allowed to fetch {FILE_URL}"), "code": "missing.permissions", "status": 403,
+        })))
+        .with_priority(1)
+        .named("inbound message with an attachment: forbidden")
+        .expect(1)
+        .mount(&rig.server)
+        .await;
+    let session = start(&rig.provider(|c| c.send_transcript = false)).await;
+    let error = session.send(UserInput::attachment("file-1", invoice_link())).await.expect_err("403");
+    assert_eq!(error.kind(), ErrorKind::PermissionDenied, "a 403 is not a refusal of the content: no text instead");
+    assert!(!error.to_string().contains(FILE_TOKEN), "{error}");
+    assert!(error.to_string().contains("https://files.example.com/u/invoice%20scan.png?…"), "{error}");
+}
+
+#[tokio::test]
+async fn an_agent_file_arrives_as_an_agent_message_with_its_attachment() {
+    let rig = Rig::new(Calls::start()).await;
+    let provider = rig.provider(|c| c.send_transcript = false);
+    let mut session = start(&provider).await;
+    let to = customer_id(&requests_to(&rig.server, "POST", MESSAGE_PATH).await);
+    let url = "https://api-downloads.usw2.pure.cloud/api/v2/downloads/pce1234456?sig=dl-token";
+    let file = json!({ "id": "8b36", "mediaType": "File", "url": url, "mime": "application/pdf", "filename": "returns-label.pdf", "contentSizeBytes": 10240 });
+    // A file alone, in the wrapped shape; then one with text, in the bare shape.
+    let reply = provider
+        .webhook(signed(&outbound(
+            &to,
+            "g-f1",
+            "Text",
+            json!({ "originatingEntity": "Human", "content": [{ "contentType": "Attachment", "attachment": file }] }),
+        )))
+        .await;
+    assert_eq!(reply.status, 200);
+    provider
+        .webhook(signed(&outbound(
+            &to,
+            "g-f22",
+            "Text",
+            json!({ "text": "Your label", "originatingEntity": "Human", "content": [{ "attachment": file }] }),
+        )))
+        .await;
+    let label = handover_core::Attachment::url("returns-label.pdf", "application/pdf", url).with_size(Some(10240));
+    let first = next_event(session.events()).await;
+    assert_eq!(
+        first,
+        Event::AgentMessage {
+            id: "g-f1".into(),
+            text: String::new(),
+            agent: handover_core::Agent::unknown(),
+            attachments: vec![label.clone()]
+        }
+    );
+    let second = next_event(session.events()).await;
+    assert!(
+        matches!(&second, Event::AgentMessage { text, attachments, .. } if text == "Your label" && *attachments == [label.clone()]),
+        "{second:?}"
+    );
+    assert!(!format!("{second:?}").contains("dl-token"), "Debug hides the download token");
+}

@@ -46,4 +46,10 @@ impl EmulatorHarness for SalesforceHarness {
     fn has_stream(&self) -> bool {
         true
     }
+
+    /// Live Agent REST has no agent-to-visitor file message (salesforce-chat.md §7): the
+    /// agent can only ask the visitor for one (`FileTransfer`).
+    fn carries_agent_files(&self) -> bool {
+        false
+    }
 }

@@ -391,3 +391,65 @@ async fn check_opens_a_session_and_asks_for_the_buttons_availability() {
     assert_eq!(error.kind(), ErrorKind::Config);
     assert!(error.message().contains("check organization_id, deployment_id and button_id"), "{error}");
 }
+
+#[tokio::test]
+async fn files_are_unsupported_and_refused_before_any_request() {
+    // The visitor side has no file message (salesforce-chat.md §7): the session handle refuses
+    // a file, as bytes or as a link, before anything reaches Salesforce.
+    let server = server(vec![batch(2, 200, &[("ChatRequestSuccess", json!({})), established()])], 1..=2).await;
+    let mut session = start(&server).await;
+    events_until(session.events(), |e| matches!(e, Event::AgentJoined { .. })).await;
+    let before = server.received_requests().await.unwrap().len();
+    let bytes = handover_core::Attachment::bytes("scan.png", "image/png", vec![1, 2, 3]);
+    let link = handover_core::Attachment::url("scan.png", "image/png", "https://files.example/scan.png?sig=s3cr3t");
+    for (id, file) in [("file-1", bytes), ("file-2", link)] {
+        let error = session.send(UserInput::attachment(id, file)).await.expect_err("no files on Live Agent REST");
+        assert_eq!(error.kind(), ErrorKind::Unsupported, "{error}");
+        assert_eq!(error.op(), "send attachment");
+        assert!(!error.to_string().contains("s3cr3t"), "{error}");
+    }
+    let after = server.received_requests().await.unwrap();
+    let posts: Vec<&str> =
+        after.iter().filter(|r| r.method == wiremock::http::Method::POST).map(|r| r.url.path()).collect();
+    assert_eq!(posts, ["/chat/rest/Chasitor/ChasitorInit"], "nothing but the chat request was posted");
+    assert!(
+        after[before..].iter().all(|r| r.url.path() == "/chat/rest/System/Messages"),
+        "only polls after the refusal: {:?}",
+        after[before..].iter().map(|r| r.url.path()).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn an_agent_file_request_is_passed_over_without_logging_its_url_or_token() {
+    let logs = handover_testkit::logs::capture();
+    let mark = logs.len();
+    let request = json!({
+        "type": "Requested",
+        "uploadServletUrl": "https://d.la1-c1-ia2.salesforceliveagent.com/content/rest/File/Upload",
+        "fileToken": "ft-secret-77a1",
+        "cdmServletUrl": "https://d.la1-c1-ia2.salesforceliveagent.com/content/s/cdm",
+    });
+    let server = server(
+        vec![batch(
+            3,
+            300,
+            &[
+                ("ChatRequestSuccess", json!({})),
+                established(),
+                ("FileTransfer", request),
+                ("ChatMessage", json!({ "name": "Ann", "text": "Could you send a photo?" })),
+            ],
+        )],
+        1..=2,
+    )
+    .await;
+    let mut session = start(&server).await;
+    let events = events_until(session.events(), |e| matches!(e, Event::AgentMessage { .. })).await;
+    assert!(
+        matches!(events.last(), Some(Event::AgentMessage { text, attachments, .. }) if text == "Could you send a photo?" && attachments.is_empty())
+    );
+    let logged = logs.since(mark);
+    assert!(!logged.contains("ft-secret-77a1") && !logged.contains("/content/rest/File/Upload"), "{logged}");
+    let posts = requests_to(&server, "POST", "/chat/rest/Chasitor/ChasitorInit").await.len();
+    assert_eq!(posts, 1, "no upload, no other request");
+}
