@@ -1,12 +1,15 @@
 //! 8x8 Contact Center Chat Gateway v1 (`protocols/8x8.md`): conversations, messages,
-//! typing, user removal, participants, the channel, the public JWK, and webhooks signed with
-//! a detached RS256 JWS (RFC 7797) by a key generated when the process first needs one.
+//! attachments (multipart uploads referenced by messages; the agent's files as pre-signed
+//! URLs on `MESSAGE` events), typing, user removal, participants, the channel, the public
+//! JWK, and webhooks signed with a detached RS256 JWS (RFC 7797) by a key generated when the
+//! process first needs one.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
@@ -20,7 +23,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::ProtocolHandle;
-use crate::model::{AgentAction, Change, CustomerAction, Hub, lock, next_change, now_ms};
+use crate::model::{AgentAction, Change, CustomerAction, EmulatedFile, Hub, lock, next_change, now_ms};
 use crate::webhooks::{self, Delivery};
 use crate::{Setup, Started};
 
@@ -38,6 +41,10 @@ pub const QUEUE_ID: &str = "emulator-queue";
 pub const ROSTER: [&str; 4] = ["Ann", "Bob", "Cara", "Dan"];
 
 const PREFIX: &str = "/chat-gateway/v1";
+
+/// The largest upload the emulated Gateway takes; a larger body is answered 413. The real
+/// limit is not documented (the provider's own bound, 10 MB, is below this one).
+const MAX_UPLOAD_BYTES: usize = 16 * 1024 * 1024;
 
 /// The environment variable holding a seed for [`SigningKey::shared`].
 pub const KEY_SEED_ENV: &str = "HANDOVER_EMULATOR_KEY_SEED";
@@ -200,6 +207,8 @@ pub struct EightByEight {
     /// The last delivery per conversation (re-signed when redelivered).
     last_delivery: Mutex<HashMap<String, LastDelivery>>,
     translated: Mutex<HashMap<String, u64>>,
+    /// Uploaded attachments by id: their conversation and the file.
+    uploads: Mutex<HashMap<String, (String, EmulatedFile)>>,
 }
 
 impl EightByEight {
@@ -212,12 +221,17 @@ impl EightByEight {
             webhook,
             last_delivery: Mutex::default(),
             translated: Mutex::default(),
+            uploads: Mutex::default(),
         });
         let task = tokio::spawn(translate(gateway.clone()));
         let routes = Router::new()
             .route(&format!("{PREFIX}/conversations"), post(create_conversation))
             .route(&format!("{PREFIX}/conversations/{{id}}"), get(show_conversation))
             .route(&format!("{PREFIX}/conversations/{{id}}/messages"), post(send_message))
+            .route(
+                &format!("{PREFIX}/conversations/{{id}}/attachments"),
+                post(upload_attachment).layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),
+            )
             .route(&format!("{PREFIX}/conversations/{{id}}/typing"), post(typing))
             .route(&format!("{PREFIX}/conversations/{{id}}/participants"), get(participants))
             .route(&format!("{PREFIX}/conversations/{{id}}/participants/user"), patch(remove_user))
@@ -294,7 +308,9 @@ impl ProtocolHandle for EightByEight {
     }
 
     fn secrets(&self) -> Vec<String> {
-        vec![API_KEY.to_owned()]
+        let mut secrets = vec![API_KEY.to_owned()];
+        secrets.extend(self.hub.file_tokens());
+        secrets
     }
 }
 
@@ -343,8 +359,25 @@ async fn translate(gateway: Arc<EightByEight>) {
                     gateway.event(id, "QUEUED", Some(json!({ "queueId": queue, "queueName": "Emulated queue" })));
                 }
             }
-            // Not carried yet.
-            AgentAction::File { .. } => {}
+            // §6.4: `attachments[{id, type, preSignedUrl, fileName}]`, the caption as `text`.
+            AgentAction::File { agent, file, caption } => {
+                let url = gateway.hub.file_url(&record).unwrap_or_default();
+                let mut data = json!({
+                    "isEcho": false,
+                    "sender": { "id": agent_id(agent), "type": "agent" },
+                    "attachments": [{
+                        "id": record.id,
+                        "type": attachment_type(&file.media_type),
+                        "preSignedUrl": url,
+                        "fileName": file.name,
+                    }],
+                    "cards": [],
+                });
+                if let Some(caption) = caption {
+                    data["text"] = json!(caption);
+                }
+                gateway.event(id, "MESSAGE", Some(data));
+            }
             AgentAction::Ended => {
                 // The agent ends by leaving; with no agent, the interaction is closed.
                 let agent = lock(&gateway.conversations).get_mut(id).and_then(|c| c.agent.take());
@@ -358,6 +391,16 @@ async fn translate(gateway: Arc<EightByEight>) {
             }
         }
         *lock(&gateway.translated).entry(conversation.id.clone()).or_default() = record.seq;
+    }
+}
+
+/// The `type` of a `MESSAGE` attachment (§6.4) for a file of `media_type`.
+fn attachment_type(media_type: &str) -> &'static str {
+    match media_type.split('/').next().unwrap_or_default() {
+        "image" => "image",
+        "video" => "video",
+        "audio" => "audio",
+        _ => "file",
     }
 }
 
@@ -481,23 +524,181 @@ async fn send_message(
             json!({ "message": "Bad Request", "errors": { "code": "invalid_json_object", "message": format!("Invalid authorType={author}, has to be one of user, bot, agent") }, "referenceId": "ref-emulator-400" }),
         ));
     }
-    let Some(text) = body["text"].as_str().filter(|t| !t.is_empty()) else {
+    // §5.2: `attachments` names uploads (row 16) of this conversation by id.
+    let mut files = Vec::new();
+    for reference in body["attachments"].as_array().into_iter().flatten() {
+        let upload = reference["id"].as_str().and_then(|a| lock(&gateway.uploads).get(a).cloned());
+        match upload {
+            Some((owner, file)) if owner == id => files.push(file),
+            _ => {
+                return Err(bad_request(
+                    "invalid_attachment",
+                    &format!("Attachment {} was not found.", reference["id"]),
+                ));
+            }
+        }
+    }
+    let text = body["text"].as_str().filter(|t| !t.is_empty());
+    if text.is_none() && files.is_empty() {
         return Err(bad_request("invalid_parameter", "text is required"));
-    };
+    }
     if conversation.user_removed {
         return Err(not_found("Interaction", &id));
     }
     if let Some(hub_conversation) = gateway.hub.get(&id) {
-        gateway.hub.customer(&hub_conversation, CustomerAction::Message { text: text.to_owned() });
+        for file in &files {
+            gateway.hub.customer(&hub_conversation, file.received());
+        }
+        if let Some(text) = text {
+            gateway.hub.customer(&hub_conversation, CustomerAction::Message { text: text.to_owned() });
+        }
     }
     // §8.1: every message comes back as a MESSAGE event, the connector's own included.
     let sender = if author == "user" { conversation.user_id } else { "bot".to_owned() };
-    gateway.event(
-        &id,
-        "MESSAGE",
-        Some(json!({ "isEcho": author == "bot", "sender": { "id": sender, "type": author }, "text": text })),
-    );
+    let mut data = json!({ "isEcho": author == "bot", "sender": { "id": sender, "type": author } });
+    if let Some(text) = text {
+        data["text"] = json!(text);
+    }
+    if !files.is_empty() {
+        let attachments: Vec<Value> = files
+            .into_iter()
+            .map(|file| {
+                let r#type = attachment_type(&file.media_type);
+                let name = file.name.clone();
+                json!({ "id": format!("echo-{}", gateway.hub.next_number()), "type": r#type, "preSignedUrl": gateway.hub.host_file(file), "fileName": name })
+            })
+            .collect();
+        data["attachments"] = Value::Array(attachments);
+    }
+    gateway.event(&id, "MESSAGE", Some(data));
     Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// Row 16: a multipart upload (part `attachment`: the file with its name and type; part
+/// `authorType`: `user` or `bot`), kept until a message references it.
+async fn upload_attachment(
+    State(gateway): State<Arc<EightByEight>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, Response> {
+    let conversation = guard(&gateway, &headers, &id)?;
+    if conversation.user_removed {
+        return Err(not_found("Interaction", &id));
+    }
+    let parts = form_data(&headers, &body).map_err(|why| bad_request("invalid_parameter", &why))?;
+    let author = parts.iter().find(|p| p.name == "authorType").map_or("user".to_owned(), FormPart::text);
+    if !matches!(author.as_str(), "user" | "bot") {
+        return Err(bad_request(
+            "invalid_parameter",
+            &format!("Invalid authorType={author}, has to be one of user, bot"),
+        ));
+    }
+    let Some(part) = parts.into_iter().find(|p| p.name == "attachment") else {
+        return Err(bad_request("invalid_parameter", "the attachment part is required"));
+    };
+    let name = part.filename.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| "attachment".to_owned());
+    let media_type = part.content_type.clone().unwrap_or_else(|| "application/octet-stream".to_owned());
+    let size = part.data.len();
+    let attachment = format!("att-{}", uuid::Uuid::new_v4().simple());
+    let file = EmulatedFile::new(name.clone(), media_type, part.data);
+    lock(&gateway.uploads).insert(attachment.clone(), (id, file));
+    let created = json!({
+        "id": attachment,
+        "filename": name,
+        "sizeInBytes": size,
+        "createdAt": handover_transport::time::now_iso8601(),
+    });
+    Ok(Json(created).into_response())
+}
+
+/// One part of a `multipart/form-data` body.
+#[derive(Debug)]
+pub(crate) struct FormPart {
+    /// The `name` of its `Content-Disposition`.
+    pub(crate) name: String,
+    /// The `filename`, for a file.
+    pub(crate) filename: Option<String>,
+    /// Its `Content-Type`.
+    pub(crate) content_type: Option<String>,
+    /// The content.
+    pub(crate) data: Vec<u8>,
+}
+
+impl FormPart {
+    /// The content as text.
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8_lossy(&self.data).into_owned()
+    }
+}
+
+/// The parts of a `multipart/form-data` body (RFC 7578) whose `Content-Type` header is in
+/// `headers`; a description of what is wrong otherwise. Used by every emulated upload
+/// endpoint (8x8 here, MIAW's `/file`).
+pub(crate) fn form_data(headers: &HeaderMap, body: &[u8]) -> Result<Vec<FormPart>, String> {
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let mut params = content_type.split(';');
+    if !params.next().unwrap_or_default().trim().eq_ignore_ascii_case("multipart/form-data") {
+        return Err(format!("expected a multipart/form-data body, got `{content_type}`"));
+    }
+    let boundary = params
+        .filter_map(|p| p.trim().strip_prefix("boundary="))
+        .map(|b| b.trim_matches('"'))
+        .find(|b| !b.is_empty())
+        .ok_or("the multipart body has no boundary")?;
+    let delimiter = format!("--{boundary}");
+    let next_delimiter = format!("\r\n--{boundary}");
+    let start = find(body, delimiter.as_bytes()).ok_or("the body has no multipart delimiter")?;
+    let mut rest = &body[start + delimiter.len()..];
+    let mut parts = Vec::new();
+    while !rest.starts_with(b"--") {
+        rest = rest.strip_prefix(b"\r\n").ok_or("a multipart delimiter is not followed by CRLF")?;
+        let head_end = find(rest, b"\r\n\r\n").ok_or("a part has no end of headers")?;
+        let head = std::str::from_utf8(&rest[..head_end]).map_err(|_| "a part's headers are not UTF-8")?;
+        let content = &rest[head_end + 4..];
+        let end = find(content, next_delimiter.as_bytes()).ok_or("a part has no closing delimiter")?;
+        let mut part =
+            FormPart { name: String::new(), filename: None, content_type: None, data: content[..end].to_vec() };
+        for line in head.split("\r\n") {
+            let Some((header, value)) = line.split_once(':') else { continue };
+            if header.trim().eq_ignore_ascii_case("content-disposition") {
+                part.name = disposition_param(value, "name").unwrap_or_default();
+                part.filename = disposition_param(value, "filename");
+            } else if header.trim().eq_ignore_ascii_case("content-type") {
+                part.content_type = Some(value.trim().to_owned());
+            }
+        }
+        parts.push(part);
+        rest = &content[end + next_delimiter.len()..];
+    }
+    Ok(parts)
+}
+
+/// A quoted parameter of a `Content-Disposition` value (`name="attachment"`), unescaped.
+fn disposition_param(value: &str, key: &str) -> Option<String> {
+    let mut at = 0;
+    while let Some(found) = value[at..].find(&format!("{key}=\"")) {
+        let begin = at + found;
+        let preceded = value[..begin].trim_end().ends_with(';');
+        let mut out = String::new();
+        let mut chars = value[begin + key.len() + 2..].chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => out.extend(chars.next()),
+                '"' => break,
+                c => out.push(c),
+            }
+        }
+        if preceded {
+            return Some(out);
+        }
+        at = begin + key.len();
+    }
+    None
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 async fn typing(
@@ -589,4 +790,53 @@ async fn jwk(headers: HeaderMap, Path(kid): Path<String>) -> Result<Response, Re
         return Err(not_found("Jwk", &kid));
     }
     Ok(Json(key.jwk().clone()).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn multipart(boundary: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        let value = format!("multipart/form-data; boundary={boundary}");
+        headers.insert("content-type", value.parse().expect("a header value"));
+        headers
+    }
+
+    #[test]
+    fn form_data_reads_names_escaped_file_names_types_and_binary_content() {
+        let mut body = b"preamble\r\n--XyZ\r\nContent-Disposition: form-data; filename=\"a \\\"b\\\".png\"; name=\"attachment\"\r\nContent-Type: image/png\r\n\r\n".to_vec();
+        body.extend_from_slice(&[0, 13, 10, 45, 45, 255]);
+        body.extend_from_slice(
+            b"\r\n--XyZ\r\nContent-Disposition: form-data; name=\"authorType\"\r\n\r\nuser\r\n--XyZ--\r\n",
+        );
+        let parts = form_data(&multipart("XyZ"), &body).expect("a valid body");
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0].name, "attachment");
+        assert_eq!(parts[0].filename.as_deref(), Some("a \"b\".png"));
+        assert_eq!(parts[0].content_type.as_deref(), Some("image/png"));
+        assert_eq!(parts[0].data, [0, 13, 10, 45, 45, 255]);
+        assert_eq!(
+            (parts[1].name.as_str(), parts[1].text(), parts[1].filename.as_deref()),
+            ("authorType", "user".into(), None)
+        );
+    }
+
+    #[test]
+    fn form_data_refuses_what_is_not_a_whole_multipart_body() {
+        let mut json = HeaderMap::new();
+        json.insert("content-type", "application/json".parse().expect("a header value"));
+        assert!(form_data(&json, b"{}").is_err());
+        assert!(form_data(&multipart(""), b"--\r\n").is_err(), "no boundary");
+        let truncated = b"--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nno end";
+        assert!(form_data(&multipart("XyZ"), truncated).is_err());
+        assert!(form_data(&multipart("XyZ"), b"--XyZ\r\nno headers end").is_err());
+    }
+
+    #[test]
+    fn attachment_types_follow_the_top_level_media_type() {
+        let types: Vec<&str> =
+            ["image/png", "video/mp4", "audio/mpeg", "application/pdf", "bogus"].map(attachment_type).to_vec();
+        assert_eq!(types, ["image", "video", "audio", "file", "file"]);
+    }
 }

@@ -2,16 +2,19 @@
 //!
 //! Guest and authenticated tokens (an identity JWT whose `iss` is [`IDENTITY_ISSUER`] and
 //! that has not expired verifies; anything else falls back silently to a guest token, as
-//! the real API does), conversations with lowercase UUIDs, messages, typing, close, the
-//! entries list (payloads as objects) and the SSE stream (payloads as JSON strings, event
-//! ids, `ping` keep-alives, echoes of the end user's messages, no replay on reconnect).
+//! the real API does), conversations with lowercase UUIDs, messages, files (the end user's
+//! multipart uploads, 413 over 5 MB, 415 for executables; the agent's as `Attachments`
+//! messages with pre-signed URLs), typing, close, the entries list (payloads as objects)
+//! and the SSE stream (payloads as JSON strings, event ids, `ping` keep-alives, echoes of
+//! the end user's messages, no replay on reconnect).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -23,7 +26,8 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::ProtocolHandle;
-use crate::model::{AgentAction, Change, Conversation, CustomerAction, Hub, lock, now_ms};
+use crate::eightbyeight::form_data;
+use crate::model::{AgentAction, Change, Conversation, CustomerAction, EmulatedFile, Hub, lock, now_ms};
 use crate::sse::{self, Chunk};
 use crate::{Setup, Started};
 
@@ -37,6 +41,12 @@ pub const IDENTITY_ISSUER: &str = "handover-emulator";
 pub const GUEST_TTL: Duration = Duration::from_secs(3600);
 /// Lifetime of authenticated tokens.
 pub const AUTH_TTL: Duration = Duration::from_secs(6 * 3600);
+/// The largest file `/file` takes (Salesforce: "maximum size of each file is 5 MB"); a larger
+/// one is answered 413.
+pub const MAX_FILE_BYTES: usize = 5_000_000;
+/// Media types `/file` refuses with 415 (the real list is not documented).
+const REFUSED_FILE_TYPES: [&str; 4] =
+    ["application/x-msdownload", "application/x-executable", "application/x-sh", "application/x-msdos-program"];
 
 #[derive(Clone, Debug)]
 struct Token {
@@ -116,6 +126,10 @@ impl Miaw {
             .route("/iamessage/api/v2/conversation/{id}", get(routing_status).delete(close_conversation))
             .route("/iamessage/api/v2/conversation/{id}/session", delete(close_conversation))
             .route("/iamessage/api/v2/conversation/{id}/message", post(send_message))
+            .route(
+                "/iamessage/api/v2/conversation/{id}/file",
+                post(send_file).layer(DefaultBodyLimit::max(2 * MAX_FILE_BYTES)),
+            )
             .route("/iamessage/api/v2/conversation/{id}/entry", post(send_entry))
             .route("/iamessage/api/v2/conversation/{id}/acknowledge-entries", post(acknowledge))
             .route("/iamessage/api/v2/conversation/{id}/entries", get(list_entries))
@@ -213,7 +227,9 @@ impl ProtocolHandle for Miaw {
     }
 
     fn secrets(&self) -> Vec<String> {
-        lock(&self.tokens).keys().cloned().collect()
+        let mut secrets: Vec<String> = lock(&self.tokens).keys().cloned().collect();
+        secrets.extend(self.hub.file_tokens());
+        secrets
     }
 
     fn translated(&self, conversation: &str) -> u64 {
@@ -237,6 +253,36 @@ fn event_name(entry_type: &str) -> &'static str {
 
 fn agent_sender(name: &str) -> Value {
     json!({ "role": "Agent", "appType": "agent", "subject": format!("agent/{}", name.to_lowercase()) })
+}
+
+/// An `Attachments` message payload (§6.1): the files at their URLs, `text` the caption or
+/// null.
+fn attachments_message(id: &str, files: &[(&str, &EmulatedFile, String)], caption: Option<&str>) -> Value {
+    let attachments: Vec<Value> = files
+        .iter()
+        .map(|(file_id, file, url)| {
+            json!({
+                "id": file_id,
+                "name": file.name,
+                "mimeType": file.media_type,
+                "url": url,
+                "referenceId": format!("ref-{file_id}"),
+                "attachmentUploadResult": null,
+            })
+        })
+        .collect();
+    json!({
+        "entryType": "Message",
+        "id": id,
+        "abstractMessage": {
+            "messageType": "StaticContentMessage",
+            "id": id,
+            "inReplyToMessageId": null,
+            "references": [],
+            "staticContent": { "formatType": "Attachments", "text": caption, "attachments": attachments },
+        },
+        "messageReason": null,
+    })
 }
 
 fn system_sender() -> Value {
@@ -340,7 +386,13 @@ async fn translate(miaw: Arc<Miaw>) {
                             miaw.record(&conversation, entry("RoutingResult", payload, system_sender(), "System"));
                         }
                     }
-                    AgentAction::File { .. } => {}
+                    AgentAction::File { agent, file, caption } => {
+                        let url = miaw.hub.file_url(&record).unwrap_or_default();
+                        let file_id = format!("0Mx{number}");
+                        let payload =
+                            attachments_message(&record.id, &[(file_id.as_str(), &file, url)], caption.as_deref());
+                        miaw.record(&conversation, entry("Message", payload, agent_sender(&agent), &agent));
+                    }
                     AgentAction::Ended => {
                         let payload = json!({ "sessionStatus": "Ended", "sessionStatusPrev": "Active", "sessionEndedByRole": "Agent" });
                         miaw.record(&conversation, entry("SessionStatusChanged", payload, system_sender(), "System"));
@@ -590,6 +642,65 @@ async fn send_message(
         .into_response()
 }
 
+/// §3 #10: the end user's file: part `messageEntry` (JSON `{esDeveloperName, message {id,
+/// fileId, text}}`) and part `fileData` (the file with its name and type). The file reaches
+/// the agent, the caption too; the end user's side sees the file come back as an echo.
+async fn send_file(State(miaw): State<Arc<Miaw>>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+    let conversation = match miaw.authorize(&headers).and_then(|t| miaw.conversation_for(&t, &id)) {
+        Ok(c) => c,
+        Err(r) => return r.into_response(),
+    };
+    let Ok(parts) = form_data(&headers, &body) else {
+        return error(StatusCode::BAD_REQUEST, "The request must be multipart/form-data.").into_response();
+    };
+    let entry =
+        parts.iter().find(|p| p.name == "messageEntry").and_then(|p| serde_json::from_slice::<Value>(&p.data).ok());
+    let Some(entry) = entry else {
+        return error(StatusCode::BAD_REQUEST, "messageEntry is required.").into_response();
+    };
+    let message = &entry["message"];
+    let uuid = |v: &Value| v.as_str().is_some_and(|s| uuid::Uuid::parse_str(s).is_ok());
+    if entry["esDeveloperName"] != ES_DEVELOPER_NAME || !uuid(&message["id"]) || !uuid(&message["fileId"]) {
+        return error(StatusCode::BAD_REQUEST, "messageEntry needs esDeveloperName, message.id and message.fileId.")
+            .into_response();
+    }
+    let Some(part) = parts.into_iter().find(|p| p.name == "fileData" && !p.data.is_empty()) else {
+        return error(StatusCode::BAD_REQUEST, "fileData is required.").into_response();
+    };
+    if part.data.len() > MAX_FILE_BYTES {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "The file exceeds the maximum size of 5 MB.").into_response();
+    }
+    let media_type = part.content_type.clone().unwrap_or_else(|| "application/octet-stream".to_owned());
+    if REFUSED_FILE_TYPES.contains(&media_type.as_str()) {
+        return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported file type.").into_response();
+    }
+    let name = part.filename.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| "file".to_owned());
+    let file = EmulatedFile::new(name, media_type, part.data);
+    if !miaw.hub.customer(&conversation, file.received()) {
+        return error(StatusCode::EXPECTATION_FAILED, "No active messaging session.").into_response();
+    }
+    let caption = message["text"].as_str().filter(|t| !t.is_empty());
+    if let Some(caption) = caption {
+        miaw.hub.customer(&conversation, CustomerAction::Message { text: caption.to_owned() });
+    }
+    // The echo of the end user's own file (skipped by the connector, like its text echoes).
+    let message_id = message["id"].as_str().unwrap_or_default().to_owned();
+    let file_id = message["fileId"].as_str().unwrap_or_default().to_owned();
+    let url = miaw.hub.host_file(file.clone());
+    let payload = attachments_message(&message_id, &[(file_id.as_str(), &file, url)], caption);
+    let echo = Entry {
+        identifier: format!("entry-{}-file", miaw.hub.next_number()),
+        entry_type: "Message",
+        payload,
+        sender: json!({ "role": "EndUser", "appType": "iamessage", "subject": conversation.owner }),
+        sender_display_name: "Guest".to_owned(),
+        at_ms: now_ms(),
+    };
+    miaw.record(&conversation, echo);
+    (StatusCode::ACCEPTED, Json(json!({ "conversationEntries": [{ "id": message_id, "clientTimestamp": now_ms() }] })))
+        .into_response()
+}
+
 async fn send_entry(
     State(miaw): State<Arc<Miaw>>,
     headers: HeaderMap,
@@ -681,4 +792,56 @@ async fn stream(State(miaw): State<Arc<Miaw>>, headers: HeaderMap) -> Response {
         }
     });
     sse::response(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Emulator, EmulatorOptions};
+
+    /// A guest token and a new conversation on `emulator`: the token and the conversation id.
+    async fn conversation(emulator: &Emulator) -> (String, String) {
+        let http = reqwest::Client::new();
+        let body = json!({ "orgId": ORG_ID, "esDeveloperName": ES_DEVELOPER_NAME, "capabilitiesVersion": "1", "platform": "Web" });
+        let url = format!("{}/iamessage/api/v2/authorization/unauthenticated/access-token", emulator.url());
+        let token: Value = http.post(url).json(&body).send().await.expect("token").json().await.expect("JSON");
+        let token = token["accessToken"].as_str().expect("a token").to_owned();
+        let id = uuid::Uuid::new_v4().to_string();
+        let body = json!({ "conversationId": id, "esDeveloperName": ES_DEVELOPER_NAME });
+        let url = format!("{}/iamessage/api/v2/conversation", emulator.url());
+        let created = http.post(url).bearer_auth(&token).json(&body).send().await.expect("create");
+        assert_eq!(created.status(), 201);
+        (token, id)
+    }
+
+    async fn send_file(emulator: &Emulator, (token, id): &(String, String), media_type: &str, size: usize) -> u16 {
+        let entry = json!({ "esDeveloperName": ES_DEVELOPER_NAME, "message": {
+            "id": uuid::Uuid::new_v4().to_string(), "fileId": uuid::Uuid::new_v4().to_string(), "text": "" } });
+        let entry = reqwest::multipart::Part::text(entry.to_string()).mime_str("application/json").expect("a type");
+        let file =
+            reqwest::multipart::Part::bytes(vec![7; size]).file_name("f.bin").mime_str(media_type).expect("a type");
+        let form = reqwest::multipart::Form::new().part("messageEntry", entry).part("fileData", file);
+        let url = format!("{}/iamessage/api/v2/conversation/{id}/file", emulator.url());
+        let answer =
+            reqwest::Client::new().post(url).bearer_auth(token).multipart(form).send().await.expect("an answer");
+        answer.status().as_u16()
+    }
+
+    #[tokio::test]
+    async fn files_over_five_megabytes_are_413_and_executables_415_and_the_rest_reach_the_agent() {
+        let emulator = Emulator::start("miaw", EmulatorOptions::default()).await.expect("starts");
+        let session = conversation(&emulator).await;
+        assert_eq!(send_file(&emulator, &session, "image/png", MAX_FILE_BYTES + 1).await, 413);
+        assert_eq!(send_file(&emulator, &session, "application/x-msdownload", 10).await, 415);
+        assert_eq!(send_file(&emulator, &session, "image/png", MAX_FILE_BYTES).await, 202);
+        let files = emulator.hub().get(&session.1).expect("the conversation").customer_files();
+        let sizes: Vec<u64> = files
+            .iter()
+            .filter_map(|f| match f {
+                CustomerAction::File { size, .. } => Some(*size),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sizes, [MAX_FILE_BYTES as u64], "only the accepted file reached the agent");
+    }
 }

@@ -4,9 +4,11 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use handover_core::{Error, HandoverRequest, Result, Speaker, TranscriptEntry, transcript};
+use handover_core::{Attachment, Error, HandoverRequest, Result, Speaker, TranscriptEntry, transcript};
+use handover_transport::attachment::file_part;
 use handover_transport::http::{self, HttpConfig, segment};
 use handover_transport::reqwest::header::HeaderMap;
+use handover_transport::reqwest::multipart::Form;
 use handover_transport::reqwest::{self, Method, RequestBuilder, StatusCode};
 use handover_transport::retry::{self, Idempotency, RetryPolicy};
 use secrecy::{ExposeSecret, SecretString};
@@ -126,6 +128,8 @@ pub fn parse_error(op: impl Into<Cow<'static, str>>, status: StatusCode, headers
     match status {
         StatusCode::UNAUTHORIZED => message.push_str("; check `api_key` (an API key of the \"Chat Gateway\" product)"),
         StatusCode::FORBIDDEN => message.push_str("; check `tenant` (X-8x8-Tenant) and the key's permissions"),
+        StatusCode::PAYLOAD_TOO_LARGE => message.push_str("; the file is larger than the Chat Gateway accepts"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => message.push_str("; the Chat Gateway does not accept this type of file"),
         _ => {}
     }
     http::status_error(NAME, op, status, headers, message).with_source(api)
@@ -246,6 +250,19 @@ fn merge(body: &mut Value, extra: &Value) {
     }
 }
 
+/// A send-message body (§5.2, variant A): `authorType`, the text when there is one, and the
+/// ids of uploaded attachments (row 16) when there are any.
+pub(crate) fn message_body(author: &str, text: Option<&str>, attachment_ids: &[&str]) -> Value {
+    let mut body = json!({ "authorType": author });
+    if let Some(text) = text {
+        body["text"] = json!(text);
+    }
+    if !attachment_ids.is_empty() {
+        body["attachments"] = attachment_ids.iter().map(|id| json!({ "id": id })).collect();
+    }
+    body
+}
+
 /// A participant of a conversation (`GET …/participants`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Participant {
@@ -307,6 +324,17 @@ impl Client {
                 None => request,
             }
         };
+        self.exchange(op, idempotency, build).await
+    }
+
+    /// The one send every request goes through: `build` makes each attempt's request; the
+    /// answer's JSON (`Null` for an empty body), or the error [`parse_error`] makes.
+    async fn exchange(
+        &self,
+        op: &'static str,
+        idempotency: Idempotency,
+        build: impl FnMut() -> RequestBuilder,
+    ) -> Result<Value> {
         let limit = http::DEFAULT_BODY_LIMIT;
         let bytes = retry::exchange(&self.retry, NAME, op, idempotency, build, limit, |status, headers, body| {
             parse_error(op, status, headers, body)
@@ -333,8 +361,51 @@ impl Client {
     /// §5.2: a text message from `author` (`user` or `bot`).
     pub(crate) async fn send_message(&self, conversation: &str, author: &str, text: &str) -> Result<()> {
         let path = format!("/conversations/{}/messages", segment(conversation));
-        let body = json!({ "authorType": author, "text": text });
+        let body = message_body(author, Some(text), &[]);
         self.call("send message", Idempotency::NotIdempotent, Method::POST, &path, Some(&body)).await.map(drop)
+    }
+
+    /// Row 16: uploads the user's file (multipart: part `attachment`, the bytes with their file
+    /// name and media type; part `authorType`, `user`) and returns the attachment's id, which
+    /// a message then references.
+    pub(crate) async fn upload_attachment(&self, conversation: &str, attachment: &Attachment) -> Result<String> {
+        let op = "upload attachment";
+        let path = format!("/conversations/{}/attachments", segment(conversation));
+        let form = || -> Result<Form> {
+            Ok(Form::new().part("attachment", file_part(NAME, attachment)?).text("authorType", "user"))
+        };
+        // Built once before any I/O (a media type that does not parse fails here); each attempt
+        // then builds its own body, as sending consumes it.
+        form()?;
+        // A repeat would upload the file twice: only refusals and connect errors are retried.
+        let uploaded = self
+            .exchange(op, Idempotency::NotIdempotent, || {
+                self.request(Method::POST, &path).multipart(form().unwrap_or_default())
+            })
+            .await?;
+        let id = uploaded["id"].as_str().filter(|id| !id.is_empty());
+        let id = id.ok_or_else(|| Error::protocol(NAME, op, "the answer has no attachment id"))?;
+        tracing::debug!(
+            %conversation,
+            name = %attachment.name,
+            bytes = uploaded["sizeInBytes"].as_u64().unwrap_or_default(),
+            "attachment uploaded"
+        );
+        Ok(id.to_owned())
+    }
+
+    /// §5.2: the user's message carrying the uploaded attachment `attachment_id`, with the
+    /// caption as its text.
+    pub(crate) async fn send_attachment_message(
+        &self,
+        conversation: &str,
+        attachment_id: &str,
+        caption: Option<&str>,
+    ) -> Result<()> {
+        let path = format!("/conversations/{}/messages", segment(conversation));
+        let caption = caption.filter(|c| !c.trim().is_empty());
+        let body = message_body("user", caption, &[attachment_id]);
+        self.call("send attachment", Idempotency::NotIdempotent, Method::POST, &path, Some(&body)).await.map(drop)
     }
 
     /// Row 11: the user is typing. The Gateway has no "stopped typing" call.

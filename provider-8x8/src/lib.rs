@@ -12,7 +12,7 @@ mod wire;
 
 pub use crate::client::{ApiError, ErrorDetail, parse_error};
 pub use crate::config::{DEFAULT_BASE_URL, EightByEightConfig};
-pub use crate::provider::{EightByEightBuilder, EightByEightProvider, capabilities};
+pub use crate::provider::{EightByEightBuilder, EightByEightProvider, MAX_ATTACHMENT_BYTES, capabilities};
 
 /// The provider name in config, logs and errors.
 pub const NAME: &str = "8x8";

@@ -21,10 +21,26 @@ use crate::session::{self, Inner, Snapshot, State};
 use crate::webhook::Ingress;
 use crate::wire::Item;
 
+/// The largest file the provider uploads, in bytes (10 MB).
+///
+/// **Unconfirmed**: neither the Chat Gateway OpenAPI (`addconversationattachments`,
+/// 8x8Cloud/public-developer-docs, mirrored in api-evangelist/8x8) nor the 8x8 developer
+/// docs state a size limit or accepted types for uploads; this is a conservative bound, and
+/// a refusal by the Gateway (413, 415) still comes back as an `InvalidInput` error.
+pub const MAX_ATTACHMENT_BYTES: u64 = 10_000_000;
+
 /// What 8x8 supports. The Gateway reports queueing without a position or wait, and has
-/// no "stopped typing" call (the indicator times out).
+/// no "stopped typing" call (the indicator times out). The user's files are uploaded
+/// (`protocols/8x8.md` row 16) and referenced from a message; the agent's arrive as
+/// pre-signed URLs on `MESSAGE` events. The Gateway takes no file URLs.
 pub fn capabilities() -> Capabilities {
-    Capabilities::none().with_typing(true).with_participant_change(true).with_resume(true)
+    Capabilities::none()
+        .with_typing(true)
+        .with_participant_change(true)
+        .with_resume(true)
+        .with_attachment_uploads(true)
+        .with_attachments_to_user(true)
+        .with_max_attachment_bytes(Some(MAX_ATTACHMENT_BYTES))
 }
 
 /// 8x8 Contact Center through the Chat Gateway v1.

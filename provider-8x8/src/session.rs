@@ -121,6 +121,11 @@ impl SessionBackend for Inner {
         lock(&self.state).end.ensure_open(NAME, "send")?;
         match input {
             UserInput::Message { text, .. } => self.client.send_message(&self.conversation, "user", &text).await,
+            // §5.2: upload first (row 16), then a message naming the upload, the caption as text.
+            UserInput::Attachment { attachment, .. } => {
+                let uploaded = self.client.upload_attachment(&self.conversation, &attachment).await?;
+                self.client.send_attachment_message(&self.conversation, &uploaded, attachment.caption.as_deref()).await
+            }
             UserInput::Typing { on: true } => self.client.typing(&self.conversation).await,
             // The Gateway has no "stopped typing": the agent's indicator times out.
             UserInput::Typing { on: false } => Ok(()),
@@ -219,7 +224,7 @@ impl PushTask for Task {
                 lock(&self.inner.state).transfer_pending = true;
                 CONTINUE
             }
-            Delivery::AgentMessage { text, agent } => {
+            Delivery::AgentMessage { text, agent, attachments } => {
                 let agent = self.named(agent);
                 let (current, leaving) = {
                     let state = lock(&self.inner.state);
@@ -235,7 +240,7 @@ impl PushTask for Task {
                     }
                     _ => agent,
                 };
-                self.emit(Event::AgentMessage { id: item.event_id, text, agent, attachments: Vec::new() }).await
+                self.emit(Event::AgentMessage { id: item.event_id, text, agent, attachments }).await
             }
             Delivery::Typing(on) => self.emit(Event::AgentTyping { on }).await,
             Delivery::UserLeft => {

@@ -1,7 +1,7 @@
 //! Every inbound decode (`protocols/8x8.md` §6.4, legacy shapes of §9): an event body into
 //! one [`Delivery`]. Crate-private: the webhook endpoint is its only reader.
 
-use handover_core::{Agent, Error, Result};
+use handover_core::{Agent, Attachment, Error, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -37,10 +37,12 @@ pub(crate) enum Delivery {
     Transfer,
     /// A human agent wrote (`MESSAGE` from `sender.type: "agent"`, legacy `TEXT`).
     AgentMessage {
-        /// Text; attachments as `[attachment] name url` lines, cards as `[card] type`.
+        /// Text (the caption of files; empty for files alone); cards as `[card] type` lines.
         text: String,
         /// The agent (id; name only from legacy payloads).
         agent: Agent,
+        /// The files (`data.attachments[]`), as their pre-signed URLs.
+        attachments: Vec<Attachment>,
     },
     /// The agent started (`true`) or stopped typing.
     Typing(bool),
@@ -128,21 +130,82 @@ fn message(data: &Value) -> Delivery {
     }
     let mut lines: Vec<String> =
         data["text"].as_str().filter(|t| !t.trim().is_empty()).map(str::to_owned).into_iter().collect();
-    for attachment in data["attachments"].as_array().into_iter().flatten() {
-        let url = attachment["preSignedUrl"].as_str().unwrap_or_default();
-        let name = attachment["fileName"].as_str().unwrap_or_default();
-        let line = [name, url].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join(" ");
-        if !line.is_empty() {
-            lines.push(format!("[attachment] {line}"));
-        }
-    }
     for card in data["cards"].as_array().into_iter().flatten() {
         lines.push(format!("[card] {}", card["contentType"].as_str().unwrap_or("unknown")));
     }
-    if lines.is_empty() {
+    let attachments: Vec<Attachment> =
+        data["attachments"].as_array().into_iter().flatten().filter_map(attachment).collect();
+    if lines.is_empty() && attachments.is_empty() {
         return Delivery::Ignore("message without content");
     }
-    Delivery::AgentMessage { text: lines.join("\n"), agent: agent(data["sender"]["id"].as_str(), None) }
+    Delivery::AgentMessage { text: lines.join("\n"), agent: agent(data["sender"]["id"].as_str(), None), attachments }
+}
+
+/// One `data.attachments[]` entry (§6.4: `{id, type, preSignedUrl, fileName}`); `None`
+/// without a URL. The event carries no media type and no size: the media type comes from
+/// the file name's extension, with `type` telling audio from video where an extension is
+/// both; anything else is `application/octet-stream`.
+fn attachment(entry: &Value) -> Option<Attachment> {
+    let url = entry["preSignedUrl"].as_str().filter(|u| !u.trim().is_empty())?;
+    let name = entry["fileName"]
+        .as_str()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map_or_else(|| name_from_url(url), str::to_owned);
+    let media_type = media_type(&name, entry["type"].as_str().unwrap_or_default());
+    Some(Attachment::url(name, media_type, url))
+}
+
+/// The last path segment of `url` (never its query, which holds the signature).
+fn name_from_url(url: &str) -> String {
+    let path = url.split(['?', '#']).next().unwrap_or_default();
+    path.rsplit('/').next().filter(|n| !n.is_empty() && !n.contains(':')).unwrap_or("attachment").to_owned()
+}
+
+/// The media type of a file called `name` that 8x8 classes as `kind` (`image`, `video`,
+/// `audio`, `file`).
+fn media_type(name: &str, kind: &str) -> &'static str {
+    let extension = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    let audio = kind == "audio";
+    match extension.as_str() {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "bmp" => "image/bmp",
+        "heic" => "image/heic",
+        "svg" => "image/svg+xml",
+        "tif" | "tiff" => "image/tiff",
+        "mp4" | "m4a" if audio || extension == "m4a" => "audio/mp4",
+        "mp4" | "m4v" => "video/mp4",
+        "webm" if audio => "audio/webm",
+        "webm" => "video/webm",
+        "ogg" | "oga" | "opus" if audio || extension != "ogg" => "audio/ogg",
+        "ogg" | "ogv" => "video/ogg",
+        "3gp" if audio => "audio/3gpp",
+        "3gp" => "video/3gpp",
+        "mov" => "video/quicktime",
+        "mpeg" | "mpg" => "video/mpeg",
+        "mp3" => "audio/mpeg",
+        "wav" => "audio/wav",
+        "aac" => "audio/aac",
+        "amr" => "audio/amr",
+        "pdf" => "application/pdf",
+        "txt" => "text/plain",
+        "csv" => "text/csv",
+        "html" | "htm" => "text/html",
+        "json" => "application/json",
+        "xml" => "application/xml",
+        "zip" => "application/zip",
+        "doc" => "application/msword",
+        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "xls" => "application/vnd.ms-excel",
+        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "ppt" => "application/vnd.ms-powerpoint",
+        "pptx" => "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+        "rtf" => "application/rtf",
+        _ => "application/octet-stream",
+    }
 }
 
 fn legacy_text(json: &Value) -> Delivery {
@@ -151,6 +214,7 @@ fn legacy_text(json: &Value) -> Delivery {
         Some(text) => Delivery::AgentMessage {
             text: text.to_owned(),
             agent: agent(json["agentId"].as_str(), json["agentName"].as_str()),
+            attachments: Vec::new(),
         },
         None => Delivery::Ignore("text event without text"),
     }
@@ -216,17 +280,72 @@ mod tests {
         assert_eq!(
             message.delivery,
             Delivery::AgentMessage {
-                text: "Hello, how can I help you?\n\
-                       [attachment] screenshot.png https://storage.example.com/attachments/att-001?signature=abc\n\
-                       [card] application/vnd.microsoft.card.adaptive"
-                    .into(),
+                text: "Hello, how can I help you?\n[card] application/vnd.microsoft.card.adaptive".into(),
                 agent: agent("agent-abc-123", None),
+                attachments: vec![Attachment::url(
+                    "screenshot.png",
+                    "image/png",
+                    "https://storage.example.com/attachments/att-001?signature=abc"
+                )],
             }
         );
         assert_eq!(
             delivery("message_agent_text"),
-            Delivery::AgentMessage { text: "Let me check — ✓".into(), agent: agent("agent-abc-123", None) }
+            Delivery::AgentMessage {
+                text: "Let me check — ✓".into(),
+                agent: agent("agent-abc-123", None),
+                attachments: Vec::new()
+            }
         );
+    }
+
+    #[test]
+    fn a_file_alone_is_a_message_with_empty_text() {
+        assert_eq!(
+            delivery("message_agent_file"),
+            Delivery::AgentMessage {
+                text: String::new(),
+                agent: agent("agent-abc-123", None),
+                attachments: vec![Attachment::url(
+                    "returns-label.pdf",
+                    "application/pdf",
+                    "https://storage.example.com/attachments/att-002?X-Amz-Signature=s3cr3t"
+                )],
+            }
+        );
+    }
+
+    #[test]
+    fn media_types_come_from_the_name_and_the_attachment_type() {
+        let Delivery::AgentMessage { attachments, text, .. } = delivery("message_agent_attachments") else {
+            panic!("an agent message")
+        };
+        assert_eq!(text, "Here are the files");
+        let read: Vec<(&str, &str, Option<&str>)> =
+            attachments.iter().map(|a| (a.name.as_str(), a.media_type.as_str(), a.url_str())).collect();
+        assert_eq!(
+            read,
+            [
+                ("clip.mp4", "video/mp4", Some("https://storage.example.com/attachments/att-10?sig=1")),
+                ("voice.mp4", "audio/mp4", Some("https://storage.example.com/attachments/att-11?sig=2")),
+                (
+                    "notes.unknownext",
+                    "application/octet-stream",
+                    Some("https://storage.example.com/attachments/att-12?sig=3")
+                ),
+                ("photo.JPG", "image/jpeg", Some("https://storage.example.com/attachments/att-13?sig=4")),
+                ("att-14", "application/octet-stream", Some("https://storage.example.com/attachments/att-14?sig=5")),
+            ],
+            "the entry without a URL is left out; the one without a name is named from its URL's path"
+        );
+        assert!(attachments.iter().all(|a| a.size.is_none()), "the event carries no size");
+    }
+
+    #[test]
+    fn debug_output_hides_the_signature_of_attachment_urls() {
+        let debug = format!("{:?}", delivery("message_agent_file"));
+        assert!(debug.contains("returns-label.pdf"), "{debug}");
+        assert!(!debug.contains("s3cr3t"), "{debug}");
     }
 
     #[test]
@@ -272,7 +391,8 @@ mod tests {
             delivery("legacy_text"),
             Delivery::AgentMessage {
                 text: "Hi from the old API".into(),
-                agent: agent("cmalutan", Some("Cosmin,Malutan"))
+                agent: agent("cmalutan", Some("Cosmin,Malutan")),
+                attachments: Vec::new(),
             }
         );
     }

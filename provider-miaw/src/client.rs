@@ -3,9 +3,11 @@
 
 use std::borrow::Cow;
 
-use handover_core::{Error, ErrorKind, HandoverRequest, Result};
+use handover_core::{Attachment, Error, ErrorKind, HandoverRequest, Result};
+use handover_transport::attachment::file_part;
 use handover_transport::http::{self, HttpConfig, segment};
 use handover_transport::reqwest::header::HeaderMap;
+use handover_transport::reqwest::multipart::{Form, Part};
 use handover_transport::reqwest::{self, Method, RequestBuilder, Response, StatusCode};
 use handover_transport::retry::{self, Idempotency, RetryPolicy};
 use secrecy::{ExposeSecret, SecretString};
@@ -90,6 +92,14 @@ pub fn parse_error(op: impl Into<Cow<'static, str>>, status: StatusCode, headers
         Err(_) => text.trim().to_owned(),
     };
     let op = op.into();
+    let message = match status {
+        // §8: the file endpoint's refusals (#10).
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            format!("{message}; the file is larger than Salesforce accepts (5 MB per file)")
+        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => format!("{message}; Salesforce does not accept this type of file"),
+        _ => message,
+    };
     let mut error = http::status_error(NAME, op, status, headers, &message);
     if status == StatusCode::UNAUTHORIZED {
         error = Error::unauthenticated(
@@ -242,6 +252,36 @@ impl Client {
         }
     }
 
+    /// #10: sends the end user's file with its caption: `multipart/form-data` with the part
+    /// `messageEntry` (JSON: `esDeveloperName` and `message {id, fileId, text}`) and the part
+    /// `fileData` (the bytes with their file name and media type).
+    pub(crate) async fn send_file(
+        &self,
+        token: &SecretString,
+        conversation_id: &str,
+        ids: (&str, &str),
+        attachment: &Attachment,
+    ) -> Result<()> {
+        let (message_id, file_id) = ids;
+        let entry = file_entry(&self.es_developer_name, message_id, file_id, attachment.caption.as_deref());
+        let form = || -> Result<Form> {
+            let entry = Part::text(entry.to_string()).mime_str("application/json").map_err(|e| {
+                Error::protocol(NAME, "send file", format!("the messageEntry part cannot be built: {e}"))
+            })?;
+            Ok(Form::new().part("messageEntry", entry).part("fileData", file_part(NAME, attachment)?))
+        };
+        // Built once before any I/O (a media type that does not parse fails here); each attempt
+        // then builds its own body, as sending consumes it.
+        form()?;
+        let path = format!("/iamessage/api/v2/conversation/{}/file", segment(conversation_id));
+        // The message id makes a repeat recognisable, as for text messages.
+        self.send("send file", Idempotency::Idempotent, || {
+            self.request(Method::POST, &path, Some(token)).multipart(form().unwrap_or_default())
+        })
+        .await?;
+        Ok(())
+    }
+
     /// #8: typing started/stopped.
     pub(crate) async fn send_typing(&self, token: &SecretString, conversation_id: &str, on: bool) -> Result<()> {
         let body = json!({
@@ -323,9 +363,33 @@ impl Client {
     }
 }
 
+/// The `messageEntry` part of a file upload (#10): the deployment, the message id, the
+/// file id and the caption (empty without one).
+pub(crate) fn file_entry(es_developer_name: &str, message_id: &str, file_id: &str, caption: Option<&str>) -> Value {
+    json!({
+        "esDeveloperName": es_developer_name,
+        "message": { "id": message_id, "fileId": file_id, "text": caption.unwrap_or_default() },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_file_says_why() {
+        let headers = HeaderMap::new();
+        let body = br#"{"message":"Request Entity Too Large"}"#;
+        let error = parse_error("send file", StatusCode::PAYLOAD_TOO_LARGE, &headers, body);
+        assert_eq!(error.kind(), ErrorKind::InvalidInput);
+        assert_eq!(
+            error.message(),
+            "HTTP 413 Payload Too Large: Request Entity Too Large; the file is larger than Salesforce accepts (5 MB per file)"
+        );
+        let error = parse_error("send file", StatusCode::UNSUPPORTED_MEDIA_TYPE, &headers, b"");
+        assert_eq!(error.kind(), ErrorKind::InvalidInput);
+        assert!(error.message().ends_with("Salesforce does not accept this type of file"), "{}", error.message());
+    }
 
     #[test]
     fn parse_error_reads_message_and_error_code() {

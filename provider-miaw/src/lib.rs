@@ -11,7 +11,7 @@ mod wire;
 
 pub use crate::client::parse_error;
 pub use crate::config::{IdentityAlgorithm, MiawConfig};
-pub use crate::provider::{MiawBuilder, MiawProvider, capabilities};
+pub use crate::provider::{MAX_ATTACHMENT_BYTES, MiawBuilder, MiawProvider, capabilities};
 
 /// The provider name in config, logs and errors.
 pub const NAME: &str = "miaw";

@@ -18,7 +18,18 @@ use crate::config::MiawConfig;
 use crate::session::{self, Inner, Snapshot, State};
 use crate::{NAME, TRANSCRIPT_CHUNK_CHARS};
 
-/// What MIAW supports (§6.2: queue position payload is undocumented, EWT is).
+/// The largest file the provider uploads, in bytes: 5 MB.
+///
+/// Botpress's MIAW connector (botpress/growth, `integrations/hitl-salesforce/src/client.ts`,
+/// `sendFile`, citing the Enhanced Chat API reference) reads a `413` as "maximum size of
+/// each file is 5 MB". Whether that MB is 10⁶ or 2²⁰ bytes is unconfirmed, so the bound is
+/// the smaller; the deployment's own setting (`attachments.maxFileSize` in the token
+/// response, unit unconfirmed) may be lower, and a `413` then comes back as `InvalidInput`.
+pub const MAX_ATTACHMENT_BYTES: u64 = 5_000_000;
+
+/// What MIAW supports (§6.2: queue position payload is undocumented, EWT is). The end
+/// user's files are uploaded (§3 #10; which types Salesforce accepts is not documented, a
+/// refusal is a `415`); the agent's arrive as URLs on `Attachments` messages.
 pub fn capabilities() -> Capabilities {
     Capabilities::none()
         .with_typing(true)
@@ -26,6 +37,9 @@ pub fn capabilities() -> Capabilities {
         .with_participant_change(true)
         .with_resume(true)
         .with_max_message_chars(Some(TRANSCRIPT_CHUNK_CHARS))
+        .with_attachment_uploads(true)
+        .with_attachments_to_user(true)
+        .with_max_attachment_bytes(Some(MAX_ATTACHMENT_BYTES))
 }
 
 /// Salesforce Messaging for In-App and Web.

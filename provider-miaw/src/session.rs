@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use handover_core::{
-    Agent, EndReason, EndedBy, Error, ErrorKind, Event, ProviderInfo, Result, Session, SessionBackend, SessionSnapshot,
-    UserInput,
+    Agent, Attachment, EndReason, EndedBy, Error, ErrorKind, Event, ProviderInfo, Result, Session, SessionBackend,
+    SessionSnapshot, UserInput,
 };
 use handover_transport::dedup::DedupSet;
 use handover_transport::events::{self, EndState, EventSender};
@@ -159,6 +159,21 @@ impl Inner {
         }
     }
 
+    /// §3 #10: sends the end user's file (with its caption), `message.id` derived from
+    /// `input_id` like a text message's, and `fileId` derived from it too, so a resend
+    /// carries the same ids.
+    pub(crate) async fn send_file(&self, input_id: &str, attachment: &Attachment) -> Result<()> {
+        let message_id = handover_transport::ids::client_uuid(&self.conversation_id, input_id);
+        let file_id = handover_transport::ids::client_uuid(&self.conversation_id, &format!("file:{input_id}"));
+        let (client, conversation) = (&self.client, &self.conversation_id);
+        let ids = (message_id.as_str(), file_id.as_str());
+        self.token
+            .authorized(|token| async move { client.send_file(&token, conversation, ids, attachment).await })
+            .await?;
+        tracing::debug!(conversation = %self.conversation_id, name = %attachment.name, "file sent");
+        Ok(())
+    }
+
     /// Records `entry` as handled (and its time as the back-fill watermark): `false` when it
     /// was already.
     fn mark_seen(&self, entry: &WireEntry) -> bool {
@@ -180,6 +195,7 @@ impl SessionBackend for Inner {
         lock(&self.state).end.ensure_open(NAME, "send")?;
         match input {
             UserInput::Message { id, text } => self.send_text(&id, &text).await,
+            UserInput::Attachment { id, attachment } => self.send_file(&id, &attachment).await,
             UserInput::Typing { on } => {
                 let client = &self.client;
                 let conversation = &self.conversation_id;

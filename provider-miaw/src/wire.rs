@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use handover_core::{Agent, Error, Event, Result};
+use handover_core::{Agent, Attachment, Error, Event, Result};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
@@ -194,15 +194,13 @@ fn message(entry: &WireEntry) -> Result<Delivery> {
     let payload = entry.payload()?;
     let message = &payload["abstractMessage"];
     let content = &message["staticContent"];
+    let mut attachments = Vec::new();
     let text = match content["formatType"].as_str() {
+        // §6.1: `attachments[] {id, name, mimeType, url, referenceId, …}`, the caption in
+        // `text` (null without one).
         Some("Attachments") => {
-            let urls: Vec<&str> =
-                content["attachments"].as_array().into_iter().flatten().filter_map(|a| a["url"].as_str()).collect();
-            let caption = content["text"].as_str().unwrap_or_default();
-            let mut lines = vec![caption.to_owned()];
-            lines.extend(urls.iter().map(|u| format!("[attachment] {u}")));
-            lines.retain(|l| !l.is_empty());
-            lines.join("\n")
+            attachments = content["attachments"].as_array().into_iter().flatten().filter_map(attachment).collect();
+            content["text"].as_str().unwrap_or_default().to_owned()
         }
         Some("RichLink") => {
             let link = &content["linkItem"];
@@ -214,15 +212,25 @@ fn message(entry: &WireEntry) -> Result<Delivery> {
         }
         _ => content["text"].as_str().unwrap_or_default().to_owned(),
     };
-    if text.trim().is_empty() {
-        return Ok(Delivery::Ignore("message without text"));
+    if text.trim().is_empty() && attachments.is_empty() {
+        return Ok(Delivery::Ignore("message without text or files"));
     }
-    Ok(Delivery::Emit(Event::AgentMessage {
-        id: entry.identifier.clone(),
-        text,
-        agent: entry.agent(),
-        attachments: Vec::new(),
-    }))
+    Ok(Delivery::Emit(Event::AgentMessage { id: entry.identifier.clone(), text, agent: entry.agent(), attachments }))
+}
+
+/// One file of an `Attachments` message; `None` without a URL. A missing name is taken from
+/// the URL's path (never its query), a missing `mimeType` is `application/octet-stream`.
+fn attachment(file: &Value) -> Option<Attachment> {
+    let url = file["url"].as_str().filter(|u| !u.trim().is_empty())?;
+    let name = file["name"].as_str().map(str::trim).filter(|n| !n.is_empty()).map_or_else(
+        || {
+            let path = url.split(['?', '#']).next().unwrap_or_default();
+            path.rsplit('/').next().filter(|n| !n.is_empty() && !n.contains(':')).unwrap_or("attachment").to_owned()
+        },
+        str::to_owned,
+    );
+    let media_type = file["mimeType"].as_str().map(str::trim).filter(|m| !m.is_empty());
+    Some(Attachment::url(name, media_type.unwrap_or("application/octet-stream"), url))
 }
 
 fn participants(payload: &Value) -> Vec<Delivery> {
@@ -282,6 +290,8 @@ fn queue_position(payload: &Value) -> Delivery {
 mod tests {
     //! Every event shape of §6, read from `tests/fixtures`.
 
+    use serde_json::json;
+
     use super::*;
 
     const CONVERSATION: &str = "3b1f0c9e-7a2d-4e5f-9c1b-2d3e4f5a6b7c";
@@ -336,6 +346,7 @@ mod tests {
     #[test]
     fn own_echoes_are_filtered() {
         assert!(ignored(&actions("message_echo")));
+        assert!(ignored(&actions("message_echo_attachments")), "the end user's own file comes back too");
         assert!(ignored(&actions("typing_echo")));
     }
 
@@ -345,8 +356,46 @@ mod tests {
     }
 
     #[test]
-    fn attachments_become_text_with_their_urls() {
-        assert_eq!(message("message_attachments").0, "Here is the form\n[attachment] https://files.example/form.pdf");
+    fn attachments_arrive_as_urls_with_the_caption_as_text() {
+        assert_eq!(
+            actions("message_attachments"),
+            [Delivery::Emit(Event::AgentMessage {
+                id: "e-msg-4".into(),
+                text: "Here is the form".into(),
+                agent: jane(),
+                attachments: vec![Attachment::url("form.pdf", "application/pdf", "https://files.example/form.pdf")],
+            })]
+        );
+    }
+
+    #[test]
+    fn files_without_a_caption_arrive_with_empty_text() {
+        let url = "https://acme.my.salesforce-scrt.com/iamessage/v1/files/0Mx1?token=s3cr3t-t0ken";
+        assert_eq!(
+            actions("message_attachments_no_caption"),
+            [Delivery::Emit(Event::AgentMessage {
+                id: "e-msg-5".into(),
+                text: String::new(),
+                agent: jane(),
+                attachments: vec![
+                    Attachment::url("returns-label.pdf", "application/pdf", url),
+                    Attachment::url("photo.png", "application/octet-stream", "https://files.example/photo.png?sig=1"),
+                ],
+            })],
+            "the entry without a URL is left out; a missing name and type are filled in"
+        );
+        let debug = format!("{:?}", actions("message_attachments_no_caption"));
+        assert!(!debug.contains("s3cr3t-t0ken"), "Debug hides the URL's token: {debug}");
+    }
+
+    #[test]
+    fn an_attachments_message_without_files_or_text_is_ignored() {
+        let (_, mut data) = fixture("message_attachments");
+        let payload = json!({ "abstractMessage": { "messageType": "StaticContentMessage",
+            "staticContent": { "formatType": "Attachments", "text": null, "attachments": [{ "name": "x.pdf" }] } } });
+        data["conversationEntry"]["entryPayload"] = Value::String(payload.to_string());
+        let envelope = parse_envelope(&data.to_string()).unwrap();
+        assert!(ignored(&interpret(&envelope.conversation_entry, Some("CONVERSATION_MESSAGE")).unwrap()));
     }
 
     #[test]

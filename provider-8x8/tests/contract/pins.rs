@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use handover_core::{Agent, EndReason, EndedBy, ErrorKind, Event, Provider, Session, UserInput, WebhookRequest};
+use handover_core::{
+    Agent, Attachment, EndReason, EndedBy, ErrorKind, Event, Provider, Session, UserInput, WebhookRequest,
+};
 use handover_emulator::eightbyeight::{DeliveryMeta, SigningKey};
 use handover_testkit::mock::{body_json, header, requests_to, strict_server};
 use handover_testkit::sample_request;
@@ -39,6 +41,7 @@ struct Calls {
     message: u64,
     typing: u64,
     leave: u64,
+    upload: u64,
 }
 
 async fn server(calls: Calls) -> MockServer {
@@ -55,7 +58,33 @@ async fn server(calls: Calls) -> MockServer {
     mount(&server, "POST", &typing, ResponseTemplate::new(204), "typing", calls.typing).await;
     let leave = format!("{CONV}/ID-0/participants/user");
     mount(&server, "PATCH", &leave, ResponseTemplate::new(204), "leave", calls.leave).await;
+    let uploaded = ResponseTemplate::new(200).set_body_json(json!({
+        "id": "T6c-pPJYJoeiTZOJ4RxE",
+        "filename": "invoice scan.png",
+        "sizeInBytes": 6,
+        "createdAt": "2021-01-30T08:30:00Z",
+    }));
+    mount(&server, "POST", UPLOAD, uploaded, "upload", calls.upload).await;
     server
+}
+
+const UPLOAD: &str = "/chat-gateway/v1/conversations/ID-0/attachments";
+
+/// The exact multipart body of an upload of `data` named `name` of type `media_type`,
+/// with the boundary the request's `content-type` announces.
+fn upload_body(boundary: &str, name: &str, media_type: &str, data: &[u8]) -> Vec<u8> {
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"attachment\"; filename=\"{name}\"\r\nContent-Type: {media_type}\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(data);
+    body.extend_from_slice(
+        format!(
+            "\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"authorType\"\r\n\r\nuser\r\n--{boundary}--\r\n"
+        )
+        .as_bytes(),
+    );
+    body
 }
 
 /// Mounts the participants read of a resume (once): the user, and `agent` with whether it
@@ -468,4 +497,139 @@ async fn configuration_mistakes_are_explained() {
     let unknown =
         serde_json::from_value::<EightByEightConfig>(json!({ "api_key": "k", "channel_id": "c", "queue": "q" }));
     assert!(unknown.unwrap_err().to_string().contains("unknown field `queue`"));
+}
+
+#[tokio::test]
+async fn a_file_is_uploaded_then_sent_in_a_message_with_its_caption() {
+    let server = server(Calls { create: 1, upload: 2, message: 2, ..Calls::default() }).await;
+    let (_provider, session) = start(&server).await;
+    let data = vec![0x89, b'P', b'N', b'G', 0, 0xff];
+    let file = Attachment::bytes("invoice scan.png", "image/png", data.clone()).with_caption("My invoice — page 1");
+    session.send(UserInput::attachment("file-1", file)).await.unwrap();
+    let plain = Attachment::bytes("notes \"v2\".txt", "text/plain", b"hello".to_vec());
+    session.send(UserInput::attachment("file-2", plain)).await.unwrap();
+
+    let all: Vec<String> =
+        server.received_requests().await.unwrap().iter().map(|r| format!("{} {}", r.method, r.url.path())).collect();
+    let message_path = format!("{CONV}/ID-0/messages");
+    assert_eq!(
+        all[1..],
+        [
+            format!("POST {UPLOAD}"),
+            format!("POST {message_path}"),
+            format!("POST {UPLOAD}"),
+            format!("POST {message_path}")
+        ],
+        "each file is uploaded, then referenced"
+    );
+
+    let uploads = requests_to(&server, "POST", UPLOAD).await;
+    for (upload, (name, media_type, data)) in uploads
+        .iter()
+        .zip([("invoice scan.png", "image/png", &data[..]), ("notes \\\"v2\\\".txt", "text/plain", b"hello")])
+    {
+        assert_eq!(header(upload, "x-api-key"), "key-8x8");
+        assert_eq!(header(upload, "x-8x8-tenant"), "tenant-1");
+        assert_eq!(header(upload, "accept"), "application/hal+json");
+        let content_type = header(upload, "content-type");
+        let boundary = content_type.strip_prefix("multipart/form-data; boundary=").expect(content_type);
+        assert_eq!(
+            String::from_utf8_lossy(&upload.body),
+            String::from_utf8_lossy(&upload_body(boundary, name, media_type, data)),
+        );
+        assert_eq!(upload.body, upload_body(boundary, name, media_type, data), "the exact bytes");
+    }
+
+    let messages = requests_to(&server, "POST", &message_path).await;
+    assert_eq!(header(&messages[0], "content-type"), "application/json");
+    assert_eq!(
+        body_json(&messages[0]),
+        json!({ "authorType": "user", "text": "My invoice — page 1", "attachments": [{ "id": "T6c-pPJYJoeiTZOJ4RxE" }] })
+    );
+    assert_eq!(
+        body_json(&messages[1]),
+        json!({ "authorType": "user", "attachments": [{ "id": "T6c-pPJYJoeiTZOJ4RxE" }] }),
+        "no caption, no text"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_upload_is_invalid_input_and_sends_no_message() {
+    for (status, text) in [(413, "larger than the Chat Gateway accepts"), (415, "does not accept this type of file")] {
+        let server = server(Calls { create: 1, ..Calls::default() }).await;
+        let refused = ResponseTemplate::new(status).set_body_json(json!({
+            "message": "Bad Request",
+            "errors": [{ "code": "invalid_attachment", "message": "The attachment was refused." }],
+        }));
+        Mock::given(method("POST"))
+            .and(path(UPLOAD))
+            .respond_with(refused)
+            .with_priority(1)
+            .named("upload: refused")
+            .expect(1)
+            .mount(&server)
+            .await;
+        let (_provider, session) = start(&server).await;
+        let file = Attachment::bytes("big.png", "image/png", vec![7; 64]);
+        let error = session.send(UserInput::attachment("file-1", file)).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::InvalidInput, "{status}: {error}");
+        assert!(error.message().contains(text), "{status}: {}", error.message());
+        assert!(error.message().contains("invalid_attachment: The attachment was refused."), "{}", error.message());
+        assert_eq!(requests_to(&server, "POST", UPLOAD).await.len(), 1, "{status} is not retried");
+        // The strict server proves that no message followed.
+    }
+}
+
+#[tokio::test]
+async fn an_upload_answer_without_an_id_is_a_protocol_error() {
+    let server = server(Calls { create: 1, ..Calls::default() }).await;
+    let no_id = ResponseTemplate::new(200).set_body_json(json!({ "filename": "a.png", "sizeInBytes": 1 }));
+    Mock::given(method("POST"))
+        .and(path(UPLOAD))
+        .respond_with(no_id)
+        .with_priority(1)
+        .named("upload: no id")
+        .expect(1)
+        .mount(&server)
+        .await;
+    let (_provider, session) = start(&server).await;
+    let error = session.send(UserInput::attachment("file-1", Attachment::bytes("a.png", "image/png", vec![1]))).await;
+    assert_eq!(error.unwrap_err().kind(), ErrorKind::Protocol);
+}
+
+#[tokio::test]
+async fn agent_files_arrive_as_urls_with_the_caption_as_text() {
+    let server = server(Calls { jwk: 1, create: 1, ..Calls::default() }).await;
+    let (provider, mut session) = start(&server).await;
+    deliver(&provider, joined("agent-ann"), "e-1").await;
+    let url = "https://storage.example.com/attachments/att-7?X-Amz-Signature=t0k3n";
+    let file = |text: Option<&str>| {
+        let mut data = json!({
+            "isEcho": false,
+            "sender": { "id": "agent-ann", "type": "agent" },
+            "attachments": [{ "id": "att-7", "type": "file", "preSignedUrl": url, "fileName": "returns-label.pdf" }],
+        });
+        if let Some(text) = text {
+            data["text"] = json!(text);
+        }
+        event("MESSAGE", Some(data))
+    };
+    deliver(&provider, file(Some("Your returns label")), "e-2").await;
+    deliver(&provider, file(None), "e-3").await;
+    let events = events_until(session.events(), |e| matches!(e, Event::AgentMessage { id, .. } if id == "e-3")).await;
+    let label = Attachment::url("returns-label.pdf", "application/pdf", url);
+    assert_eq!(
+        events,
+        [
+            Event::AgentJoined { agent: ann() },
+            Event::AgentMessage {
+                id: "e-2".into(),
+                text: "Your returns label".into(),
+                agent: ann(),
+                attachments: vec![label.clone()]
+            },
+            Event::AgentMessage { id: "e-3".into(), text: String::new(), agent: ann(), attachments: vec![label] },
+        ]
+    );
+    assert!(!format!("{events:?}").contains("t0k3n"), "Debug hides the URL's signature");
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use handover_core::{EndReason, EndedBy, ErrorKind, Event, HandoverRequest, Provider, UserInput};
+use handover_core::{Attachment, EndReason, EndedBy, ErrorKind, Event, HandoverRequest, Provider, UserInput};
 use handover_testkit::mock::{body_json, header, requests_to, strict_server};
 use handover_testkit::sample_request;
 use handover_testkit::scenarios::{events_until, message_texts};
@@ -733,4 +733,146 @@ async fn pings_echoes_unknown_events_and_other_conversations_are_ignored() {
     let mut session = rig.provider(|c| c.send_transcript_as_first_message = false).start(request()).await.unwrap();
     let events = events_until(session.events(), |e| matches!(e, Event::AgentMessage { .. })).await;
     assert_eq!(message_texts(&events), ["real"]);
+}
+
+/// The exact multipart body of a file upload (#10) with the boundary the request announces.
+fn file_body(boundary: &str, entry: &Value, (name, media_type, data): (&str, &str, &[u8])) -> Vec<u8> {
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"messageEntry\"\r\nContent-Type: application/json\r\n\r\n{entry}\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"fileData\"; filename=\"{name}\"\r\nContent-Type: {media_type}\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(data);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    body
+}
+
+#[tokio::test]
+async fn a_file_goes_out_as_multipart_with_its_message_entry_and_derived_ids() {
+    let rig = Rig::new(Calls::start(0), |_, _| Vec::new()).await;
+    let session = rig.provider(|c| c.send_transcript_as_first_message = false).start(request()).await.unwrap();
+    let conversation = rig.conversation();
+    let at = format!("{CREATE_PATH}/{conversation}/file");
+    Mock::given(method("POST"))
+        .and(path(at.as_str()))
+        .respond_with(ResponseTemplate::new(202).set_body_json(json!({ "conversationEntries": [] })))
+        .named("send file")
+        .expect(2)
+        .mount(&rig.server)
+        .await;
+    let data = vec![0x25, b'P', b'D', b'F', 0, 0xfe, b'\r', b'\n'];
+    let captioned = Attachment::bytes("invoice scan.png", "image/png", data.clone()).with_caption("My invoice — p. 1");
+    session.send(UserInput::attachment("file-1", captioned)).await.expect("sent");
+    let bare = Attachment::bytes("form.pdf", "application/pdf", b"%PDF-1.7".to_vec());
+    session.send(UserInput::attachment("file-2", bare)).await.expect("sent");
+
+    let sent = requests_to(&rig.server, "POST", &at).await;
+    for (request, (input, caption, file)) in sent.iter().zip([
+        ("file-1", "My invoice — p. 1", ("invoice scan.png", "image/png", &data[..])),
+        ("file-2", "", ("form.pdf", "application/pdf", &b"%PDF-1.7"[..])),
+    ]) {
+        assert_eq!(header(request, "authorization"), format!("Bearer {}", rig.token));
+        let content_type = header(request, "content-type");
+        let boundary = content_type.strip_prefix("multipart/form-data; boundary=").expect(content_type);
+        let entry = json!({
+            "esDeveloperName": DEPLOYMENT,
+            "message": {
+                "id": handover_transport::ids::client_uuid(&conversation, input),
+                "fileId": handover_transport::ids::client_uuid(&conversation, &format!("file:{input}")),
+                "text": caption,
+            },
+        });
+        assert!(is_uuid_v4_lowercase(entry["message"]["fileId"].as_str().unwrap()));
+        let expected = file_body(boundary, &entry, file);
+        assert_eq!(String::from_utf8_lossy(&request.body), String::from_utf8_lossy(&expected), "{input}");
+        assert_eq!(request.body, expected, "{input}: the exact bytes");
+    }
+}
+
+#[tokio::test]
+async fn a_file_salesforce_refuses_is_invalid_input_and_not_retried() {
+    for (status, text) in
+        [(413, "larger than Salesforce accepts (5 MB per file)"), (415, "does not accept this type of file")]
+    {
+        let rig = Rig::new(Calls::start(0), |_, _| Vec::new()).await;
+        let session = rig.provider(|c| c.send_transcript_as_first_message = false).start(request()).await.unwrap();
+        Mock::given(method("POST"))
+            .and(path(format!("{CREATE_PATH}/{}/file", rig.conversation())))
+            .respond_with(ResponseTemplate::new(status).set_body_json(json!({ "message": "Refused." })))
+            .named("send file: refused")
+            .expect(1)
+            .mount(&rig.server)
+            .await;
+        let file = Attachment::bytes("a.png", "image/png", vec![1, 2, 3]);
+        let error = session.send(UserInput::attachment("file-1", file)).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::InvalidInput, "{status}: {error}");
+        assert!(error.message().contains(text), "{status}: {}", error.message());
+        assert!(error.message().contains("Refused."), "{}", error.message());
+    }
+}
+
+#[tokio::test]
+async fn agent_files_arrive_as_urls_and_the_end_users_own_are_skipped() {
+    let url = "https://acme.my.salesforce-scrt.com/files/0Mx1?token=t0k3n";
+    let files = move |role: &str, text: Value| {
+        json!({ "abstractMessage": { "messageType": "StaticContentMessage", "staticContent": {
+            "formatType": "Attachments",
+            "text": text,
+            "attachments": [{ "id": "0Mx1", "name": "returns-label.pdf", "mimeType": "application/pdf", "url": url, "referenceId": role }],
+        } } })
+    };
+    let rig =
+        Rig::new(Calls { stream: (2..).into(), entries: (1..).into(), ..Calls::start(0) }, move |n, conversation| {
+            if n != 1 {
+                return Vec::new();
+            }
+            vec![
+                frame(
+                    "CONVERSATION_MESSAGE",
+                    400,
+                    conversation,
+                    "Message",
+                    files("EndUser", json!("mine")),
+                    "EndUser",
+                    1,
+                ),
+                frame(
+                    "CONVERSATION_MESSAGE",
+                    401,
+                    conversation,
+                    "Message",
+                    files("Agent", json!("Your label")),
+                    "Agent",
+                    2,
+                ),
+                frame("CONVERSATION_MESSAGE", 402, conversation, "Message", files("Agent", Value::Null), "Agent", 3),
+            ]
+        })
+        .await;
+    let mut session = rig.provider(|c| c.send_transcript_as_first_message = false).start(request()).await.unwrap();
+    let events =
+        events_until(session.events(), |e| matches!(e, Event::AgentMessage { id, .. } if id == "entry-402")).await;
+    let messages: Vec<&Event> = events.iter().filter(|e| matches!(e, Event::AgentMessage { .. })).collect();
+    let label = vec![Attachment::url("returns-label.pdf", "application/pdf", url)];
+    let Event::AgentMessage { agent, .. } = messages[0] else { unreachable!() };
+    assert_eq!(
+        messages,
+        [
+            &Event::AgentMessage {
+                id: "entry-401".into(),
+                text: "Your label".into(),
+                agent: agent.clone(),
+                attachments: label.clone()
+            },
+            &Event::AgentMessage {
+                id: "entry-402".into(),
+                text: String::new(),
+                agent: agent.clone(),
+                attachments: label
+            },
+        ],
+        "the end user's own file is not relayed"
+    );
+    assert_eq!(agent.name.as_deref(), Some("Jane"));
+    assert!(!format!("{events:?}").contains("t0k3n"), "Debug hides the URL's token");
 }
