@@ -145,6 +145,9 @@ pub(crate) struct Outcome {
     pub(crate) note: String,
     /// A shutdown cell: only the status and whether the conversation was closed count.
     pub(crate) shutdown: bool,
+    /// Files that crossed, checked: `a` agent to user (with its message), `u` user to
+    /// agent (exactly once); empty when the cell carried none.
+    pub(crate) files: String,
 }
 
 impl Outcome {
@@ -170,6 +173,9 @@ impl Outcome {
         );
         if self.forged > 0 {
             cell.push_str(&format!(" {}forged", self.forged));
+        }
+        if !self.files.is_empty() {
+            cell.push_str(&format!(" +files:{}", self.files));
         }
         cell
     }
@@ -433,6 +439,10 @@ async fn handover(protocol: &Protocol, fault: Fault, messages: usize) -> Result<
             note = format!("the user's file reached the agent {files} times");
         }
     }
+    let files = [(file_text.is_some(), 'a'), (user_file.is_some(), 'u')]
+        .iter()
+        .filter_map(|(carried, tag)| carried.then_some(*tag))
+        .collect();
     let pass = note.is_empty()
         && delivered == expected.len()
         && duplicates == 0
@@ -453,6 +463,7 @@ async fn handover(protocol: &Protocol, fault: Fault, messages: usize) -> Result<
         status,
         note,
         shutdown: false,
+        files,
     })
 }
 

@@ -217,7 +217,8 @@ fn print_table(protocols: &[Protocol], results: &BTreeMap<(&'static str, usize),
         println!("{row}");
     }
     println!(
-        "\ncell: delivered/expected agent messages, duplicates, the user's message at the agent side, final status \
-         (n/a: the protocol has no such fault)"
+        "\ncell: delivered/expected agent messages, duplicates, the user's message at the agent side, final status, \
+         and in the duplicate and resume columns the files that crossed (+files: a = the agent's file arrived with \
+         its message, u = the user's file reached the agent once) (n/a: the protocol has no such fault)"
     );
 }

@@ -359,12 +359,35 @@ pub async fn secrets_stay_out_of_trace_logs<H: Harness>() {
     if caps.typing() {
         session.send(UserInput::Typing { on: true }).await.expect("typing");
     }
+    // Pre-signed file URLs carry their token in the query: it is a secret too.
+    let mut url_secrets = Vec::new();
+    let query = |url: &str| url.split_once('?').map(|(_, q)| q.to_owned());
+    if caps.attachments_to_user() && harness.agent_sends_file("Ann", &crate::SampleFile::label(), None).await {
+        let events = events_until(
+            session.events(),
+            |e| matches!(e, Event::AgentMessage { attachments, .. } if !attachments.is_empty()),
+        )
+        .await;
+        if let Some(Event::AgentMessage { attachments, .. }) = events.last() {
+            url_secrets.extend(attachments.iter().filter_map(|a| a.url_str().and_then(query)));
+        }
+    }
+    if caps.attachment_links()
+        && !caps.attachment_uploads()
+        && let Some(url) = harness.host_file(&crate::SampleFile::invoice())
+    {
+        url_secrets.extend(query(&url));
+        let file = crate::SampleFile::invoice();
+        let link = handover_core::Attachment::url(file.name, file.media_type, url);
+        session.send(UserInput::attachment("f-1", link)).await.expect("send a file URL");
+        harness.customer_files(1).await;
+    }
     let _ = session.snapshot();
     session.end(EndReason::Closed).await.expect("end");
     events_until(session.events(), Event::is_terminal).await;
     let lines = logs.contents();
     assert!(!lines.is_empty(), "nothing was logged at TRACE");
-    for secret in harness.secrets() {
+    for secret in harness.secrets().into_iter().chain(url_secrets) {
         if let Some(line) = lines.lines().find(|line| line.contains(&secret)) {
             panic!("a secret leaked into a log line: {line}");
         }
