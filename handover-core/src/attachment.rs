@@ -194,7 +194,8 @@ pub fn media_type_accepted(media_type: &str, accepted: &[&str]) -> bool {
 }
 
 /// A media type for a file name, from its extension (common document, image, audio and
-/// video types); `application/octet-stream` when the extension is unknown.
+/// video types); `application/octet-stream` when the extension is unknown. Containers
+/// that hold either audio or video (`mp4`, `webm`, `3gp`) read as video.
 ///
 /// ```
 /// use handover_core::attachment::guess_media_type;
@@ -206,32 +207,40 @@ pub fn media_type_accepted(media_type: &str, accepted: &[&str]) -> bool {
 pub fn guess_media_type(name: &str) -> &'static str {
     let extension = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
     match extension.as_str() {
-        "pdf" => "application/pdf",
         "png" => "image/png",
         "jpg" | "jpeg" => "image/jpeg",
         "gif" => "image/gif",
         "webp" => "image/webp",
+        "bmp" => "image/bmp",
         "heic" => "image/heic",
         "svg" => "image/svg+xml",
+        "tif" | "tiff" => "image/tiff",
+        "mp4" | "m4v" => "video/mp4",
+        "webm" => "video/webm",
+        "ogv" => "video/ogg",
+        "3gp" => "video/3gpp",
+        "mov" => "video/quicktime",
+        "mpeg" | "mpg" => "video/mpeg",
+        "m4a" => "audio/mp4",
+        "ogg" | "oga" | "opus" => "audio/ogg",
+        "mp3" => "audio/mpeg",
+        "wav" => "audio/wav",
+        "aac" => "audio/aac",
+        "amr" => "audio/amr",
+        "pdf" => "application/pdf",
         "txt" | "log" => "text/plain",
         "csv" => "text/csv",
         "html" | "htm" => "text/html",
         "json" => "application/json",
         "xml" => "application/xml",
         "zip" => "application/zip",
+        "rtf" => "application/rtf",
         "doc" => "application/msword",
         "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
         "xls" => "application/vnd.ms-excel",
         "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         "ppt" => "application/vnd.ms-powerpoint",
         "pptx" => "application/vnd.openxmlformats-officedocument.presentationml.presentation",
-        "mp3" => "audio/mpeg",
-        "wav" => "audio/wav",
-        "ogg" => "audio/ogg",
-        "m4a" => "audio/mp4",
-        "mp4" => "video/mp4",
-        "mov" => "video/quicktime",
-        "webm" => "video/webm",
         _ => "application/octet-stream",
     }
 }

@@ -163,48 +163,13 @@ fn name_from_url(url: &str) -> String {
 }
 
 /// The media type of a file called `name` that 8x8 classes as `kind` (`image`, `video`,
-/// `audio`, `file`).
-fn media_type(name: &str, kind: &str) -> &'static str {
-    let extension = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
-    let audio = kind == "audio";
-    match extension.as_str() {
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "gif" => "image/gif",
-        "webp" => "image/webp",
-        "bmp" => "image/bmp",
-        "heic" => "image/heic",
-        "svg" => "image/svg+xml",
-        "tif" | "tiff" => "image/tiff",
-        "mp4" | "m4a" if audio || extension == "m4a" => "audio/mp4",
-        "mp4" | "m4v" => "video/mp4",
-        "webm" if audio => "audio/webm",
-        "webm" => "video/webm",
-        "ogg" | "oga" | "opus" if audio || extension != "ogg" => "audio/ogg",
-        "ogg" | "ogv" => "video/ogg",
-        "3gp" if audio => "audio/3gpp",
-        "3gp" => "video/3gpp",
-        "mov" => "video/quicktime",
-        "mpeg" | "mpg" => "video/mpeg",
-        "mp3" => "audio/mpeg",
-        "wav" => "audio/wav",
-        "aac" => "audio/aac",
-        "amr" => "audio/amr",
-        "pdf" => "application/pdf",
-        "txt" => "text/plain",
-        "csv" => "text/csv",
-        "html" | "htm" => "text/html",
-        "json" => "application/json",
-        "xml" => "application/xml",
-        "zip" => "application/zip",
-        "doc" => "application/msword",
-        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-        "xls" => "application/vnd.ms-excel",
-        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        "ppt" => "application/vnd.ms-powerpoint",
-        "pptx" => "application/vnd.openxmlformats-officedocument.presentationml.presentation",
-        "rtf" => "application/rtf",
-        _ => "application/octet-stream",
+/// `audio`, `file`): from the extension, with a container that holds audio or video
+/// (`mp4`, `webm`, `3gp`) read as audio when 8x8 says it is.
+fn media_type(name: &str, kind: &str) -> String {
+    let guessed = handover_core::attachment::guess_media_type(name);
+    match guessed.strip_prefix("video/") {
+        Some(subtype) if kind == "audio" => format!("audio/{subtype}"),
+        _ => guessed.to_owned(),
     }
 }
 
