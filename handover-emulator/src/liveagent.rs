@@ -2,13 +2,17 @@
 //! (contacts, conversations, messages, status, priority, the inbox's unassigned list) and
 //! signed inbox webhooks (`X-Chatwoot-Signature`, `X-Chatwoot-Timestamp`,
 //! `X-Chatwoot-Delivery`), including the echoes of what the connector posts and private notes.
+//! Files: the connector uploads the user's as `multipart/form-data` on the "create message"
+//! call (`attachments[]`); the agent's go out in `message_created` as `attachments` entries
+//! whose `data_url` is an Active Storage redirect URL ending in the file name.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -18,7 +22,9 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::ProtocolHandle;
-use crate::model::{AgentAction, Change, Conversation, CustomerAction, Hub, lock, next_change, now_ms};
+use crate::model::{
+    AgentAction, AgentRecord, Change, Conversation, CustomerAction, EmulatedFile, Hub, lock, next_change, now_ms,
+};
 use crate::webhooks::{self, Delivery};
 use crate::{Setup, Started};
 
@@ -30,6 +36,9 @@ pub const INBOX_ID: u64 = 7;
 pub const TOKEN: &str = "emulator-live-agent-token";
 /// The webhook secret.
 pub const WEBHOOK_SECRET: &str = "emulator-live-agent-webhook-secret";
+/// The largest upload the desk takes (Chatwoot's 40 MB attachment limit); a larger body is
+/// refused with `413`, as a proxy in front of the desk does.
+pub const MAX_UPLOAD_BYTES: usize = 40 * 1024 * 1024;
 
 #[derive(Default)]
 struct Desk {
@@ -84,9 +93,14 @@ impl LiveAgent {
             .route(&format!("{base}/conversations"), post(create_conversation).get(list_conversations))
             .route(&format!("{base}/inboxes/{{inbox}}"), get(show_inbox))
             .route(&format!("{base}/conversations/{{id}}"), get(show_conversation))
-            .route(&format!("{base}/conversations/{{id}}/messages"), post(create_message).get(list_messages))
+            .route(
+                &format!("{base}/conversations/{{id}}/messages"),
+                // Room for a 40 MB file and the form around it.
+                post(create_message).get(list_messages).layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES + 64 * 1024)),
+            )
             .route(&format!("{base}/conversations/{{id}}/toggle_status"), post(toggle_status))
             .route(&format!("{base}/conversations/{{id}}/toggle_priority"), post(toggle_priority))
+            .route("/rails/active_storage/blobs/redirect/{id}/{filename}", get(blob_redirect))
             .with_state(live.clone());
         (live, routes, task)
     }
@@ -174,12 +188,62 @@ impl ProtocolHandle for LiveAgent {
     }
 
     fn secrets(&self) -> Vec<String> {
-        vec![TOKEN.to_owned(), WEBHOOK_SECRET.to_owned()]
+        let mut secrets = vec![TOKEN.to_owned(), WEBHOOK_SECRET.to_owned()];
+        secrets.extend(self.hub.file_tokens());
+        secrets
     }
 }
 
 fn agent_id(name: &str) -> u64 {
     name.bytes().fold(11u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))) % 100_000
+}
+
+/// The desk's `file_type` for a content type (its `FileTypeHelper`).
+fn file_type(media_type: &str) -> &'static str {
+    match media_type {
+        "image/jpeg" | "image/png" | "image/gif" | "image/bmp" | "image/webp" => "image",
+        "video/ogg" | "video/mp4" | "video/webm" | "video/quicktime" => "video",
+        t if t.contains("audio/") => "audio",
+        _ => "file",
+    }
+}
+
+/// Percent-encodes a file name as the last segment of a URL path.
+fn path_segment(name: &str) -> String {
+    name.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// An agent file as the desk's `Attachment#push_event_data` renders it (without the
+/// `content_type` newer versions add): `data_url` is an Active Storage redirect URL whose
+/// last segment is the file name. The emulator's URL also carries the file's pre-signed
+/// token in its query (where the desk carries a signed blob id in the path).
+fn attachment_json(hub: &Hub, record: &AgentRecord, file: &EmulatedFile, id: u64, message_id: u64) -> Value {
+    let data_url = hub.file_url(record).and_then(|url| {
+        let (base, rest) = url.split_once("/_emulator/files/")?;
+        let (file_id, token) = rest.split_once("?token=")?;
+        Some(format!("{base}/rails/active_storage/blobs/redirect/{file_id}/{}?token={token}", path_segment(&file.name)))
+    });
+    let extension = file.name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    json!({
+        "id": id,
+        "message_id": message_id,
+        "file_type": file_type(&file.media_type),
+        "account_id": ACCOUNT_ID,
+        "extension": extension,
+        "data_url": data_url.unwrap_or_default(),
+        "thumb_url": "",
+        "file_size": file.data.len(),
+        "width": null,
+        "height": null,
+    })
 }
 
 async fn translate(live: Arc<LiveAgent>) {
@@ -245,7 +309,31 @@ async fn translate(live: Arc<LiveAgent>) {
                         });
                         live.deliver(&conversation.id, body);
                     }
-                    AgentAction::File { .. } => {}
+                    AgentAction::File { agent, file, caption } => {
+                        let (message_id, attachment_id) = {
+                            let mut desk = lock(&live.desk);
+                            desk.next_message += 2;
+                            (desk.next_message - 1, desk.next_message)
+                        };
+                        let attachment = attachment_json(&live.hub, &record, file, attachment_id, message_id);
+                        let body = json!({
+                            "event": "message_created",
+                            "id": message_id,
+                            "content": caption,
+                            "content_type": "text",
+                            "content_attributes": {},
+                            "message_type": "outgoing",
+                            "private": false,
+                            "created_at": now_ms() / 1000,
+                            "sender": { "id": agent_id(agent), "name": agent, "available_name": agent, "type": "user" },
+                            "inbox": { "id": INBOX_ID, "name": "Handover" },
+                            "conversation": base,
+                            "account": { "id": ACCOUNT_ID, "name": "Emulated" },
+                            "attachments": [attachment],
+                        });
+                        live.record_message(id, &body);
+                        live.deliver(&conversation.id, body);
+                    }
                     AgentAction::Ended => {
                         if let Some(entry) = lock(&live.desk).conversations.get_mut(&id) {
                             entry.status = "resolved".to_owned();
@@ -455,21 +543,63 @@ fn hub_conversation(live: &LiveAgent, id: u64) -> Option<Arc<Conversation>> {
     live.hub.get(&id.to_string())
 }
 
+/// The "create message" call: JSON for text, `multipart/form-data` with `attachments[]`
+/// for files (the desk's `MessageBuilder` attaches every uploaded file to the message).
 async fn create_message(
     State(live): State<Arc<LiveAgent>>,
     headers: HeaderMap,
     Path((acc, id)): Path<(u64, u64)>,
-    Json(body): Json<Value>,
+    body: Bytes,
 ) -> Response {
     if let Err(r) = authorized(&headers).and_then(|()| account(acc)) {
         return *r;
     }
-    let Some(content) = body["content"].as_str() else { return unprocessable("content is required", &["content"]) };
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let (body, files) = if content_type.starts_with("multipart/form-data") {
+        let Some(parts) = parse_multipart(content_type, &body) else {
+            return (StatusCode::BAD_REQUEST, Json(json!({ "error": "the multipart body does not parse" })))
+                .into_response();
+        };
+        let mut fields = serde_json::Map::new();
+        let mut files = Vec::new();
+        for part in parts {
+            match (part.name.as_str(), part.filename) {
+                ("attachments[]", Some(filename)) => {
+                    let media_type = part.content_type.unwrap_or_else(|| "application/octet-stream".to_owned());
+                    files.push(EmulatedFile::new(filename, media_type, part.data));
+                }
+                ("attachments[]", None) => {
+                    return unprocessable("attachments[] must be uploaded files", &["attachments"]);
+                }
+                (name, _) => {
+                    fields.insert(name.to_owned(), json!(String::from_utf8_lossy(&part.data)));
+                }
+            }
+        }
+        if files.is_empty() {
+            return unprocessable("a multipart message carries attachments[]", &["attachments"]);
+        }
+        (Value::Object(fields), files)
+    } else {
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(json) => (json, Vec::new()),
+            Err(_) => {
+                return (StatusCode::BAD_REQUEST, Json(json!({ "error": "the body is not JSON" }))).into_response();
+            }
+        }
+    };
+    let content = match body["content"].as_str() {
+        Some(content) => content.to_owned(),
+        // A file may come without text.
+        None if !files.is_empty() => String::new(),
+        None => return unprocessable("content is required", &["content"]),
+    };
+    let content = content.as_str();
     let message_type = body["message_type"].as_str().unwrap_or("outgoing");
     if !matches!(message_type, "incoming" | "outgoing") {
         return unprocessable("message_type is invalid", &["message_type"]);
     }
-    let private = body["private"] == true;
+    let private = body["private"] == true || body["private"] == "true";
     let message_id = {
         let mut desk = lock(&live.desk);
         let Some(entry) = desk.conversations.get_mut(&id) else {
@@ -482,23 +612,136 @@ async fn create_message(
         desk.next_message += 1;
         desk.next_message
     };
+    let mut attachments = Vec::new();
     if let Some(conversation) = hub_conversation(&live, id) {
-        live.hub.customer(&conversation, CustomerAction::Message { text: content.to_owned() });
+        if !content.is_empty() || files.is_empty() {
+            live.hub.customer(&conversation, CustomerAction::Message { text: content.to_owned() });
+        }
+        for (n, file) in files.iter().enumerate() {
+            live.hub.customer(&conversation, file.received());
+            let url = live.hub.host_file(file.clone());
+            attachments.push(json!({
+                "id": message_id * 100 + n as u64,
+                "message_id": message_id,
+                "file_type": file_type(&file.media_type),
+                "account_id": ACCOUNT_ID,
+                "extension": file.name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()),
+                "data_url": url,
+                "thumb_url": "",
+                "file_size": file.data.len(),
+            }));
+        }
         // The desk echoes every message, the connector's own included.
-        let echo = json!({
+        let mut echo = json!({
             "event": "message_created",
             "id": message_id,
-            "content": content,
+            "content": if content.is_empty() && !files.is_empty() { Value::Null } else { json!(content) },
             "message_type": message_type,
             "private": private,
             "sender": if message_type == "incoming" { json!({ "id": 1, "type": "contact" }) } else { json!({ "id": 99, "name": "API", "type": "user" }) },
             "conversation": live.conversation_json(id),
         });
+        if !attachments.is_empty() {
+            echo["attachments"] = json!(attachments);
+        }
         live.record_message(id, &echo);
         live.deliver(&conversation.id, echo);
     }
-    Json(json!({ "id": message_id, "content": content, "message_type": if message_type == "incoming" { 0 } else { 1 }, "private": private, "conversation_id": id }))
-        .into_response()
+    let mut answer = json!({ "id": message_id, "content": content, "message_type": if message_type == "incoming" { 0 } else { 1 }, "private": private, "conversation_id": id });
+    if !attachments.is_empty() {
+        answer["attachments"] = json!(attachments);
+    }
+    Json(answer).into_response()
+}
+
+/// One part of a `multipart/form-data` body.
+struct FormPart {
+    name: String,
+    filename: Option<String>,
+    content_type: Option<String>,
+    data: Vec<u8>,
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The value of `key=` in a `Content-Disposition` header: a quoted string (with `\`
+/// escapes) or a token.
+fn disposition_param(header: &str, key: &str) -> Option<String> {
+    let mut rest = header;
+    loop {
+        let at = rest.find(';')?;
+        rest = rest[at + 1..].trim_start();
+        let Some(value) = rest.strip_prefix(key).and_then(|r| r.strip_prefix('=')) else { continue };
+        let Some(quoted) = value.strip_prefix('"') else {
+            return Some(value.split(';').next().unwrap_or_default().trim().to_owned());
+        };
+        let mut out = String::new();
+        let mut chars = quoted.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => out.extend(chars.next()),
+                '"' => return Some(out),
+                c => out.push(c),
+            }
+        }
+        return None;
+    }
+}
+
+/// Splits a `multipart/form-data` body (RFC 7578) into its parts; `None` when it does not
+/// parse.
+fn parse_multipart(content_type: &str, body: &[u8]) -> Option<Vec<FormPart>> {
+    let boundary = content_type
+        .split(';')
+        .skip(1)
+        .find_map(|p| p.trim().strip_prefix("boundary="))
+        .map(|b| b.trim_matches('"'))
+        .filter(|b| !b.is_empty())?;
+    let delimiter = format!("--{boundary}");
+    let next_delimiter = format!("\r\n{delimiter}");
+    let mut rest = &body[find(body, delimiter.as_bytes())? + delimiter.len()..];
+    let mut parts = Vec::new();
+    loop {
+        if rest.starts_with(b"--") {
+            return Some(parts);
+        }
+        rest = rest.strip_prefix(b"\r\n")?;
+        let header_end = find(rest, b"\r\n\r\n")?;
+        let headers = std::str::from_utf8(&rest[..header_end]).ok()?;
+        rest = &rest[header_end + 4..];
+        let end = find(rest, next_delimiter.as_bytes())?;
+        let data = rest[..end].to_vec();
+        rest = &rest[end + next_delimiter.len()..];
+        let (mut name, mut filename, mut content_type) = (None, None, None);
+        for line in headers.split("\r\n") {
+            let Some((key, value)) = line.split_once(':') else { continue };
+            match key.trim().to_ascii_lowercase().as_str() {
+                "content-disposition" => {
+                    name = disposition_param(value, "name");
+                    filename = disposition_param(value, "filename");
+                }
+                "content-type" => content_type = Some(value.trim().to_owned()),
+                _ => {}
+            }
+        }
+        parts.push(FormPart { name: name?, filename, content_type, data });
+    }
+}
+
+/// The desk's blob URL: a redirect to the stored file (`/_emulator/files/…`, pre-signed).
+async fn blob_redirect(
+    State(live): State<Arc<LiveAgent>>,
+    Path((id, _filename)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let token = query.get("token").map(String::as_str).unwrap_or_default();
+    if live.hub.served_file(&id, token).is_none() {
+        return (StatusCode::NOT_FOUND, Json(json!({ "error": "Resource could not be found" }))).into_response();
+    }
+    let location = format!("/_emulator/files/{id}?token={token}");
+    (StatusCode::FOUND, [(header::LOCATION, location)]).into_response()
 }
 
 /// The desk's message list: `after` gives the messages with greater ids, oldest first, at
@@ -576,4 +819,37 @@ async fn toggle_priority(
         }
     }
     StatusCode::OK.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multipart_bodies_split_into_fields_and_files() {
+        let body = b"preamble\r\n--XyZ\r\nContent-Disposition: form-data; name=\"content\"\r\n\r\nhi; there\r\n\
+--XyZ\r\nContent-Disposition: form-data; name=\"attachments[]\"; filename=\"a \\\"b\\\".png\"\r\n\
+Content-Type: image/png\r\n\r\n\x89PNG\r\n--X\r\n--XyZ--\r\n";
+        let parts = parse_multipart("multipart/form-data; boundary=XyZ", body).expect("parses");
+        assert_eq!(parts.len(), 2);
+        assert_eq!(
+            (parts[0].name.as_str(), parts[0].filename.as_deref(), &parts[0].data[..]),
+            ("content", None, &b"hi; there"[..])
+        );
+        assert_eq!(parts[1].name, "attachments[]");
+        assert_eq!(parts[1].filename.as_deref(), Some("a \"b\".png"));
+        assert_eq!(parts[1].content_type.as_deref(), Some("image/png"));
+        assert_eq!(parts[1].data, b"\x89PNG\r\n--X");
+        assert!(parse_multipart("multipart/form-data", body).is_none(), "no boundary");
+        assert!(parse_multipart("multipart/form-data; boundary=XyZ", b"--XyZ\r\nno end").is_none());
+    }
+
+    #[test]
+    fn agent_file_names_are_url_segments_and_types_the_desks_file_types() {
+        assert_eq!(path_segment("returns label é.pdf"), "returns%20label%20%C3%A9.pdf");
+        assert_eq!(
+            (file_type("image/png"), file_type("audio/ogg"), file_type("application/pdf")),
+            ("image", "audio", "file")
+        );
+    }
 }

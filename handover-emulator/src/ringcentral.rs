@@ -2,7 +2,10 @@
 //! (signed, answered `ok`, imported asynchronously), the REST API the handover uses
 //! (thread search, recategorization, interventions, categories), Source SDK callbacks to
 //! the connector (`implementation.info`, `messaging.queuing_update`, `messages.create`)
-//! whose answers must be signed, and REST webhook events with `X-Dimelo-Secret`.
+//! whose answers must be signed, and REST webhook events with `X-Dimelo-Secret`. Files: the
+//! connector's Message `attachments` (`{content: <base64>, filename}` or `{url}`, fetched
+//! like Engage does), and the agent's as `attachments` (`{url, type, filename}`) of the
+//! `messages.create` callback, once the connector advertised `messages.attachments`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
@@ -19,7 +22,9 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::ProtocolHandle;
-use crate::model::{AgentAction, Change, CustomerAction, Hub, lock, next_change};
+use base64::Engine as _;
+
+use crate::model::{AgentAction, Change, CustomerAction, EmulatedFile, Hub, lock, next_change};
 use crate::webhooks::{self, Delivery, ReplyCheck};
 use crate::{Setup, Started};
 
@@ -41,6 +46,8 @@ pub const AGENT_CATEGORY: &str = "5f0c0ffee0000000000000a9";
 pub const PRIORITY_CATEGORY: &str = "5f0c0ffee0000000000000c1";
 /// How long the Send API takes to import.
 const IMPORT_DELAY: Duration = Duration::from_millis(30);
+/// The Send API's request limit (`413 Invalid request size (max: 20971520 bytes)`).
+const MAX_REQUEST_BYTES: usize = 20 * 1024 * 1024;
 
 fn categories() -> [(&'static str, &'static str); 3] {
     [(BOT_CATEGORY, "Bot"), (AGENT_CATEGORY, "Agent"), (PRIORITY_CATEGORY, "Priority")]
@@ -64,8 +71,8 @@ struct Thread {
     foreign_id: String,
     categories: Vec<String>,
     interventions: Vec<Intervention>,
-    /// Bodies imported before the thread reached the agent category.
-    pending: Vec<String>,
+    /// What was imported before the thread reached the agent category.
+    pending: Vec<CustomerAction>,
     /// Whether the handover reached the agent side (a hub conversation exists).
     routed: bool,
     last_customer_message: Option<String>,
@@ -124,7 +131,11 @@ impl RingCentral {
         });
         let task = tokio::spawn(translate(engage.clone()));
         let routes = Router::new()
-            .route("/realtime/sdk/{source}", post(send_api))
+            // Room for a request over the limit, to answer it as Engage does.
+            .route(
+                "/realtime/sdk/{source}",
+                post(send_api).layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES + 1024 * 1024)),
+            )
             .route("/1.0/content_threads", get(search_threads))
             .route("/1.0/content_threads/{id}", get(show_thread))
             .route("/1.0/content_threads/{id}/update_categories", put(update_categories))
@@ -260,6 +271,19 @@ impl RingCentral {
         })
     }
 
+    /// An agent reply on `foreign`'s `intervention`: marks it replied, returns the reply's
+    /// content id.
+    fn agent_replied(&self, foreign: &str, intervention: &str) -> String {
+        let mut state = lock(&self.engage);
+        let content_id = state.id();
+        if let Some(thread) = state.threads.get_mut(foreign)
+            && let Some(i) = thread.interventions.iter_mut().find(|i| i.id == intervention)
+        {
+            i.agent_replied = true;
+        }
+        content_id
+    }
+
     /// The open intervention of `foreign`, opened (with its event) when there is none.
     fn open_intervention(&self, foreign: &str) -> Option<(String, String)> {
         let (engage_id, id, opened) = {
@@ -311,7 +335,10 @@ impl ProtocolHandle for RingCentral {
     }
 
     fn secrets(&self) -> Vec<String> {
-        vec![SOURCE_TOKEN.to_owned(), API_TOKEN.to_owned(), WEBHOOK_SECRET.to_owned(), VERIFY_TOKEN.to_owned()]
+        let mut secrets =
+            vec![SOURCE_TOKEN.to_owned(), API_TOKEN.to_owned(), WEBHOOK_SECRET.to_owned(), VERIFY_TOKEN.to_owned()];
+        secrets.extend(self.hub.file_tokens());
+        secrets
     }
 }
 
@@ -345,16 +372,7 @@ async fn translate(engage: Arc<RingCentral>) {
             }
             AgentAction::Message { agent, text } => {
                 if let Some((_, intervention)) = engage.open_intervention(&foreign) {
-                    let content_id = {
-                        let mut state = lock(&engage.engage);
-                        let content_id = state.id();
-                        if let Some(thread) = state.threads.get_mut(&foreign)
-                            && let Some(i) = thread.interventions.iter_mut().find(|i| i.id == intervention)
-                        {
-                            i.agent_replied = true;
-                        }
-                        content_id
-                    };
+                    let content_id = engage.agent_replied(&foreign, &intervention);
                     let stamp = handover_transport::time::now_iso8601();
                     let params = json!({
                         "author_id": "agent-identity",
@@ -368,6 +386,31 @@ async fn translate(engage: Arc<RingCentral>) {
                         "updated_at": stamp,
                         "retry": false,
                         "attachments": [],
+                    });
+                    engage.callback(&foreign, "messages.create", params);
+                }
+            }
+            // Agents attach files only where the connector advertised `messages.attachments`.
+            AgentAction::File { agent, file, caption } if engage.advertises("messages.attachments") => {
+                if let Some((_, intervention)) = engage.open_intervention(&foreign) {
+                    let content_id = engage.agent_replied(&foreign, &intervention);
+                    let stamp = handover_transport::time::now_iso8601();
+                    let params = json!({
+                        "author_id": "agent-identity",
+                        "body": caption.clone().unwrap_or_default(),
+                        "format": "text",
+                        "content_id": content_id,
+                        "in_reply_to_id": in_reply_to,
+                        "thread_id": foreign,
+                        "sender_name": agent,
+                        "created_at": stamp,
+                        "updated_at": stamp,
+                        "retry": false,
+                        "attachments": [{
+                            "url": engage.hub.file_url(&record),
+                            "type": attachment_type(&file.media_type),
+                            "filename": file.name,
+                        }],
                     });
                     engage.callback(&foreign, "messages.create", params);
                 }
@@ -393,6 +436,70 @@ fn text(status: StatusCode, body: &'static str) -> Response {
     (status, body).into_response()
 }
 
+fn text_owned(status: StatusCode, body: String) -> Response {
+    (status, body).into_response()
+}
+
+/// A media type for a file name (Engage types an imported file by its extension).
+fn media_type_of(name: &str) -> &'static str {
+    let extension = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    match extension.as_str() {
+        "pdf" => "application/pdf",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "bmp" => "image/bmp",
+        "tif" | "tiff" => "image/tiff",
+        "txt" => "text/plain",
+        "csv" => "text/csv",
+        "mp3" => "audio/mpeg",
+        "mp4" => "video/mp4",
+        "mov" => "video/quicktime",
+        "doc" => "application/msword",
+        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "xls" => "application/vnd.ms-excel",
+        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Engage's attachment `type` for a media type (the categories of its attachment rules:
+/// image, audio, video, pdf, document).
+fn attachment_type(media_type: &str) -> &'static str {
+    match media_type.split('/').next().unwrap_or_default() {
+        "image" => "image",
+        "audio" => "audio",
+        "video" => "video",
+        _ if media_type == "application/pdf" => "pdf",
+        _ => "document",
+    }
+}
+
+/// A file of a connector's Message `attachments`: base64 `content` with its `filename`,
+/// or a `url` Engage fetches (named by `filename`, else the URL's last segment).
+async fn customer_file(hub: &Hub, attachment: &Value) -> Result<EmulatedFile, String> {
+    if let Some(content) = attachment["content"].as_str() {
+        let Some(name) = attachment["filename"].as_str().filter(|n| !n.is_empty()) else {
+            return Err("an attachment with content needs a filename".to_owned());
+        };
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(content.as_bytes())
+            .map_err(|e| format!("the attachment content is not base64 ({e})"))?;
+        return Ok(EmulatedFile::new(name, media_type_of(name), data));
+    }
+    let Some(url) = attachment["url"].as_str() else {
+        return Err("an attachment needs a url or a content".to_owned());
+    };
+    let name = attachment["filename"]
+        .as_str()
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .or_else(|| url.split('?').next().and_then(|p| p.rsplit('/').next()).map(str::to_owned))
+        .unwrap_or_else(|| "attachment".to_owned());
+    let media_type = media_type_of(&name);
+    hub.fetch_customer_file(url, &name, media_type).await
+}
+
 /// §4: the Send API.
 async fn send_api(
     State(engage): State<Arc<RingCentral>>,
@@ -410,7 +517,7 @@ async fn send_api(
     if source != SOURCE_ID {
         return text(StatusCode::UNPROCESSABLE_ENTITY, "Source not found");
     }
-    if body.len() > 20 * 1024 * 1024 {
+    if body.len() > MAX_REQUEST_BYTES {
         return text(StatusCode::PAYLOAD_TOO_LARGE, "Invalid request size (max: 20971520 bytes)");
     }
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
@@ -440,7 +547,7 @@ async fn send_api(
                     engage_id,
                     foreign_id: id.clone(),
                     categories: vec![BOT_CATEGORY.to_owned()],
-                    pending: first.into_iter().collect(),
+                    pending: first.map(|text| CustomerAction::Message { text }).into_iter().collect(),
                     owner,
                     ..Thread::default()
                 };
@@ -448,17 +555,33 @@ async fn send_api(
             });
         }
         "messages.create" => {
-            let (Some(id), Some(thread), Some(body)) =
-                (params["id"].as_str(), params["thread_id"].as_str(), params["body"].as_str())
+            // `body` is required unless attachments are present.
+            let attachments = params["attachments"].as_array().cloned().unwrap_or_default();
+            let body = params["body"].as_str().or_else(|| (!attachments.is_empty()).then_some(""));
+            let (Some(id), Some(thread), Some(body)) = (params["id"].as_str(), params["thread_id"].as_str(), body)
             else {
                 return text(StatusCode::UNPROCESSABLE_ENTITY, "Invalid resource format");
             };
             if params["author"]["id"].as_str().is_none() || params["author"]["screenname"].as_str().is_none() {
                 return text(StatusCode::UNPROCESSABLE_ENTITY, "Invalid resource format");
             }
+            let mut files = Vec::new();
+            for attachment in &attachments {
+                match customer_file(&engage.hub, attachment).await {
+                    Ok(file) => files.push(file),
+                    Err(why) => {
+                        return text_owned(StatusCode::UNPROCESSABLE_ENTITY, format!("Invalid resource format: {why}"));
+                    }
+                }
+            }
             let puppet = params["author"]["puppetizable"] == true;
             let (id, thread, body) = (id.to_owned(), thread.to_owned(), body.to_owned());
             import(engage, move |engage| {
+                let mut actions: Vec<CustomerAction> = Vec::new();
+                if !body.is_empty() || files.is_empty() {
+                    actions.push(CustomerAction::Message { text: body });
+                }
+                actions.extend(files.iter().map(EmulatedFile::received));
                 let routed = {
                     let mut state = lock(&engage.engage);
                     let Some(t) = state.threads.get_mut(&thread) else {
@@ -469,12 +592,14 @@ async fn send_api(
                         t.last_customer_message = Some(id);
                     }
                     if !t.routed {
-                        t.pending.push(body.clone());
+                        t.pending.extend(actions.iter().cloned());
                     }
                     t.routed
                 };
                 if routed && let Some(conversation) = engage.hub.get(&thread) {
-                    engage.hub.customer(&conversation, CustomerAction::Message { text: body });
+                    for action in actions {
+                        engage.hub.customer(&conversation, action);
+                    }
                 }
             });
         }
@@ -611,8 +736,8 @@ async fn update_categories(
     // The thread reaches the agents' folder: the agent side sees it with what came before.
     if let Some((foreign, owner, pending)) = handed_over {
         let conversation = engage.hub.create(foreign, owner, json!({ "categories": json["category_ids"] }));
-        for body in pending {
-            engage.hub.customer(&conversation, CustomerAction::Message { text: body });
+        for action in pending {
+            engage.hub.customer(&conversation, action);
         }
     }
     axum::Json(json).into_response()

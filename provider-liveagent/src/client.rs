@@ -1,8 +1,9 @@
 //! The Application API endpoints (`protocols/liveagent-chatwoot.md` §3) and `parse_error`.
 
 use std::borrow::Cow;
+use std::time::Duration;
 
-use handover_core::{Error, ErrorKind, HandoverRequest, Priority, Result};
+use handover_core::{Attachment, Error, ErrorKind, HandoverRequest, Priority, Result};
 use handover_transport::http::{self, HttpConfig};
 use handover_transport::reqwest::header::HeaderMap;
 use handover_transport::reqwest::{self, Method, RequestBuilder, StatusCode};
@@ -81,6 +82,15 @@ pub(crate) fn priority(config: &LiveAgentConfig, request: &HandoverRequest) -> O
         _ => None,
     })
 }
+
+/// The largest file the desk takes: Chatwoot's attachment limit, 40 MB (maintainer in
+/// chatwoot/chatwoot#8171: "There is a 40MB limit on the attachments"; `Attachment`
+/// `validate_file_size`: `40.megabytes`, newer versions read the installation's
+/// `MAXIMUM_FILE_UPLOAD_SIZE`, default 40). Cognigy Live Agent's own limit is unconfirmed.
+pub(crate) const MAX_ATTACHMENT_BYTES: u64 = 40 * 1024 * 1024;
+
+/// How long an upload may take (the default whole-request timeout is for small bodies).
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A contact and its source id in the inbox.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -293,6 +303,74 @@ impl Client {
                 &[],
             )
             .await?;
+        Ok(posted["id"].as_u64())
+    }
+
+    /// §3: a file from the user: the "create message" call as `multipart/form-data` with
+    /// `content` (the caption, may be empty), `message_type=incoming`, `echo_id` and the
+    /// file as `attachments[]` (the desk's `MessageBuilder` attaches each uploaded file).
+    /// Returns the message id. A `413` or `415` (a proxy's or the desk's refusal of the
+    /// file) is an `InvalidInput` error saying so.
+    pub(crate) async fn post_attachment(
+        &self,
+        conversation: u64,
+        attachment: &Attachment,
+        echo_id: &str,
+    ) -> Result<Option<u64>> {
+        let op = "send attachment";
+        // `file_part` refuses only a URL or a media type that does not parse: checked here,
+        // before the first attempt, every attempt below builds the same part.
+        handover_transport::attachment::file_part(NAME, attachment)?;
+        let path = format!("/conversations/{conversation}/messages");
+        let caption = attachment.caption.clone().unwrap_or_default();
+        let build = || {
+            let mut form = reqwest::multipart::Form::new()
+                .text("content", caption.clone())
+                .text("message_type", "incoming")
+                .text("echo_id", echo_id.to_owned());
+            if let Ok(part) = handover_transport::attachment::file_part(NAME, attachment) {
+                form = form.part("attachments[]", part);
+            }
+            self.request(Method::POST, &path).multipart(form).timeout(UPLOAD_TIMEOUT)
+        };
+        let limit = http::DEFAULT_BODY_LIMIT;
+        let bytes = retry::exchange(
+            &self.retry,
+            NAME,
+            op,
+            Idempotency::NotIdempotent,
+            build,
+            limit,
+            |status, headers, body| {
+                let error = parse_error(op, status, headers, body);
+                match status {
+                    StatusCode::UNAUTHORIZED => {
+                        Error::unauthenticated(NAME, op, format!("{}; check `api_access_token`", error.message()))
+                    }
+                    StatusCode::PAYLOAD_TOO_LARGE => Error::invalid_input(
+                        NAME,
+                        op,
+                        format!(
+                            "the desk refused the file as too large ({}); its limit is usually 40 MB",
+                            error.message()
+                        ),
+                    )
+                    .with_status(status.as_u16()),
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE => Error::invalid_input(
+                        NAME,
+                        op,
+                        format!("the desk refused the file's type `{}` ({})", attachment.media_type, error.message()),
+                    )
+                    .with_status(status.as_u16()),
+                    _ => error,
+                }
+            },
+        )
+        .await?;
+        if bytes.is_empty() {
+            return Ok(None);
+        }
+        let posted: Value = http::decode_json(NAME, op, &bytes)?;
         Ok(posted["id"].as_u64())
     }
 

@@ -23,13 +23,20 @@ use crate::wire::Item;
 const NOTE_CHARS: usize = 10_000;
 
 /// What Live Agent supports. Queue position is computed from the inbox's unassigned
-/// conversations and the wait estimated from it: the desk has no queue API.
+/// conversations and the wait estimated from it: the desk has no queue API. Files go both
+/// ways: the user's are uploaded (up to 40 MB, any type: an API inbox checks none; the
+/// desk takes no file URLs), the agent's arrive as the desk's download URLs.
 pub fn capabilities() -> Capabilities {
     Capabilities::none()
         .with_queue_position(true)
         .with_estimated_wait(true)
         .with_participant_change(true)
         .with_resume(true)
+        .with_attachment_uploads(true)
+        .with_attachment_links(false)
+        .with_attachments_to_user(true)
+        .with_max_attachment_bytes(Some(client::MAX_ATTACHMENT_BYTES))
+        .with_attachment_media_types(&[])
 }
 
 /// Cognigy Live Agent, or any Chatwoot desk with an API-channel inbox.

@@ -138,6 +138,14 @@ impl SessionBackend for Inner {
                 lock(&self.state).own_messages.extend(id);
                 Ok(())
             }
+            UserInput::Attachment { id, attachment } => {
+                // §3: the same "create message" call, as multipart, the file under
+                // `attachments[]`; the echo id derived like a text's.
+                let echo_id = handover_transport::ids::client_uuid(&self.conversation.to_string(), &id);
+                let id = self.client.post_attachment(self.conversation, &attachment, &echo_id).await?;
+                lock(&self.state).own_messages.extend(id);
+                Ok(())
+            }
             UserInput::Connected => self.note(UserInput::CONNECTED_TEXT).await,
             UserInput::Disconnected => self.note(UserInput::DISCONNECTED_TEXT).await,
             other => Err(Error::unsupported(NAME, other.kind())),
@@ -287,7 +295,7 @@ impl Task {
 
     async fn on_delivery(&mut self, delivery: Delivery) -> Flow {
         match delivery {
-            Delivery::AgentMessage { id, text, agent } => {
+            Delivery::AgentMessage { id, text, agent, attachments } => {
                 let (own, known_agent) = {
                     let mut state = lock(&self.inner.state);
                     state.last_message = state.last_message.max(id);
@@ -298,7 +306,7 @@ impl Task {
                 }
                 let agent = if agent.name.is_some() { agent } else { known_agent.unwrap_or(agent) };
                 lock(&self.inner.state).served = true;
-                self.emit(Event::AgentMessage { id: id.to_string(), text, agent, attachments: Vec::new() }).await
+                self.emit(Event::AgentMessage { id: id.to_string(), text, agent, attachments }).await
             }
             Delivery::Assigned(agent) => {
                 let previous = {

@@ -2,7 +2,8 @@
 //! listed message into one [`Delivery`]. Crate-private: the webhook handler and the session
 //! are its only readers.
 
-use handover_core::{Agent, Error, Result};
+use handover_core::attachment::guess_media_type;
+use handover_core::{Agent, Attachment, Error, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -23,10 +24,12 @@ pub(crate) enum Delivery {
     AgentMessage {
         /// The message id.
         id: u64,
-        /// Text (attachments as `[attachment] url` lines).
+        /// The text (`content`; empty for a file sent without one).
         text: String,
         /// The agent.
         agent: Agent,
+        /// The files sent with it (§5.2 `attachments`), as URLs.
+        attachments: Vec<Attachment>,
     },
     /// An agent was assigned (or another agent took over).
     Assigned(Agent),
@@ -123,18 +126,76 @@ pub(crate) fn message(json: &Value) -> Delivery {
     if json["sender"]["type"].as_str().is_some_and(|t| t != "user") {
         return Delivery::Ignore("not sent by a human agent");
     }
-    let mut lines: Vec<String> =
-        json["content"].as_str().filter(|c| !c.is_empty()).map(str::to_owned).into_iter().collect();
-    for attachment in json["attachments"].as_array().into_iter().flatten() {
-        if let Some(url) = attachment["data_url"].as_str() {
-            lines.push(format!("[attachment] {url}"));
-        }
-    }
-    if lines.is_empty() {
+    let text = json["content"].as_str().unwrap_or_default().to_owned();
+    let attachments: Vec<Attachment> =
+        json["attachments"].as_array().into_iter().flatten().filter_map(attachment).collect();
+    if text.is_empty() && attachments.is_empty() {
         return Delivery::Ignore("message without content");
     }
     let Some(id) = json["id"].as_u64() else { return Delivery::Ignore("message without id") };
-    Delivery::AgentMessage { id, text: lines.join("\n"), agent: agent_of(&json["sender"]) }
+    Delivery::AgentMessage { id, text, agent: agent_of(&json["sender"]), attachments }
+}
+
+/// One entry of a message's `attachments` (§5.2; the desk's `Attachment#push_event_data`:
+/// `id`, `message_id`, `file_type`, `account_id`, `extension`, `data_url`, `thumb_url`,
+/// `file_size`, and `content_type` in newer versions). Only uploaded files
+/// (`file_type` image, audio, video or file) are files for the user: a location, a
+/// fallback or a contact card carries no file. The name is the last segment of
+/// `data_url`'s path (the blob's file name in the desk's Active Storage URL), the media
+/// type `content_type` when given, else guessed from that name or `extension`.
+fn attachment(json: &Value) -> Option<Attachment> {
+    if !matches!(json["file_type"].as_str(), None | Some("image" | "audio" | "video" | "file")) {
+        return None;
+    }
+    let url = json["data_url"].as_str().filter(|u| u.starts_with("https://") || u.starts_with("http://"))?;
+    let extension =
+        json["extension"].as_str().filter(|e| !e.is_empty() && e.chars().all(|c| c.is_ascii_alphanumeric()));
+    let name = file_name(url)
+        .unwrap_or_else(|| json["id"].as_u64().map_or_else(|| "file".to_owned(), |id| format!("attachment-{id}")));
+    // A name without an extension gets the desk's.
+    let name = match extension {
+        Some(extension) if !name.contains('.') => format!("{name}.{extension}"),
+        _ => name,
+    };
+    let media_type = match json["content_type"].as_str().filter(|t| t.contains('/')) {
+        Some(given) => given.to_owned(),
+        None => match guess_media_type(&name) {
+            "application/octet-stream" => guess_media_type(&format!("x.{}", extension.unwrap_or_default())).to_owned(),
+            guessed => guessed.to_owned(),
+        },
+    };
+    Some(Attachment::url(name, media_type, url).with_size(json["file_size"].as_u64()))
+}
+
+/// The last segment of `url`'s path, percent-decoded; `None` when there is none.
+fn file_name(url: &str) -> Option<String> {
+    let path = url.split(['?', '#']).next().unwrap_or_default();
+    let after_host = path.splitn(4, '/').nth(3).unwrap_or_default();
+    let segment = after_host.rsplit('/').next().filter(|s| !s.is_empty())?;
+    let name = percent_decode(segment);
+    let name = name.trim();
+    (!name.is_empty() && !name.contains(['/', '\\'])).then(|| name.to_owned())
+}
+
+/// `%XX` escapes decoded (invalid ones kept as they are), as UTF-8 (lossy).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(hi), Some(lo)) =
+                (bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex))
+        {
+            out.push(u8::try_from(hi * 16 + lo).unwrap_or(b'?'));
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn conversation_updated(json: &Value) -> Delivery {
@@ -178,20 +239,94 @@ mod tests {
 
     #[test]
     fn public_outgoing_messages_of_human_agents_are_forwarded() {
-        let mut ann = Agent::named("Ann").with_id("17");
         assert_eq!(
             delivery("message_agent"),
-            Delivery::AgentMessage { id: 5001, text: "Hi, I'm Ann.".into(), agent: ann.clone() }
+            Delivery::AgentMessage {
+                id: 5001,
+                text: "Hi, I'm Ann.".into(),
+                agent: Agent::named("Ann").with_id("17"),
+                attachments: Vec::new()
+            }
         );
-        ann.name = Some("Ann Agent".into());
+    }
+
+    #[test]
+    fn a_file_without_text_is_a_message_named_after_its_url() {
+        let url = "https://desk.example/rails/active_storage/blobs/redirect/\
+                   eyJfcmFpbHMiOnsibWVzc2FnZSI6IkJBaHBCZz09In19--0c5f1e0f/returns%20label%20%C3%A9t%C3%A9.pdf";
         assert_eq!(
             delivery("message_attachment"),
             Delivery::AgentMessage {
                 id: 5005,
-                text: "[attachment] https://desk.example/rails/active_storage/blobs/invoice.pdf".into(),
-                agent: ann
+                text: String::new(),
+                agent: Agent::named("Ann Agent").with_id("17"),
+                attachments: vec![
+                    Attachment::url("returns label été.pdf", "application/pdf", url).with_size(Some(48_213))
+                ],
             }
         );
+    }
+
+    #[test]
+    fn a_caption_with_files_keeps_the_given_type_and_the_desks_extension() {
+        let Delivery::AgentMessage { text, attachments, .. } = delivery("message_attachment_caption") else {
+            panic!("a message")
+        };
+        assert_eq!(text, "Here is the photo of the damaged part");
+        let described: Vec<(&str, &str, Option<u64>)> =
+            attachments.iter().map(|a| (a.name.as_str(), a.media_type.as_str(), a.size)).collect();
+        assert_eq!(described, [("IMG_0042.jpeg", "image/jpeg", Some(183_422)), ("blob.csv", "text/csv", Some(120))]);
+        assert!(attachments[0].url_str().unwrap().ends_with("/IMG_0042.jpeg"), "the file, not its thumbnail");
+    }
+
+    #[test]
+    fn a_location_is_no_file_and_alone_no_message() {
+        assert!(matches!(delivery("message_location"), Delivery::Ignore(_)));
+    }
+
+    #[test]
+    fn odd_attachment_entries_are_skipped_or_named_by_id() {
+        let message = |attachments: Value| {
+            message(&serde_json::json!({
+                "id": 1, "content": "x", "message_type": "outgoing", "private": false,
+                "sender": { "type": "user" }, "attachments": attachments,
+            }))
+        };
+        let Delivery::AgentMessage { attachments, .. } = message(serde_json::json!([
+            { "id": 3, "file_type": "file", "data_url": "https://desk.example/", "extension": "pdf" },
+            { "id": 4, "file_type": "file", "data_url": "https://desk.example/a/b%2Fc" },
+            { "id": 5, "file_type": "file", "data_url": "/rails/active_storage/blobs/x.pdf" },
+            { "id": 6, "file_type": "file", "data_url": 7 },
+            { "id": 7, "file_type": "fallback", "data_url": "https://desk.example/f.pdf" },
+            "not an object",
+            { "id": 8, "file_type": "video", "data_url": "https://desk.example/v/clip%ZZ.mp4", "file_size": -1 },
+        ])) else {
+            panic!("a message")
+        };
+        let described: Vec<(&str, &str, Option<u64>)> =
+            attachments.iter().map(|a| (a.name.as_str(), a.media_type.as_str(), a.size)).collect();
+        assert_eq!(
+            described,
+            [
+                ("attachment-3.pdf", "application/pdf", None),
+                ("attachment-4", "application/octet-stream", None),
+                ("clip%ZZ.mp4", "video/mp4", None),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_attachment_url_token_stays_out_of_debug_output() {
+        let Delivery::AgentMessage { attachments, .. } = message(&serde_json::json!({
+            "id": 1, "content": null, "message_type": "outgoing", "private": false, "sender": { "type": "user" },
+            "attachments": [{ "file_type": "file",
+                "data_url": "https://storage.example/label.pdf?X-Amz-Signature=s3cr3t-token&X-Amz-Expires=300" }],
+        })) else {
+            panic!("a message")
+        };
+        assert_eq!(attachments[0].name, "label.pdf");
+        let debug = format!("{attachments:?}");
+        assert!(!debug.contains("s3cr3t-token"), "{debug}");
     }
 
     #[test]

@@ -14,15 +14,17 @@ use handover_transport::retry::RetryPolicy;
 use handover_transport::session::CloseReceiver;
 
 use crate::NAME;
-use crate::client::{self, Client, MAX_BODY};
+use crate::client::{self, Client, MAX_ATTACHMENT_BYTES, MAX_BODY};
 use crate::config::RingCentralConfig;
 use crate::session::{self, Inner, Snapshot, State};
 use crate::webhook::Ingress;
 use crate::wire::Item;
 
 /// What Engage supports: queue position and wait (`messaging.queuing_update`, with task
-/// mode on), user typing, text up to 20 000 characters. Agent joins are not reported to a
-/// Source SDK source; the agent shows with the first reply.
+/// mode on), user typing, text up to 20 000 characters, files both ways (the user's as
+/// bytes or as a URL Engage fetches, up to 10 MB: unconfirmed for SDK sources, see
+/// `client::MAX_ATTACHMENT_BYTES`; the agent's as Engage's URLs). Agent joins are not
+/// reported to a Source SDK source; the agent shows with the first reply.
 pub fn capabilities() -> Capabilities {
     Capabilities::none()
         .with_typing(true)
@@ -30,6 +32,11 @@ pub fn capabilities() -> Capabilities {
         .with_estimated_wait(true)
         .with_resume(true)
         .with_max_message_chars(Some(MAX_BODY))
+        .with_attachment_uploads(true)
+        .with_attachment_links(true)
+        .with_attachments_to_user(true)
+        .with_max_attachment_bytes(Some(MAX_ATTACHMENT_BYTES))
+        .with_attachment_media_types(&[])
 }
 
 /// RingCentral Engage Digital through a Source SDK source.

@@ -158,6 +158,11 @@ impl SessionBackend for Inner {
                 let id = handover_transport::ids::client_uuid(&self.thread, &id);
                 self.client.post_message("send message", &self.thread, &id, &self.user, &text).await
             }
+            UserInput::Attachment { id, attachment } => {
+                // §4: a Message with `attachments`, its id derived like a text's.
+                let id = handover_transport::ids::client_uuid(&self.thread, &id);
+                self.client.post_attachment(&self.thread, &id, &self.user, &attachment).await
+            }
             UserInput::Typing { on } => match self.client.typing(&self.thread, on).await {
                 // §4: one typing.start per thread every 2 s; typing is best effort.
                 Err(error) if error.kind() == ErrorKind::RateLimited => Ok(()),
@@ -282,12 +287,12 @@ impl Task {
 
     async fn on(&mut self, delivery: Delivery) -> Flow {
         match delivery {
-            Delivery::AgentReply { content_id, text, agent } => {
+            Delivery::AgentReply { content_id, text, agent, attachments } => {
                 lock(&self.inner.state).agent_replied = true;
-                if text.is_empty() {
+                if text.is_empty() && attachments.is_empty() {
                     return CONTINUE;
                 }
-                self.emit(Event::AgentMessage { id: content_id, text, agent, attachments: Vec::new() }).await
+                self.emit(Event::AgentMessage { id: content_id, text, agent, attachments }).await
             }
             Delivery::Queued { position, wait } => {
                 if lock(&self.inner.state).agent_replied {

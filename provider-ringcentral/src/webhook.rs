@@ -41,14 +41,15 @@ pub fn signed_reply(key: &[u8], status: u16, body: &Value) -> WebhookReply {
 }
 
 /// What the connector supports, answered to `implementation.info` (§3.2): threaded text
-/// messages created by agents, a chat-style agent view, queue updates.
+/// messages created by agents, with files (`messages.attachments`: agents may attach
+/// them), a chat-style agent view, queue updates.
 pub fn implementation_info() -> Value {
     json!({
         "objects": {
             "messages": ["create", "show", "list"],
             "threads": ["show", "list"],
         },
-        "options": ["view.messaging", "messages.text", "messaging.queuing_update"],
+        "options": ["view.messaging", "messages.text", "messages.attachments", "messaging.queuing_update"],
     })
 }
 
@@ -147,7 +148,7 @@ impl Ingress {
             Callback::ImplementationInfo => Accepted::reply(signed_reply(self.key(), 200, &implementation_info())),
             Callback::List => Accepted::reply(signed_reply(self.key(), 200, &json!([]))),
             Callback::Show => Accepted::reply(signed_reply(self.key(), 200, &json!({}))),
-            Callback::AgentReply { content_id, thread_id, in_reply_to_id, text, agent } => {
+            Callback::AgentReply { content_id, thread_id, in_reply_to_id, text, agent, attachments } => {
                 // §9.4: retries carry the same content id and get the same id back.
                 let id = format!("agent-{content_id}");
                 let Some(thread) = wire::thread_of(thread_id, in_reply_to_id) else {
@@ -158,7 +159,8 @@ impl Ingress {
                     ));
                 };
                 let key = format!("sdk:{content_id}");
-                let item = Item { key: key.clone(), delivery: Delivery::AgentReply { content_id, text, agent } };
+                let delivery = Delivery::AgentReply { content_id, text, agent, attachments };
+                let item = Item { key: key.clone(), delivery };
                 let reply = signed_reply(self.key(), 200, &json!({ "id": id }));
                 Accepted::items(reply, vec![Routable::new(thread, key, item, request.body.len())])
             }

@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use handover_core::{Agent, Error, Result};
+use handover_core::attachment::guess_media_type;
+use handover_core::{Agent, Attachment, Error, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -22,8 +23,8 @@ pub(crate) struct Item {
 /// Something Engage told a session.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) enum Delivery {
-    /// An agent replied (an empty text still counts as a reply).
-    AgentReply { content_id: String, text: String, agent: Agent },
+    /// An agent replied (an empty text still counts as a reply), with the files sent.
+    AgentReply { content_id: String, text: String, agent: Agent, attachments: Vec<Attachment> },
     /// A queue update.
     Queued { position: Option<u32>, wait: Option<Duration> },
     /// The intervention was opened, assigned or reopened (its id, when given).
@@ -56,10 +57,12 @@ pub(crate) enum Callback {
         thread_id: Option<String>,
         /// Our id of the message answered.
         in_reply_to_id: Option<String>,
-        /// The text, attachments as `[attachment] name url` lines.
+        /// The text (`body`; empty for a file sent alone).
         text: String,
         /// `sender_name` (the human agent) and `author_id` (the identity used).
         agent: Agent,
+        /// The files (`attachments`), as URLs.
+        attachments: Vec<Attachment>,
     },
     /// `messaging.queuing_update`.
     QueuingUpdate {
@@ -109,18 +112,8 @@ pub(crate) fn parse_callback(body: &[u8]) -> Result<Callback> {
             let Some(content_id) = text_param(params, "content_id") else {
                 return Err(Error::protocol(NAME, "read callback", format!("`{action}` without content_id")));
             };
-            let mut lines: Vec<String> =
-                params["body"].as_str().filter(|b| !b.trim().is_empty()).map(str::to_owned).into_iter().collect();
-            for attachment in params["attachments"].as_array().into_iter().flatten() {
-                let parts: Vec<&str> = [attachment["filename"].as_str(), attachment["url"].as_str()]
-                    .into_iter()
-                    .flatten()
-                    .filter(|s| !s.is_empty())
-                    .collect();
-                if !parts.is_empty() {
-                    lines.push(format!("[attachment] {}", parts.join(" ")));
-                }
-            }
+            let text = params["body"].as_str().filter(|b| !b.trim().is_empty()).unwrap_or_default().to_owned();
+            let attachments = params["attachments"].as_array().into_iter().flatten().filter_map(attachment).collect();
             let mut agent = Agent::unknown();
             agent.name = text_param(params, "sender_name");
             agent.id = text_param(params, "author_id");
@@ -128,8 +121,9 @@ pub(crate) fn parse_callback(body: &[u8]) -> Result<Callback> {
                 content_id,
                 thread_id: text_param(params, "thread_id"),
                 in_reply_to_id: text_param(params, "in_reply_to_id"),
-                text: lines.join("\n"),
+                text,
                 agent,
+                attachments,
             }
         }
         "messaging.queuing_update" => Callback::QueuingUpdate {
@@ -140,6 +134,50 @@ pub(crate) fn parse_callback(body: &[u8]) -> Result<Callback> {
         },
         other => Callback::Unknown(other.to_owned()),
     })
+}
+
+/// One entry of a posted message's `attachments` (§3.3; documented as
+/// `{"url": …, "type": "image"}`, with `filename` in practice): a file the user fetches
+/// from `url`. The name is `filename`, else the URL's last path segment; the media type
+/// `content_type` when given (Engage's attachment objects carry it in the REST API), else
+/// guessed from the name; `size` when given. An entry without an http(s) URL is skipped.
+fn attachment(json: &Value) -> Option<Attachment> {
+    let url = json["url"].as_str().filter(|u| u.starts_with("https://") || u.starts_with("http://"))?;
+    let given = ["filename", "name"]
+        .iter()
+        .find_map(|key| json[*key].as_str().map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned));
+    let name = given.or_else(|| last_segment(url)).unwrap_or_else(|| "attachment".to_owned());
+    let media_type = json["content_type"]
+        .as_str()
+        .filter(|t| t.contains('/'))
+        .map_or_else(|| guess_media_type(&name).to_owned(), str::to_owned);
+    let size = json["size"].as_u64().or_else(|| json["size"].as_str().and_then(|s| s.parse().ok()));
+    Some(Attachment::url(name, media_type, url).with_size(size))
+}
+
+/// The last segment of `url`'s path, percent-decoded; `None` when there is none (or it
+/// decodes to something that is no file name).
+fn last_segment(url: &str) -> Option<String> {
+    let path = url.split(['?', '#']).next().unwrap_or_default();
+    let segment = path.splitn(4, '/').nth(3).unwrap_or_default().rsplit('/').next().filter(|s| !s.is_empty())?;
+    let bytes = segment.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |at: usize| bytes.get(at).and_then(|b| char::from(*b).to_digit(16));
+        match (bytes[i], hex(i + 1), hex(i + 2)) {
+            (b'%', Some(hi), Some(lo)) => {
+                decoded.push(u8::try_from(hi * 16 + lo).unwrap_or(b'?'));
+                i += 3;
+            }
+            (b, _, _) => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    let name = String::from_utf8_lossy(&decoded).trim().to_owned();
+    (!name.is_empty() && !name.contains(['/', '\\'])).then_some(name)
 }
 
 /// What a REST webhook event means for the handover.
@@ -256,8 +294,13 @@ mod tests {
                 content_id: "5e1f0c8a4f1ab2000a8c1234".into(),
                 thread_id: Some("h-7b1e".into()),
                 in_reply_to_id: Some("h-7b1e:m:42".into()),
-                text: "Hello Jane, I'm looking at your invoice.\n[attachment] invoice.pdf https://acme.digital.ringcentral.com/attachments/5e1f/invoice.pdf".into(),
+                text: "Hello Jane, I'm looking at your invoice.".into(),
                 agent: agent.clone(),
+                attachments: vec![Attachment::url(
+                    "invoice.pdf",
+                    "application/pdf",
+                    "https://acme.digital.ringcentral.com/attachments/5e1f/invoice.pdf"
+                )],
             }
         );
         assert_eq!(
@@ -268,8 +311,69 @@ mod tests {
                 in_reply_to_id: Some("h-7b1e:m:43".into()),
                 text: "Private follow-up".into(),
                 agent,
+                attachments: Vec::new(),
             }
         );
+    }
+
+    fn reply_files(name: &str) -> (String, Vec<Attachment>) {
+        match callback(name) {
+            Callback::AgentReply { text, attachments, .. } => (text, attachments),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_file_in_the_documented_shape_is_named_after_its_url() {
+        let (text, attachments) = reply_files("callback_messages_create_attachment_only");
+        assert_eq!(text, "", "a file alone: no text");
+        assert_eq!(
+            attachments,
+            [Attachment::url(
+                "brand logo.png",
+                "image/png",
+                "https://acme.digital.ringcentral.com/attachments/5e1f0c8a4f1ab2000a8c9abc/brand%20logo.png"
+            )]
+        );
+    }
+
+    #[test]
+    fn a_file_with_engages_attachment_fields_keeps_its_type_and_size_and_odd_entries_are_skipped() {
+        let (text, attachments) = reply_files("callback_messages_create_attachment_details");
+        assert_eq!(text, "The signed contract");
+        assert_eq!(
+            attachments,
+            [
+                Attachment::url(
+                    "sso.pdf",
+                    "application/pdf",
+                    "https://acme.digital.ringcentral.com/attachments/5464b5c04d61639684110000"
+                )
+                .with_size(Some(174_784)),
+                // No name, no type: the id from the URL, opaque bytes.
+                Attachment::url(
+                    "5464b5c04d61639684110001",
+                    "application/octet-stream",
+                    "https://acme.digital.ringcentral.com/attachments/5464b5c04d61639684110001"
+                ),
+            ],
+            "an entry without a URL, or with one that is not http(s), is skipped"
+        );
+    }
+
+    #[test]
+    fn an_attachment_url_token_stays_out_of_debug_output() {
+        let body = serde_json::json!({ "action": "messages.create", "params": { "content_id": "c-9", "attachments": [
+            { "url": "https://files.example/label.pdf?access_token=s3cr3t-token", "type": "pdf" },
+        ] } });
+        let parsed = parse_callback(body.to_string().as_bytes()).unwrap();
+        let Callback::AgentReply { attachments, .. } = &parsed else { panic!("{parsed:?}") };
+        assert_eq!(
+            (attachments[0].name.as_str(), attachments[0].media_type.as_str()),
+            ("label.pdf", "application/pdf")
+        );
+        let debug = format!("{parsed:?}");
+        assert!(!debug.contains("s3cr3t-token"), "{debug}");
     }
 
     #[test]

@@ -488,3 +488,128 @@ async fn check_names_an_inbox_the_account_does_not_have() {
     let error = provider(config(&server)).check().await.unwrap_err();
     assert_eq!(error.op(), "check account_id and inbox_id", "{error}");
 }
+
+/// The exact `multipart/form-data` body reqwest writes for `fields` and one file part.
+fn multipart_body(boundary: &str, fields: &[(&str, &str)], file: (&str, &str, &[u8])) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes(),
+        );
+    }
+    let (filename, media_type, data) = file;
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"attachments[]\"; filename=\"{filename}\"\r\n\
+             Content-Type: {media_type}\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(data);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    body
+}
+
+fn boundary_of(request: &wiremock::Request) -> String {
+    let content_type = header(request, "content-type");
+    let boundary = content_type.strip_prefix("multipart/form-data; boundary=");
+    boundary.unwrap_or_else(|| panic!("not a multipart body: {content_type}")).to_owned()
+}
+
+#[tokio::test]
+async fn a_user_file_is_uploaded_as_an_incoming_multipart_message_with_a_derived_echo_id() {
+    // The transcript note and the two uploads.
+    let server = server(Calls { message: 3, ..Calls::start() }).await;
+    let (_provider, session) = start(&server).await;
+    let data: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+    let scan =
+        handover_core::Attachment::bytes("invoice scan.png", "image/png", data.clone()).with_caption("See the scan");
+    session.send(UserInput::attachment("file-1", scan)).await.unwrap();
+    let bare = handover_core::Attachment::bytes("notes.txt", "text/plain", b"line\r\n".to_vec());
+    session.send(UserInput::attachment("file-2", bare)).await.unwrap();
+    let posts = requests_to(&server, "POST", &format!("{BASE}/conversations/1042/messages")).await;
+    let upload = &posts[1];
+    assert_eq!(header(upload, "api_access_token"), "tok-live");
+    let echo_id = handover_transport::ids::client_uuid("1042", "file-1");
+    assert_eq!(
+        upload.body,
+        multipart_body(
+            &boundary_of(upload),
+            &[("content", "See the scan"), ("message_type", "incoming"), ("echo_id", &echo_id)],
+            ("invoice scan.png", "image/png", &data),
+        ),
+        "{}",
+        String::from_utf8_lossy(&upload.body)
+    );
+    let without_caption = &posts[2];
+    let echo_id = handover_transport::ids::client_uuid("1042", "file-2");
+    assert_eq!(
+        without_caption.body,
+        multipart_body(
+            &boundary_of(without_caption),
+            &[("content", ""), ("message_type", "incoming"), ("echo_id", &echo_id)],
+            ("notes.txt", "text/plain", b"line\r\n"),
+        ),
+        "{}",
+        String::from_utf8_lossy(&without_caption.body)
+    );
+}
+
+#[tokio::test]
+async fn a_file_the_desk_refuses_as_too_large_or_of_a_wrong_type_is_invalid_input() {
+    let server = server(Calls::start()).await;
+    let (_provider, session) = start(&server).await;
+    let refusals = [(413, "too large"), (415, "type `image/png`")];
+    // Each refusal answers once, in this order.
+    for (status, _) in refusals {
+        Mock::given(method("POST"))
+            .and(path(format!("{BASE}/conversations/1042/messages").as_str()))
+            .respond_with(ResponseTemplate::new(status).set_body_string("<html>refused</html>"))
+            .with_priority(1)
+            .up_to_n_times(1)
+            .named(format!("upload refused with {status}"))
+            .expect(1)
+            .mount(&server)
+            .await;
+    }
+    for (status, expected) in refusals {
+        let file = handover_core::Attachment::bytes("scan.png", "image/png", vec![1, 2, 3]);
+        let error = session.send(UserInput::attachment(format!("refused-{status}"), file)).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::InvalidInput, "{error}");
+        assert_eq!(error.status(), Some(status));
+        assert!(error.to_string().contains(expected), "{error}");
+    }
+}
+
+#[tokio::test]
+async fn agent_files_arrive_as_urls_with_the_caption_as_text() {
+    let server = server(Calls::start()).await;
+    let (provider, mut session) = start(&server).await;
+    let url = "https://desk.example/rails/active_storage/blobs/redirect/eyJfcmFpbHMi--0c5f/returns%20label.pdf";
+    let mut message = agent_message(7400, "Your returns label");
+    message["attachments"] = json!([
+        { "id": 9, "message_id": 7400, "file_type": "file", "account_id": 3, "extension": null,
+          "data_url": url, "thumb_url": "", "file_size": 1500 },
+    ]);
+    assert_eq!(provider.webhook(signed(&message)).await.status, 200);
+    let mut bare = agent_message(7401, "");
+    bare["content"] = Value::Null;
+    bare["attachments"] = message["attachments"].clone();
+    assert_eq!(provider.webhook(signed(&bare)).await.status, 200);
+    let label = handover_core::Attachment::url("returns label.pdf", "application/pdf", url).with_size(Some(1500));
+    let ann = handover_core::Agent::named("Ann").with_id("17");
+    assert_eq!(
+        next_event(session.events()).await,
+        Event::AgentMessage {
+            id: "7400".into(),
+            text: "Your returns label".into(),
+            agent: ann.clone(),
+            attachments: vec![label.clone()]
+        }
+    );
+    assert_eq!(
+        next_event(session.events()).await,
+        Event::AgentMessage { id: "7401".into(), text: String::new(), agent: ann, attachments: vec![label] },
+        "a file without text is still a message"
+    );
+}

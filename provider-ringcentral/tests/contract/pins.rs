@@ -585,3 +585,126 @@ async fn check_reads_the_source_and_reports_what_only_traffic_proves() {
     assert!(report.verified_items().iter().any(|v| v.contains("source_id")), "{report}");
     assert!(report.unverified_items().iter().any(|v| v.starts_with("source_token")), "{report}");
 }
+
+/// A Send API request's params without the time it was sent at.
+fn without_stamp(request: &Value) -> Value {
+    let mut params = request["params"].clone();
+    assert!(params["created_at"].is_string(), "{params}");
+    params.as_object_mut().unwrap().remove("created_at");
+    params
+}
+
+#[tokio::test]
+async fn user_files_go_as_messages_with_base64_content_or_a_url_and_a_derived_id() {
+    // Four at the start, then three files.
+    let server = server(Calls { send: 7, ..Calls::start() }).await;
+    let (_provider, session) = start(&server).await;
+    let before = sent(&server).await.len();
+    let data: Vec<u8> = (0..=255u8).cycle().take(700).collect();
+    let scan =
+        handover_core::Attachment::bytes("invoice scan.png", "image/png", data.clone()).with_caption("See the scan");
+    session.send(UserInput::attachment("f-1", scan)).await.unwrap();
+    session
+        .send(UserInput::attachment("f-2", handover_core::Attachment::bytes("notes.txt", "text/plain", b"hi".to_vec())))
+        .await
+        .unwrap();
+    let clip = handover_core::Attachment::url(
+        "clip.mp4",
+        "video/mp4",
+        "https://files.example/clip.mp4?X-Amz-Signature=abc&X-Amz-Expires=600",
+    );
+    session.send(UserInput::attachment("f-3", clip)).await.unwrap();
+    let sent = sent(&server).await;
+    let thread = our_thread(&sent);
+    let user = sent[before]["params"]["author"].clone();
+    assert_eq!((user["id"].as_str(), user["puppetizable"].as_bool()), (Some("user-42"), Some(false)));
+    let id = |input: &str| format!("{thread}:m:{}", handover_transport::ids::client_uuid(&thread, input));
+    let new: Vec<(&Value, Value)> = sent[before..].iter().map(|r| (&r["action"], without_stamp(r))).collect();
+    assert_eq!(new.len(), 3);
+    assert!(new.iter().all(|(action, _)| *action == "messages.create"));
+    use base64::Engine as _;
+    assert_eq!(
+        new[0].1,
+        json!({
+            "id": id("f-1"), "author": user, "body": "See the scan", "format": "text", "thread_id": thread,
+            "attachments": [{
+                "content": base64::engine::general_purpose::STANDARD.encode(&data), "filename": "invoice scan.png",
+            }],
+        })
+    );
+    assert_eq!(
+        new[1].1,
+        json!({
+            "id": id("f-2"), "author": user, "format": "text", "thread_id": thread,
+            "attachments": [{ "content": "aGk=", "filename": "notes.txt" }],
+        }),
+        "no caption: no body (required only without attachments)"
+    );
+    assert_eq!(
+        new[2].1,
+        json!({
+            "id": id("f-3"), "author": user, "format": "text", "thread_id": thread,
+            "attachments": [{
+                "url": "https://files.example/clip.mp4?X-Amz-Signature=abc&X-Amz-Expires=600",
+                "filename": "clip.mp4", "type": "video",
+            }],
+        }),
+        "a URL Engage fetches; an .mp4 says audio or video"
+    );
+}
+
+#[tokio::test]
+async fn a_file_engage_refuses_as_too_large_or_a_caption_too_long_is_invalid_input() {
+    let server = server(Calls::start()).await;
+    let (_provider, session) = start(&server).await;
+    Mock::given(method("POST"))
+        .and(path(REALTIME))
+        .respond_with(ResponseTemplate::new(413).set_body_string("Invalid request size (max: 20971520 bytes)"))
+        .with_priority(1)
+        .named("send api: too large")
+        .expect(1)
+        .mount(&server)
+        .await;
+    let file = handover_core::Attachment::bytes("scan.png", "image/png", vec![7; 32]);
+    let error = session.send(UserInput::attachment("big", file.clone())).await.unwrap_err();
+    assert_eq!((error.kind(), error.status()), (ErrorKind::InvalidInput, Some(413)), "{error}");
+    assert!(error.to_string().contains("too large") && error.to_string().contains("20971520"), "{error}");
+    // Refused before any request: Engage would silently drop a body over 20 000 characters.
+    let error = session.send(UserInput::attachment("long", file.with_caption("x".repeat(20_001)))).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InvalidInput, "{error}");
+    assert!(error.to_string().contains("20000 characters"), "{error}");
+}
+
+#[tokio::test]
+async fn agent_files_arrive_as_urls_with_the_caption_as_text_and_agents_may_attach_them() {
+    let server = server(Calls::start()).await;
+    let (provider, mut session) = start(&server).await;
+    let thread = our_thread(&sent(&server).await);
+    let info =
+        provider.webhook(callback(&json!({ "action": "implementation.info", "time": "2012-10-01T17:18:40Z" }))).await;
+    let options = signed_json(&info)["options"].clone();
+    assert!(options.as_array().unwrap().contains(&json!("messages.attachments")), "{options}");
+    let url = "https://acme.digital.ringcentral.com/attachments/5f0d00000000000000000a11";
+    let mut with_caption = reply(&thread, "c-7", "Your returns label");
+    with_caption["params"]["attachments"] = json!([{ "url": url, "type": "pdf", "filename": "returns-label.pdf" }]);
+    assert_eq!(signed_json(&provider.webhook(callback(&with_caption)).await), json!({ "id": "agent-c-7" }));
+    let mut alone = reply(&thread, "c-8", "");
+    alone["params"]["attachments"] = with_caption["params"]["attachments"].clone();
+    assert_eq!(signed_json(&provider.webhook(callback(&alone)).await), json!({ "id": "agent-c-8" }));
+    let label = handover_core::Attachment::url("returns-label.pdf", "application/pdf", url);
+    let ann = handover_core::Agent::named("Ann").with_id("agent-identity");
+    assert_eq!(
+        next_event(session.events()).await,
+        Event::AgentMessage {
+            id: "c-7".into(),
+            text: "Your returns label".into(),
+            agent: ann.clone(),
+            attachments: vec![label.clone()]
+        }
+    );
+    assert_eq!(
+        next_event(session.events()).await,
+        Event::AgentMessage { id: "c-8".into(), text: String::new(), agent: ann, attachments: vec![label] },
+        "a file without text is still a message"
+    );
+}
