@@ -137,13 +137,19 @@ impl Attachment {
     }
 }
 
-/// `url` without its query and fragment, for logs and `Debug` (pre-signed URLs carry
-/// their token in the query).
+/// `url` reduced to its scheme and host, for logs and `Debug`: pre-signed URLs carry
+/// their token in the query, and some (Chatwoot's `data_url`, signed blob ids) in the path.
+///
+/// ```
+/// use handover_core::attachment::redact_url;
+///
+/// assert_eq!(redact_url("https://files.example/blobs/SECRET/a.pdf?sig=x"), "https://files.example/…");
+/// ```
 pub fn redact_url(url: &str) -> String {
-    match url.find(['?', '#']) {
-        Some(at) => format!("{}?…", &url[..at]),
-        None => url.to_owned(),
-    }
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    if scheme.is_empty() { "…".to_owned() } else { format!("{scheme}://{host}/…") }
 }
 
 impl fmt::Debug for AttachmentContent {
@@ -277,10 +283,11 @@ mod tests {
     }
 
     #[test]
-    fn redaction_drops_query_and_fragment() {
-        assert_eq!(redact_url("https://h/p?X-Amz-Signature=abc"), "https://h/p?…");
-        assert_eq!(redact_url("https://h/p#t=1"), "https://h/p?…");
-        assert_eq!(redact_url("https://h/p"), "https://h/p");
+    fn redaction_keeps_only_scheme_and_host() {
+        assert_eq!(redact_url("https://h/p?X-Amz-Signature=abc"), "https://h/…");
+        assert_eq!(redact_url("https://h/p#t=1"), "https://h/…");
+        assert_eq!(redact_url("https://user:pw@h:8443/blob/SECRET/a.pdf"), "https://h:8443/…");
+        assert_eq!(redact_url("not a url"), "…");
         let debug = format!("{:?}", Attachment::bytes("a", "b/c", vec![1, 2, 3]));
         assert!(debug.contains("Bytes(3 bytes)"), "{debug}");
     }

@@ -444,8 +444,9 @@ pub async fn attachments_cross_both_ways<H: Harness>() {
         assert_eq!(files, [invoice.received()], "the agent side received the file intact");
     }
     // Only whole files went out: the refused ones left nothing behind.
+    let before = harness.customer_texts(0).await.len();
     session.send(UserInput::message("after-file", "sent after the file")).await.expect("a text after it");
-    let texts = harness.customer_texts(1).await;
+    let texts = harness.customer_texts(before + 1).await;
     assert_eq!(texts.last().map(String::as_str), Some("sent after the file"));
     assert_eq!(harness.customer_files(0).await.len(), usize::from(caps.attachments_to_agent()));
 

@@ -814,7 +814,7 @@ async fn an_error_that_echoes_the_file_url_does_not_carry_its_token() {
     let error = session.send(UserInput::attachment("file-1", invoice_link())).await.expect_err("403");
     assert_eq!(error.kind(), ErrorKind::PermissionDenied, "a 403 is not a refusal of the content: no text instead");
     assert!(!error.to_string().contains(FILE_TOKEN), "{error}");
-    assert!(error.to_string().contains("https://files.example.com/u/invoice%20scan.png?…"), "{error}");
+    assert!(error.to_string().contains("https://files.example.com/…"), "{error}");
 }
 
 #[tokio::test]
