@@ -9,6 +9,7 @@ pub mod genesys;
 pub mod liveagent;
 pub mod miaw;
 pub mod model;
+mod multipart;
 pub mod ringcentral;
 pub mod salesforce;
 mod sse;
@@ -132,7 +133,7 @@ impl Emulator {
         tasks.push(task);
         let app = routes
             .layer(middleware::from_fn_with_state(hub.clone(), inject_faults))
-            .merge(control::routes(hub.clone()));
+            .merge(control::routes(hub.clone(), name));
         let server = tokio::spawn(async move {
             // Frames go out as they are written, like a production event server's: no
             // Nagle delay behind an unacknowledged earlier frame.

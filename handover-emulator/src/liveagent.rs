@@ -556,7 +556,7 @@ async fn create_message(
     }
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let (body, files) = if content_type.starts_with("multipart/form-data") {
-        let Some(parts) = parse_multipart(content_type, &body) else {
+        let Ok(parts) = crate::multipart::parse(content_type, &body) else {
             return (StatusCode::BAD_REQUEST, Json(json!({ "error": "the multipart body does not parse" })))
                 .into_response();
         };
@@ -654,82 +654,6 @@ async fn create_message(
     Json(answer).into_response()
 }
 
-/// One part of a `multipart/form-data` body.
-struct FormPart {
-    name: String,
-    filename: Option<String>,
-    content_type: Option<String>,
-    data: Vec<u8>,
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// The value of `key=` in a `Content-Disposition` header: a quoted string (with `\`
-/// escapes) or a token.
-fn disposition_param(header: &str, key: &str) -> Option<String> {
-    let mut rest = header;
-    loop {
-        let at = rest.find(';')?;
-        rest = rest[at + 1..].trim_start();
-        let Some(value) = rest.strip_prefix(key).and_then(|r| r.strip_prefix('=')) else { continue };
-        let Some(quoted) = value.strip_prefix('"') else {
-            return Some(value.split(';').next().unwrap_or_default().trim().to_owned());
-        };
-        let mut out = String::new();
-        let mut chars = quoted.chars();
-        while let Some(c) = chars.next() {
-            match c {
-                '\\' => out.extend(chars.next()),
-                '"' => return Some(out),
-                c => out.push(c),
-            }
-        }
-        return None;
-    }
-}
-
-/// Splits a `multipart/form-data` body (RFC 7578) into its parts; `None` when it does not
-/// parse.
-fn parse_multipart(content_type: &str, body: &[u8]) -> Option<Vec<FormPart>> {
-    let boundary = content_type
-        .split(';')
-        .skip(1)
-        .find_map(|p| p.trim().strip_prefix("boundary="))
-        .map(|b| b.trim_matches('"'))
-        .filter(|b| !b.is_empty())?;
-    let delimiter = format!("--{boundary}");
-    let next_delimiter = format!("\r\n{delimiter}");
-    let mut rest = &body[find(body, delimiter.as_bytes())? + delimiter.len()..];
-    let mut parts = Vec::new();
-    loop {
-        if rest.starts_with(b"--") {
-            return Some(parts);
-        }
-        rest = rest.strip_prefix(b"\r\n")?;
-        let header_end = find(rest, b"\r\n\r\n")?;
-        let headers = std::str::from_utf8(&rest[..header_end]).ok()?;
-        rest = &rest[header_end + 4..];
-        let end = find(rest, next_delimiter.as_bytes())?;
-        let data = rest[..end].to_vec();
-        rest = &rest[end + next_delimiter.len()..];
-        let (mut name, mut filename, mut content_type) = (None, None, None);
-        for line in headers.split("\r\n") {
-            let Some((key, value)) = line.split_once(':') else { continue };
-            match key.trim().to_ascii_lowercase().as_str() {
-                "content-disposition" => {
-                    name = disposition_param(value, "name");
-                    filename = disposition_param(value, "filename");
-                }
-                "content-type" => content_type = Some(value.trim().to_owned()),
-                _ => {}
-            }
-        }
-        parts.push(FormPart { name: name?, filename, content_type, data });
-    }
-}
-
 /// The desk's blob URL: a redirect to the stored file (`/_emulator/files/…`, pre-signed).
 async fn blob_redirect(
     State(live): State<Arc<LiveAgent>>,
@@ -824,25 +748,6 @@ async fn toggle_priority(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn multipart_bodies_split_into_fields_and_files() {
-        let body = b"preamble\r\n--XyZ\r\nContent-Disposition: form-data; name=\"content\"\r\n\r\nhi; there\r\n\
---XyZ\r\nContent-Disposition: form-data; name=\"attachments[]\"; filename=\"a \\\"b\\\".png\"\r\n\
-Content-Type: image/png\r\n\r\n\x89PNG\r\n--X\r\n--XyZ--\r\n";
-        let parts = parse_multipart("multipart/form-data; boundary=XyZ", body).expect("parses");
-        assert_eq!(parts.len(), 2);
-        assert_eq!(
-            (parts[0].name.as_str(), parts[0].filename.as_deref(), &parts[0].data[..]),
-            ("content", None, &b"hi; there"[..])
-        );
-        assert_eq!(parts[1].name, "attachments[]");
-        assert_eq!(parts[1].filename.as_deref(), Some("a \"b\".png"));
-        assert_eq!(parts[1].content_type.as_deref(), Some("image/png"));
-        assert_eq!(parts[1].data, b"\x89PNG\r\n--X");
-        assert!(parse_multipart("multipart/form-data", body).is_none(), "no boundary");
-        assert!(parse_multipart("multipart/form-data; boundary=XyZ", b"--XyZ\r\nno end").is_none());
-    }
 
     #[test]
     fn agent_file_names_are_url_segments_and_types_the_desks_file_types() {

@@ -26,8 +26,8 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::ProtocolHandle;
-use crate::eightbyeight::form_data;
 use crate::model::{AgentAction, Change, Conversation, CustomerAction, EmulatedFile, Hub, lock, now_ms};
+use crate::multipart::form_data;
 use crate::sse::{self, Chunk};
 use crate::{Setup, Started};
 
