@@ -11,12 +11,23 @@ use axum::routing::{get, post};
 use serde_json::json;
 
 use crate::faults::FaultSettings;
-use crate::model::{AgentAction, Conversation, Hub};
+use crate::model::{AgentAction, Change, Conversation, Hub};
+use crate::sse::{Chunk, frame, response};
 
-/// The routes, mounted under `/_emulator`.
-pub(crate) fn routes(hub: Arc<Hub>) -> Router {
+/// The agent desk's page and assets, embedded in the binary.
+const DESK_HTML: &str = include_str!("../assets/desk.html");
+const DESK_JS: &str = include_str!("../assets/desk.js");
+const DESK_CSS: &str = include_str!("../assets/desk.css");
+
+/// The routes, mounted under `/_emulator`, for the emulator of `protocol`.
+pub(crate) fn routes(hub: Arc<Hub>, protocol: &'static str) -> Router {
     Router::new()
         .route("/_emulator/health", get(|| async { "ok" }))
+        .route("/_emulator/info", get(move || async move { Json(json!({ "protocol": protocol })) }))
+        .route("/_emulator/desk", get(|| async { asset("text/html; charset=utf-8", DESK_HTML) }))
+        .route("/_emulator/desk/desk.js", get(|| async { asset("text/javascript; charset=utf-8", DESK_JS) }))
+        .route("/_emulator/desk/desk.css", get(|| async { asset("text/css; charset=utf-8", DESK_CSS) }))
+        .route("/_emulator/changes", get(changes))
         .route("/_emulator/conversations", get(list))
         .route("/_emulator/conversations/{id}", get(show))
         .route("/_emulator/conversations/{id}/agent", post(act))
@@ -24,6 +35,53 @@ pub(crate) fn routes(hub: Arc<Hub>) -> Router {
         .route("/_emulator/stats", get(stats))
         .route("/_emulator/files/{id}", get(file))
         .with_state(hub)
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, content_type),
+            (axum::http::header::CACHE_CONTROL, "no-cache"),
+            // The desk loads nothing from elsewhere: no CDN, no external font.
+            (
+                axum::http::header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'",
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The desk's live updates: an SSE stream with one `change` event per conversation
+/// change (`{"conversation":"<id>"}`; `null` after the stream fell behind: reload all),
+/// and a comment every 15 s to keep idle connections open.
+async fn changes(State(hub): State<Arc<Hub>>) -> Response {
+    let mut changes = hub.subscribe();
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        let mut keepalive = tokio::time::interval(std::time::Duration::from_secs(15));
+        loop {
+            let id = tokio::select! {
+                change = changes.recv() => match change {
+                    Ok(Change::Created(c) | Change::Agent(c, _) | Change::Customer(c, _)) => json!(c.id),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => serde_json::Value::Null,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+                _ = keepalive.tick() => {
+                    if tx.send(Chunk::Frame(": keep-alive\n\n".to_owned())).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let data = json!({ "conversation": id }).to_string();
+            if tx.send(Chunk::Frame(frame("change", "", &data))).await.is_err() {
+                return;
+            }
+        }
+    });
+    response(rx)
 }
 
 fn find(hub: &Hub, id: &str) -> Option<Arc<Conversation>> {
