@@ -192,6 +192,7 @@ async fn bad_requests_get_typed_errors_that_name_the_field() {
 
     let routes = [
         ("POST", "/v1/handovers".to_owned()),
+        ("GET", "/v1/handovers".to_owned()),
         ("GET", format!("/v1/handovers/{id}")),
         ("DELETE", format!("/v1/handovers/{id}")),
         ("POST", format!("/v1/handovers/{id}/inputs")),
@@ -435,4 +436,52 @@ async fn files_cross_both_ways_through_the_api_where_the_provider_carries_them()
     assert!(both.body["error"]["message"].as_str().unwrap().contains("exactly one of"), "{both:?}");
     let bad = api.input(&id, json!({ "type": "attachment", "name": "x", "data": "%%%" })).await;
     assert!(bad.body["error"]["message"].as_str().unwrap().contains("base64"), "{bad:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_view_is_off_by_default_and_lists_handovers_with_their_owner_when_on() {
+    let port = free_port();
+    let emulators = emulators(&["miaw"], port).await;
+    let dir = temp_dir("ui");
+    let store = format!("sqlite://{}/store.db", dir.display());
+    let client = reqwest::Client::new();
+    {
+        let off = Service::start(&dir, "a", &config("a", port, &store, &emulators, "")).await;
+        assert_eq!(client.get(format!("{}/ui", off.url)).send().await.unwrap().status(), 404, "off by default");
+    }
+    let service = Service::start(&dir, "b", &config("b", port, &store, &emulators, "ui = true")).await;
+    let page = client.get(format!("{}/ui", service.url)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.headers()["content-security-policy"].to_str().unwrap().contains("default-src 'self'"));
+    let html = page.text().await.unwrap();
+    for id in ["id=\"key\"", "id=\"handovers\"", "id=\"events\"", "/ui/ui.js", "/ui/ui.css"] {
+        assert!(html.contains(id), "the page has {id}");
+    }
+    assert!(!html.contains("https://"), "nothing is loaded from elsewhere");
+    for asset in ["ui.js", "ui.css"] {
+        assert_eq!(client.get(format!("{}/ui/{asset}", service.url)).send().await.unwrap().status(), 200, "{asset}");
+    }
+
+    let api = service.api();
+    let id = api.create(handover("miaw", None)).await;
+    api.wait_state(&id, "queued").await;
+    let listed = api.call("GET", "/v1/handovers?limit=10", None, &[]).await;
+    assert_eq!(listed.status, 200, "{listed:?}");
+    let first = &listed.body["handovers"][0];
+    assert_eq!((first["id"].as_str(), first["provider"].as_str()), (Some(id.as_str()), Some("miaw")), "{listed:?}");
+    assert_eq!(first["owner"], "b", "the instance holding the lease");
+    assert!(first["epoch"].as_u64().unwrap() >= 1, "{first}");
+    assert_eq!(api.get(&id).await["owner"], "b");
+    let queued = api.call("GET", "/v1/handovers?state=queued", None, &[]).await;
+    assert!(queued.body["handovers"].as_array().unwrap().iter().any(|h| h["id"] == id.as_str()), "{queued:?}");
+    let ended = api.call("GET", "/v1/handovers?state=ended", None, &[]).await;
+    assert!(!ended.body["handovers"].as_array().unwrap().iter().any(|h| h["id"] == id.as_str()), "{ended:?}");
+    for bad in ["state=lost", "limit=0", "limit=1001", "colour=red"] {
+        let answer = api.call("GET", &format!("/v1/handovers?{bad}"), None, &[]).await;
+        assert_eq!(
+            (answer.status, answer.body["error"]["code"].as_str()),
+            (422, Some("invalid_request")),
+            "{bad}: {answer:?}"
+        );
+    }
 }

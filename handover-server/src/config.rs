@@ -67,6 +67,8 @@ pub struct ServerConfig {
     pub node: NodeKeys,
     /// The named provider configurations, by name.
     pub providers: BTreeMap<String, ProviderConfig>,
+    /// Serve the read-only live view at `/ui` (its data is read with an API key).
+    pub ui: bool,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -140,6 +142,8 @@ struct RawServer {
     idle_timeout_ms: Option<u64>,
     max_connections: Option<u64>,
     max_body_bytes: Option<u64>,
+    #[serde(default)]
+    ui: bool,
 }
 
 fn default_store() -> String {
@@ -307,6 +311,7 @@ impl ServerConfig {
             limits,
             node,
             providers: named,
+            ui: server.ui,
         })
     }
 }

@@ -87,6 +87,14 @@ impl Demo {
              -d '{{\"type\":\"message\",\"text\":\"bye\",\"id\":\"m-1\"}}'"
         );
         let _ = writeln!(text);
+        let _ = writeln!(text, "Play the agent yourself on a provider's desk (the scripted agent answers too):");
+        let _ = writeln!(text);
+        for emulator in &self.backing.emulators {
+            let _ = writeln!(text, "  {:<12} {}/_emulator/desk", emulator.protocol(), emulator.url());
+        }
+        let _ = writeln!(text);
+        let _ = writeln!(text, "Watch every handover, its events, owner and lease: {url}/ui (paste the API key).");
+        let _ = writeln!(text);
         let _ = writeln!(text, "The API: {url}/openapi.json. The config this demo runs with:");
         let _ = writeln!(text);
         text.push_str(&self.config_text);
@@ -132,7 +140,7 @@ pub async fn start(listen: SocketAddr, step: Duration, registry: &Registry) -> R
     let store = format!("sqlite://{}", dir.join("handover.db").display());
     let config_text = format!(
         "[server]\nlisten = \"{addr}\"\nstore = \"{store}\"\ninstance_id = \"demo\"\napi_keys = [\"{api_key}\"]\n\
-         encryption_key_env = \"HANDOVER_KEY\"\n\n[node]\naccepted_message = \"Connecting you to an agent.\"\n\
+         encryption_key_env = \"HANDOVER_KEY\"\nui = true\n\n[node]\naccepted_message = \"Connecting you to an agent.\"\n\
          cancel_intent = \"cancel_handover\"\ncancel_button_text = \"Cancel\"\nsend_queue_event = true\n\
          send_active_event = true\nsend_resolve_event = true\n\n{providers}"
     );

@@ -17,6 +17,7 @@ use crate::api::types;
     ),
     paths(
         crate::api::handovers::create,
+        crate::api::handovers::list,
         crate::api::handovers::get,
         crate::api::handovers::close,
         crate::api::handovers::input,
@@ -40,6 +41,7 @@ use crate::api::types;
         types::StatusError,
         types::CallbackStatus,
         types::HandoverBody,
+        types::HandoverList,
         types::InputBody,
         types::Accepted,
         types::Closing,

@@ -11,8 +11,8 @@ use handover::{EndUser, HandoverRequest, Priority, Routing, TranscriptEntry};
 use handover_store::{HandoverRecord, HandoverState, NewHandover, NewInput};
 
 use super::types::{
-    Accepted, CallbackStatus, Closing, CreateHandover, Created, HandoverBody, InputBody, PriorityBody, Speaker,
-    StateBody,
+    Accepted, CallbackStatus, Closing, CreateHandover, Created, HandoverBody, HandoverList, InputBody, ListQuery,
+    PriorityBody, Speaker, StateBody,
 };
 use super::{ApiError, json_body};
 use crate::app::App;
@@ -216,7 +216,56 @@ pub(crate) fn handover_body(record: &HandoverRecord, pending_inputs: u64) -> Han
         pending_inputs,
         status: record.status.clone(),
         callback,
+        owner: lease_holder(record),
+        epoch: record.epoch,
     }
+}
+
+/// The instance holding `record`'s lease now (by this instance's clock), if any.
+fn lease_holder(record: &HandoverRecord) -> Option<String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    (record.state != HandoverState::Ended && record.lease_until_ms > now).then(|| record.owner.clone()).flatten()
+}
+
+/// The newest handovers first, optionally in one state (what the live view at `/ui` shows).
+#[utoipa::path(
+    get,
+    path = "/v1/handovers",
+    operation_id = "listHandovers",
+    tag = "handovers",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "The handovers, newest first.", body = HandoverList),
+        (status = 401, description = "No or a wrong API key.", body = super::types::ErrorBody),
+        (status = 422, description = "An unknown state, or a limit out of range.", body = super::types::ErrorBody),
+        (status = 503, description = "The store is unreachable: retry.", body = super::types::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn list(
+    State(app): State<Arc<App>>,
+    query: Result<axum::extract::Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<HandoverList>, ApiError> {
+    let axum::extract::Query(query) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid("`limit` must be 1 to 1000"));
+    }
+    let state = match query.state.as_deref() {
+        None => None,
+        Some("starting") => Some(HandoverState::Starting),
+        Some("queued") => Some(HandoverState::Queued),
+        Some("active") => Some(HandoverState::Active),
+        Some("ended") => Some(HandoverState::Ended),
+        Some(other) => {
+            return Err(ApiError::invalid(format!("`state` = {other:?}: expected starting, queued, active or ended")));
+        }
+    };
+    let records = app.store.list(state, limit).await.map_err(|e| ApiError::store(&e))?;
+    let handovers = records.iter().map(|record| handover_body(record, 0)).collect();
+    Ok(Json(HandoverList { handovers }))
 }
 
 /// Where a handover is.

@@ -88,12 +88,34 @@ pub(crate) fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) ->
     })
 }
 
+/// The live view's page and assets, embedded in the binary (served with `ui = true`).
+const UI_HTML: &str = include_str!("../../assets/ui.html");
+const UI_JS: &str = include_str!("../../assets/ui.js");
+const UI_CSS: &str = include_str!("../../assets/ui.css");
+
+/// A static asset of the live view. The page holds no data: it asks for an API key and
+/// reads the API with it.
+fn ui_asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'",
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
 /// The service's routes: the API, provider webhooks, health, and (unless it has its own
 /// listener) `/metrics`.
 pub(crate) fn router(app: Arc<App>, with_metrics: bool) -> Router {
     let timeout = TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30));
     let v1 = Router::new()
-        .route("/v1/handovers", post(handovers::create))
+        .route("/v1/handovers", post(handovers::create).get(handovers::list))
         .route("/v1/handovers/{id}", get(handovers::get).delete(handovers::close))
         .route("/v1/handovers/{id}/inputs", post(handovers::input))
         .layer(timeout)
@@ -108,6 +130,12 @@ pub(crate) fn router(app: Arc<App>, with_metrics: bool) -> Router {
         .route("/openapi.json", get(health::openapi));
     if with_metrics {
         routes = routes.route("/metrics", get(health::metrics));
+    }
+    if app.config.ui {
+        routes = routes
+            .route("/ui", get(|| async { ui_asset("text/html; charset=utf-8", UI_HTML) }))
+            .route("/ui/ui.js", get(|| async { ui_asset("text/javascript; charset=utf-8", UI_JS) }))
+            .route("/ui/ui.css", get(|| async { ui_asset("text/css; charset=utf-8", UI_CSS) }));
     }
     routes
         .fallback(not_a_route)

@@ -219,6 +219,30 @@ pub(crate) struct HandoverBody {
     pub(crate) status: Option<Value>,
     /// The callback's progress, when the handover has one.
     pub(crate) callback: Option<CallbackStatus>,
+    /// The instance holding the handover's lease (null when none holds it).
+    pub(crate) owner: Option<String>,
+    /// The lease's epoch: it grows by one at each takeover.
+    pub(crate) epoch: u64,
+}
+
+/// `GET /v1/handovers`: the newest handovers first.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct HandoverList {
+    /// At most `limit` handovers, newest first.
+    pub(crate) handovers: Vec<HandoverBody>,
+}
+
+/// `GET /v1/handovers` query.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    /// Only handovers in this state: `starting`, `queued`, `active` or `ended`.
+    #[serde(default)]
+    pub(crate) state: Option<String>,
+    /// At most this many (1 to 1000, default 100).
+    #[serde(default)]
+    pub(crate) limit: Option<u32>,
 }
 
 /// `POST /v1/handovers/{id}/inputs`: one input of the CLI protocol, or typing.
