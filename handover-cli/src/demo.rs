@@ -182,6 +182,7 @@ pub(crate) async fn emulate(provider: &str, listen: SocketAddr, manual: bool, we
         }
     };
     eprintln!("emulating {provider} at {} (control API under /_emulator/); Ctrl-C or SIGTERM stops", emulator.url());
+    eprintln!("agent desk: {}/_emulator/desk (play the agent in a browser)", emulator.url());
     let mut table = toml::map::Map::new();
     if let Ok(config) = toml::Value::try_from(emulator.provider_config()) {
         table.insert(provider.to_owned(), config);

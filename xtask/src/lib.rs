@@ -24,8 +24,9 @@ commands:
   test       the test suite (nextest when installed, else cargo test) and doctests, with a
              PostgreSQL: DATABASE_URL, else one on 127.0.0.1:5432, else a throwaway cluster
              (initdb and pg_ctl on PATH), else an error saying how to get one
-  service    handover serve --demo, the Python and Node example bots through it, and a
-             schemathesis fuzz of its OpenAPI document (python3 and node needed)
+  service    handover serve --demo, the Python and Node example bots through it, the agent
+             desk in headless Chromium through a whole handover (xtask/browser), and a
+             schemathesis fuzz of its OpenAPI document (python3, node, chromedriver needed)
   openapi    writes handover-server/openapi.json from the handlers' types
   postgres   which PostgreSQL the tests use (--throwaway: start, check and remove a cluster)
   features   each crate checked alone; the facade with no features and each provider alone

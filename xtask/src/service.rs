@@ -17,6 +17,8 @@ struct Demo {
     child: Child,
     url: String,
     key: String,
+    /// Each emulator's agent desk, by provider.
+    desks: Vec<(String, String)>,
 }
 
 impl Drop for Demo {
@@ -46,6 +48,7 @@ fn start_demo(binary: &Path) -> Result<Demo, String> {
     let mut lines = BufReader::new(stdout).lines();
     let mut url = None;
     let mut key = None;
+    let mut desks = Vec::new();
     for line in lines.by_ref().map_while(Result::ok) {
         if let Some(rest) = line.strip_prefix("handover serve --demo: the service at ") {
             url = rest.split(',').next().map(str::to_owned);
@@ -53,7 +56,14 @@ fn start_demo(binary: &Path) -> Result<Demo, String> {
         if let Some(rest) = line.strip_prefix("API key:") {
             key = Some(rest.trim().to_owned());
         }
-        if url.is_some() && key.is_some() {
+        // `  <provider>  http://127.0.0.1:<port>/_emulator/desk`
+        if let [provider, desk] = line.split_whitespace().collect::<Vec<_>>()[..]
+            && desk.ends_with("/_emulator/desk")
+        {
+            desks.push((provider.to_owned(), desk.to_owned()));
+        }
+        // The live view's line comes after every desk.
+        if line.starts_with("Watch every handover") {
             break;
         }
     }
@@ -62,7 +72,7 @@ fn start_demo(binary: &Path) -> Result<Demo, String> {
     match (url, key) {
         (Some(url), Some(key)) => {
             println!("demo: {url}");
-            Ok(Demo { child, url, key })
+            Ok(Demo { child, url, key, desks })
         }
         _ => Err("handover serve --demo printed no URL and API key".to_owned()),
     }
@@ -114,7 +124,63 @@ fn schemathesis(root: &Path) -> Result<PathBuf, String> {
     Ok(bin)
 }
 
-/// The example bots and the fuzz, against one demo.
+/// The Selenium release the browser test is written for.
+const SELENIUM: &str = "selenium>=4.10,<5";
+
+/// A Python with Selenium, in `target/browser-venv` (made on first use).
+fn selenium_python(root: &Path) -> Result<PathBuf, String> {
+    let venv = root.join("target/browser-venv");
+    let python = venv.join("bin/python");
+    let ready = Command::new(&python).args(["-c", "import selenium"]).stderr(Stdio::null()).status();
+    if ready.is_ok_and(|s| s.success()) {
+        return Ok(python);
+    }
+    println!("installing {SELENIUM} into {}", venv.display());
+    crate::run_command({
+        let mut command = Command::new("python3");
+        command.args(["-m", "venv"]).arg(&venv);
+        command
+    })?;
+    crate::run_command({
+        let mut command = Command::new(venv.join("bin/pip"));
+        command.args(["install", "--quiet", "--disable-pip-version-check", SELENIUM]);
+        command
+    })?;
+    Ok(python)
+}
+
+/// The agent desk in headless Chromium through a whole handover (`xtask/browser/desk_test.py`),
+/// against the demo's `provider`, with screenshots in `target/browser`.
+fn browser(root: &Path, demo: &Demo, provider: &str) -> Result<(), String> {
+    for (binary, package) in [("chromedriver", "chromium-driver")] {
+        if Command::new(binary).arg("--version").stdout(Stdio::null()).status().is_err() {
+            return Err(format!(
+                "`{binary}` is needed for the browser test; install Chromium and its driver \
+                 (apt-get install chromium {package})"
+            ));
+        }
+    }
+    let desk = demo
+        .desks
+        .iter()
+        .find(|(p, _)| p == provider)
+        .map(|(_, url)| url.clone())
+        .ok_or_else(|| format!("the demo printed no desk for `{provider}`"))?;
+    let python = selenium_python(root)?;
+    let screenshots = root.join("target/browser");
+    std::fs::create_dir_all(&screenshots).map_err(|e| format!("{}: {e}", screenshots.display()))?;
+    let mut command = Command::new(python);
+    command
+        .arg(root.join("xtask/browser/desk_test.py"))
+        .env("DESK_URL", desk)
+        .env("SERVICE_URL", &demo.url)
+        .env("API_KEY", &demo.key)
+        .env("PROVIDER", provider)
+        .env("SCREENSHOT_DIR", &screenshots);
+    run_within(command, Duration::from_secs(180))
+}
+
+/// The example bots, the browser test and the fuzz, against one demo.
 pub(crate) fn run(root: &Path) -> Result<(), String> {
     tool("python3", "install Python 3 (apt-get install python3)")?;
     tool("node", "install Node.js 18 or newer (apt-get install nodejs)")?;
@@ -138,6 +204,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
             .env("HANDOVER_PROVIDER", provider);
         run_within(command, BOT_LIMIT)?;
     }
+    browser(root, &demo, "miaw")?;
     let fuzzer = schemathesis(root)?;
     let schema = fuzz_schema(root)?;
     let mut command = Command::new(fuzzer);
