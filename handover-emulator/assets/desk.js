@@ -292,6 +292,8 @@
       if (c.kind === "message") {
         const label = c.from === "bot" ? `Bot transcript · part ${(botPart += 1)} of ${botTotal}` : "User";
         out.push({ ...base, kind: "message", from: c.from, label, text: c.text ?? "" });
+      } else if (c.kind === "file") {
+        out.push({ ...base, kind: "message", from: "user", label: "User · file", text: `📎 ${c.name} (${c.media_type}, ${c.size} bytes)` });
       } else if (c.kind === "closed") {
         out.push({ ...base, kind: "event", text: "The customer side closed the conversation." });
       }
@@ -302,6 +304,12 @@
         case "message":
           out.push({ ...base, kind: "message", from: "agent", label: r.agent || "Agent", text: r.text ?? "" });
           break;
+        case "file": {
+          const file = r.file || {};
+          const caption = r.caption ? `${r.caption}\n` : "";
+          out.push({ ...base, kind: "message", from: "agent", label: r.agent || "Agent", text: `${caption}📎 ${file.name} (${file.media_type})` });
+          break;
+        }
         case "joined":
           out.push({ ...base, kind: "event", text: `${r.agent} joined.` });
           break;
