@@ -73,7 +73,7 @@ fn invoice_input(caps: &handover::Capabilities, emulator: &Emulator) -> Option<N
         url,
         path: None,
         data,
-        caption: Some("Here is the invoice.".to_owned()),
+        caption: None,
         fetch: false,
         id: None,
     })

@@ -51,6 +51,38 @@ fn the_demo_completes_a_full_handover() {
 }
 
 #[test]
+fn the_demo_agent_answers_the_users_file_with_one_where_the_provider_carries_files() {
+    for (provider, files) in [("miaw", true), ("genesys", true), ("salesforce", false)] {
+        let output = Command::new(BIN)
+            .args(["demo", "--json", "--step-ms", "20", "--provider", provider])
+            .output()
+            .expect("runs");
+        assert_eq!(output.status.code(), Some(0), "{provider}: {}", String::from_utf8_lossy(&output.stderr));
+        let lines: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON line"))
+            .collect();
+        let label = lines.iter().find(|l| l["type"] == "agent_message" && l["attachments"].is_array());
+        match (files, label) {
+            (true, Some(label)) => {
+                assert_eq!(label["text"], "Thanks for invoice-2026-11.txt. Here is your returns label.", "{provider}");
+                let file = &label["attachments"][0];
+                assert_eq!(
+                    (file["name"].as_str(), file["media_type"].as_str()),
+                    (Some("returns-label.pdf"), Some("application/pdf"))
+                );
+                assert!(file["url"].as_str().unwrap().starts_with("http://127.0.0.1:"), "{file}");
+            }
+            (false, None) => {}
+            (_, label) => {
+                panic!("{provider}: a file from the agent was {}expected: {label:?}", if files { "" } else { "not " })
+            }
+        }
+        assert_eq!(lines.last().unwrap(), &json!({"type":"status","status":"completed"}), "{provider}");
+    }
+}
+
+#[test]
 fn the_demo_names_the_available_providers_for_an_unknown_one() {
     let output = Command::new(BIN).args(["demo", "--provider", "zendesk"]).output().expect("runs");
     assert_eq!(output.status.code(), Some(2));
