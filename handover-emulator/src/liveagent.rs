@@ -221,6 +221,28 @@ fn path_segment(name: &str) -> String {
         .collect()
 }
 
+/// A `message_created` webhook body for an agent's message (with its file, if any).
+fn message_created(message_id: u64, agent: &str, content: &str, conversation: &Value, file: Option<Value>) -> Value {
+    let mut body = json!({
+        "event": "message_created",
+        "id": message_id,
+        "content": content,
+        "content_type": "text",
+        "message_type": "outgoing",
+        "private": false,
+        "created_at": now_ms() / 1000,
+        "sender": { "id": agent_id(agent), "name": agent, "available_name": agent, "type": "user" },
+        "inbox": { "id": INBOX_ID, "name": "Handover" },
+        "conversation": conversation,
+        "account": { "id": ACCOUNT_ID, "name": "Emulated" },
+    });
+    if let Some(file) = file {
+        body["content_attributes"] = json!({});
+        body["attachments"] = json!([file]);
+    }
+    body
+}
+
 /// An agent file as the desk's `Attachment#push_event_data` renders it (without the
 /// `content_type` newer versions add): `data_url` is an Active Storage redirect URL whose
 /// last segment is the file name. The emulator's URL also carries the file's pre-signed
@@ -284,19 +306,7 @@ async fn translate(live: Arc<LiveAgent>) {
                             desk.next_message += 1;
                             desk.next_message
                         };
-                        let body = json!({
-                            "event": "message_created",
-                            "id": message_id,
-                            "content": text,
-                            "content_type": "text",
-                            "message_type": "outgoing",
-                            "private": false,
-                            "created_at": now_ms() / 1000,
-                            "sender": { "id": agent_id(agent), "name": agent, "available_name": agent, "type": "user" },
-                            "inbox": { "id": INBOX_ID, "name": "Handover" },
-                            "conversation": base,
-                            "account": { "id": ACCOUNT_ID, "name": "Emulated" },
-                        });
+                        let body = message_created(message_id, agent, text, &base, None);
                         live.record_message(id, &body);
                         live.deliver(&conversation.id, body);
                     }
@@ -316,21 +326,8 @@ async fn translate(live: Arc<LiveAgent>) {
                             (desk.next_message - 1, desk.next_message)
                         };
                         let attachment = attachment_json(&live.hub, &record, file, attachment_id, message_id);
-                        let body = json!({
-                            "event": "message_created",
-                            "id": message_id,
-                            "content": caption,
-                            "content_type": "text",
-                            "content_attributes": {},
-                            "message_type": "outgoing",
-                            "private": false,
-                            "created_at": now_ms() / 1000,
-                            "sender": { "id": agent_id(agent), "name": agent, "available_name": agent, "type": "user" },
-                            "inbox": { "id": INBOX_ID, "name": "Handover" },
-                            "conversation": base,
-                            "account": { "id": ACCOUNT_ID, "name": "Emulated" },
-                            "attachments": [attachment],
-                        });
+                        let caption = caption.as_deref().unwrap_or_default();
+                        let body = message_created(message_id, agent, caption, &base, Some(attachment));
                         live.record_message(id, &body);
                         live.deliver(&conversation.id, body);
                     }

@@ -371,49 +371,16 @@ async fn translate(engage: Arc<RingCentral>) {
                 let _ = engage.open_intervention(&foreign);
             }
             AgentAction::Message { agent, text } => {
-                if let Some((_, intervention)) = engage.open_intervention(&foreign) {
-                    let content_id = engage.agent_replied(&foreign, &intervention);
-                    let stamp = handover_transport::time::now_iso8601();
-                    let params = json!({
-                        "author_id": "agent-identity",
-                        "body": text,
-                        "format": "text",
-                        "content_id": content_id,
-                        "in_reply_to_id": in_reply_to,
-                        "thread_id": foreign,
-                        "sender_name": agent,
-                        "created_at": stamp,
-                        "updated_at": stamp,
-                        "retry": false,
-                        "attachments": [],
-                    });
-                    engage.callback(&foreign, "messages.create", params);
-                }
+                reply(&engage, &foreign, in_reply_to, agent, text, json!([]));
             }
             // Agents attach files only where the connector advertised `messages.attachments`.
             AgentAction::File { agent, file, caption } if engage.advertises("messages.attachments") => {
-                if let Some((_, intervention)) = engage.open_intervention(&foreign) {
-                    let content_id = engage.agent_replied(&foreign, &intervention);
-                    let stamp = handover_transport::time::now_iso8601();
-                    let params = json!({
-                        "author_id": "agent-identity",
-                        "body": caption.clone().unwrap_or_default(),
-                        "format": "text",
-                        "content_id": content_id,
-                        "in_reply_to_id": in_reply_to,
-                        "thread_id": foreign,
-                        "sender_name": agent,
-                        "created_at": stamp,
-                        "updated_at": stamp,
-                        "retry": false,
-                        "attachments": [{
-                            "url": engage.hub.file_url(&record),
-                            "type": attachment_type(&file.media_type),
-                            "filename": file.name,
-                        }],
-                    });
-                    engage.callback(&foreign, "messages.create", params);
-                }
+                let attachments = json!([{
+                    "url": engage.hub.file_url(&record),
+                    "type": attachment_type(&file.media_type),
+                    "filename": file.name,
+                }]);
+                reply(&engage, &foreign, in_reply_to, agent, caption.as_deref().unwrap_or_default(), attachments);
             }
             // A Source SDK source hears of neither agent typing nor reassignment.
             AgentAction::Typing { .. } | AgentAction::Left { .. } | AgentAction::File { .. } => {}
@@ -461,6 +428,35 @@ fn media_type_of(name: &str) -> &'static str {
         "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         _ => "application/octet-stream",
     }
+}
+
+/// The agent's reply in the open intervention of `foreign`, as a `messages.create` callback
+/// (none when no intervention is open).
+fn reply(
+    engage: &RingCentral,
+    foreign: &str,
+    in_reply_to: Option<String>,
+    agent: &str,
+    body: &str,
+    attachments: Value,
+) {
+    let Some((_, intervention)) = engage.open_intervention(foreign) else { return };
+    let content_id = engage.agent_replied(foreign, &intervention);
+    let stamp = handover_transport::time::now_iso8601();
+    let params = json!({
+        "author_id": "agent-identity",
+        "body": body,
+        "format": "text",
+        "content_id": content_id,
+        "in_reply_to_id": in_reply_to,
+        "thread_id": foreign,
+        "sender_name": agent,
+        "created_at": stamp,
+        "updated_at": stamp,
+        "retry": false,
+        "attachments": attachments,
+    });
+    engage.callback(foreign, "messages.create", params);
 }
 
 /// Engage's attachment `type` for a media type (the categories of its attachment rules:

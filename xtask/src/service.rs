@@ -105,23 +105,8 @@ fn tool(name: &str, install: &str) -> Result<(), String> {
 
 /// The schemathesis command, installed into `target/schemathesis` on first use.
 fn schemathesis(root: &Path) -> Result<PathBuf, String> {
-    let venv = root.join("target/schemathesis");
-    let bin = venv.join("bin/schemathesis");
-    if bin.is_file() {
-        return Ok(bin);
-    }
-    println!("installing {SCHEMATHESIS} into {}", venv.display());
-    crate::run_command({
-        let mut command = Command::new("python3");
-        command.args(["-m", "venv"]).arg(&venv);
-        command
-    })?;
-    crate::run_command({
-        let mut command = Command::new(venv.join("bin/pip"));
-        command.args(["install", "--quiet", "--disable-pip-version-check", SCHEMATHESIS]);
-        command
-    })?;
-    Ok(bin)
+    let venv = venv_with(root, "target/schemathesis", SCHEMATHESIS, |venv| venv.join("bin/schemathesis").is_file())?;
+    Ok(venv.join("bin/schemathesis"))
 }
 
 /// The Selenium release the browser test is written for.
@@ -129,13 +114,22 @@ const SELENIUM: &str = "selenium>=4.10,<5";
 
 /// A Python with Selenium, in `target/browser-venv` (made on first use).
 fn selenium_python(root: &Path) -> Result<PathBuf, String> {
-    let venv = root.join("target/browser-venv");
-    let python = venv.join("bin/python");
-    let ready = Command::new(&python).args(["-c", "import selenium"]).stderr(Stdio::null()).status();
-    if ready.is_ok_and(|s| s.success()) {
-        return Ok(python);
+    let ready = |venv: &Path| {
+        let check =
+            Command::new(venv.join("bin/python")).args(["-c", "import selenium"]).stderr(Stdio::null()).status();
+        check.is_ok_and(|s| s.success())
+    };
+    Ok(venv_with(root, "target/browser-venv", SELENIUM, ready)?.join("bin/python"))
+}
+
+/// A Python virtualenv at `dir` (under `root`) with `package` installed, made on first use
+/// (`ready` says whether an existing one already has it).
+fn venv_with(root: &Path, dir: &str, package: &str, ready: impl Fn(&Path) -> bool) -> Result<PathBuf, String> {
+    let venv = root.join(dir);
+    if ready(&venv) {
+        return Ok(venv);
     }
-    println!("installing {SELENIUM} into {}", venv.display());
+    println!("installing {package} into {}", venv.display());
     crate::run_command({
         let mut command = Command::new("python3");
         command.args(["-m", "venv"]).arg(&venv);
@@ -143,10 +137,10 @@ fn selenium_python(root: &Path) -> Result<PathBuf, String> {
     })?;
     crate::run_command({
         let mut command = Command::new(venv.join("bin/pip"));
-        command.args(["install", "--quiet", "--disable-pip-version-check", SELENIUM]);
+        command.args(["install", "--quiet", "--disable-pip-version-check", package]);
         command
     })?;
-    Ok(python)
+    Ok(venv)
 }
 
 /// The agent desk in headless Chromium through a whole handover (`xtask/browser/desk_test.py`),
