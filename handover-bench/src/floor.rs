@@ -1,6 +1,7 @@
 //! The floors: the smallest clients that make the same protocol calls with bare reqwest and
 //! tokio, no library logic (no retries, no state machine, no event types).
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -175,12 +176,22 @@ impl MiawFloor {
 }
 
 /// A bare Genesys integration: one token and one notifications channel and socket; per
-/// handover the inbound messages and the topic subscription.
+/// handover the inbound messages, the topic subscription and its routing entry.
 pub(crate) struct GenesysFloor {
     token: String,
     channel: String,
     handovers: std::sync::atomic::AtomicUsize,
+    /// What any push client keeps per live handover to hand a webhook to it: the customer
+    /// id Genesys addresses its deliveries to → the conversation and its inbox.
+    routes: Mutex<HashMap<String, GenesysRoute>>,
     _socket: JoinHandle<()>,
+}
+
+/// One handover's routing entry: its conversation, and the deliveries not yet read (a
+/// consumer drains it).
+struct GenesysRoute {
+    _conversation: String,
+    _inbox: Vec<Value>,
 }
 
 impl GenesysFloor {
@@ -211,6 +222,7 @@ impl GenesysFloor {
             token,
             channel: channel["id"].as_str().unwrap_or_default().to_owned(),
             handovers: std::sync::atomic::AtomicUsize::new(0),
+            routes: Mutex::default(),
             _socket: socket,
         })
     }
@@ -249,6 +261,9 @@ impl GenesysFloor {
             sent.map_err(|e| e.to_string())?;
         }
         let conversation = first["conversationId"].as_str().ok_or("no conversationId")?;
+        let customer_id = customer["id"].as_str().unwrap_or_default().to_owned();
+        let route = GenesysRoute { _conversation: conversation.to_owned(), _inbox: Vec::new() };
+        lock(&self.routes).insert(customer_id, route);
         let topics: Vec<Value> =
             handover::genesys::notifications::topics(conversation).iter().map(|t| json!({ "id": t })).collect();
         // A channel holds 1000 topics: like the library, replace the list with the live

@@ -5,7 +5,8 @@
 //! handover-bench [--quick] [--only N]... [--out PATH]
 //! handover-bench serve <protocol>        (the emulator process)
 //! handover-bench server <config.toml>    (a `handover serve` process)
-//! handover-bench hold <library|floor> <n> <idle s>   (scenario 1's measuring process)
+//! handover-bench hold <library|floor> <n> <idle s> [miaw|genesys|salesforce]
+//!                                        (scenario 1's measuring process)
 //! ```
 
 // A command-line report: the table goes to stdout, progress to stderr.
@@ -73,8 +74,12 @@ fn main() -> ExitCode {
         (&[1_000, 5_000, 10_000], Duration::from_secs(15), 1_000, 1_000, 2_000, Duration::from_secs(10), 20_000, 3)
     };
     if wanted(1) {
-        eprintln!("bench: 1. concurrent streaming sessions {sizes:?}");
-        run("sessions", runtime.block_on(scenarios::sessions(sizes, idle, &mut rows)));
+        let held = scenarios::HeldSizes { sse: sizes, push: if quick { 500 } else { 5_000 }, long_poll: pollers };
+        eprintln!(
+            "bench: 1. held sessions: MIAW on SSE {sizes:?}, {} Genesys on webhooks, {} Salesforce Chat on long-poll",
+            held.push, held.long_poll
+        );
+        run("sessions", runtime.block_on(scenarios::sessions(&held, idle, &mut rows)));
     }
     if wanted(2) {
         eprintln!("bench: 2. relay latency at {relay_n} sessions");
@@ -142,17 +147,19 @@ fn main() -> ExitCode {
     if failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
-/// `hold <library|floor> <n> <idle s>`: scenario 1's measuring process.
+/// `hold <library|floor> <n> <idle s> [miaw|genesys|salesforce]`: scenario 1's measuring
+/// process (MIAW unless another protocol is named).
 fn hold(args: &[String]) -> ExitCode {
     let kind = args.first().map_or("library", String::as_str);
     let n = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(1_000);
     let idle = Duration::from_secs(args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10));
+    let protocol = args.get(3).map_or("miaw", String::as_str);
     let result = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| e.to_string())
-        .and_then(|runtime| runtime.block_on(scenarios::hold(kind, n, idle)));
+        .and_then(|runtime| runtime.block_on(scenarios::hold(protocol, kind, n, idle)));
     match result {
         Ok(value) => {
             println!("{value}");

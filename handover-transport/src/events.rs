@@ -3,14 +3,12 @@
 //! The channel is bounded so a slow consumer applies backpressure to the task reading
 //! the provider (which then stops reading its socket) instead of growing memory.
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
-use futures_core::Stream;
+use futures_util::FutureExt as _;
+use futures_util::future::OptionFuture;
 use handover_core::{EndedBy, Error, Event, EventStream, Result};
 
+use crate::bounded;
 use crate::session::{CONTINUE, Flow, STOP};
-use tokio::sync::mpsc;
 
 /// The default channel capacity.
 pub const DEFAULT_CAPACITY: usize = 64;
@@ -68,33 +66,42 @@ impl EndState {
 }
 
 /// The sending half, held by the task that reads the provider.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct EventSender {
-    tx: mpsc::Sender<Result<Event>>,
+    tx: bounded::Sender<Result<Event>>,
+}
+
+impl std::fmt::Debug for EventSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventSender").field("closed", &self.is_closed()).finish()
+    }
 }
 
 impl EventSender {
     /// Sends an event, waiting while the channel is full. `false` when the consumer is
     /// gone (the task should stop).
-    pub async fn send(&self, event: Event) -> bool {
-        self.tx.send(Ok(event)).await.is_ok()
+    pub fn send(&self, event: Event) -> impl Future<Output = bool> + '_ {
+        // Not an `async fn`, which would keep a second copy of the event in its state: the
+        // sender's future is part of every session task's.
+        self.tx.send(Ok(event)).map(|sent| sent.is_ok())
     }
 
     /// Sends `event`, a terminal one only once: `mark_ended` marks the session ended and
-    /// says whether it was not already (see [`EndState::mark_ended`]). [`STOP`] when the
-    /// session is over: the event was terminal, a terminal one went before, or nobody
-    /// listens any more.
-    pub async fn emit(&self, event: Event, mark_ended: impl FnOnce() -> bool) -> Flow {
+    /// says whether it was not already (see [`EndState::mark_ended`]); it is called before
+    /// the future is returned. [`STOP`] when the session is over: the event was terminal, a
+    /// terminal one went before, or nobody listens any more.
+    pub fn emit(&self, event: Event, mark_ended: impl FnOnce() -> bool) -> impl Future<Output = Flow> + '_ {
         let terminal = event.is_terminal();
-        if terminal && !mark_ended() {
-            return STOP;
-        }
-        if self.send(event).await && !terminal { CONTINUE } else { STOP }
+        let send = (!terminal || mark_ended()).then(|| self.tx.send(Ok(event)));
+        // Polled in place: moving the send out of an `async` block to await it would keep
+        // two of them in the state.
+        OptionFuture::from(send)
+            .map(move |sent| if matches!(sent, Some(Ok(()))) && !terminal { CONTINUE } else { STOP })
     }
 
     /// Sends a terminal error. `false` when the consumer is gone.
-    pub async fn fail(&self, error: Error) -> bool {
-        self.tx.send(Err(error)).await.is_ok()
+    pub fn fail(&self, error: Error) -> impl Future<Output = bool> + '_ {
+        self.tx.send(Err(error)).map(|sent| sent.is_ok())
     }
 
     /// Whether the consumer dropped the stream.
@@ -108,20 +115,13 @@ impl EventSender {
     }
 }
 
-struct Receiver(mpsc::Receiver<Result<Event>>);
-
-impl Stream for Receiver {
-    type Item = Result<Event>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.0.poll_recv(cx)
-    }
-}
-
 /// A bounded channel of `capacity` events and the [`EventStream`] reading it.
+///
+/// Nothing is allocated for the events until the first one is sent: a held session is
+/// mostly idle, and one of these lives for every session (see [`bounded`]).
 pub fn channel(capacity: usize) -> (EventSender, EventStream) {
-    let (tx, rx) = mpsc::channel(capacity.max(1));
-    (EventSender { tx }, EventStream::new(Receiver(rx)))
+    let (tx, rx) = bounded::channel(capacity);
+    (EventSender { tx }, EventStream::new(rx))
 }
 
 #[cfg(test)]
@@ -164,5 +164,45 @@ mod tests {
         drop(stream);
         assert!(tx.is_closed());
         assert!(!tx.send(Event::Ended { by: EndedBy::Agent, reason: None }).await);
+    }
+
+    fn typing(on: bool) -> Event {
+        Event::AgentTyping { on }
+    }
+
+    #[tokio::test]
+    async fn a_waiting_sender_and_closed_wake_when_the_stream_is_dropped() {
+        let (tx, stream) = channel(1);
+        assert!(tx.send(typing(true)).await);
+        let waiting = tokio::spawn({
+            let tx = tx.clone();
+            async move { tx.send(typing(false)).await }
+        });
+        let closed = tokio::spawn({
+            let tx = tx.clone();
+            async move { tx.closed().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(tx.closed().now_or_never().is_none(), "open while the stream lives");
+        drop(stream);
+        assert!(!waiting.await.unwrap(), "nobody will read it");
+        closed.await.unwrap();
+        assert!(tx.is_closed());
+        tx.closed().await;
+    }
+
+    #[tokio::test]
+    async fn a_terminal_event_goes_once_and_stops_the_task() {
+        let (tx, mut stream) = channel(4);
+        let mut ended = false;
+        let mut first_end = || !std::mem::replace(&mut ended, true);
+        assert_eq!(tx.emit(typing(true), &mut first_end).await, CONTINUE);
+        let end = Event::Ended { by: EndedBy::Agent, reason: None };
+        assert_eq!(tx.emit(end.clone(), &mut first_end).await, STOP, "terminal: the session is over");
+        assert_eq!(tx.emit(end.clone(), &mut first_end).await, STOP);
+        assert!(tx.fail(Error::transport("test", "read", "gone")).await);
+        assert_eq!(stream.recv().await.unwrap().unwrap(), typing(true));
+        assert_eq!(stream.recv().await.unwrap().unwrap(), end);
+        assert!(stream.recv().await.is_none(), "one end only: the stream stops after it");
     }
 }

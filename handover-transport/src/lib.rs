@@ -4,6 +4,7 @@
 
 pub mod attachment;
 pub mod backoff;
+pub mod bounded;
 pub mod config;
 pub mod dedup;
 pub mod events;

@@ -28,9 +28,10 @@ use async_trait::async_trait;
 use handover_core::{Applied, EndReason, Error, ErrorKind, Event, EventStream, Inbound, Ingested, WebhookReply};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use crate::bounded;
 use crate::dedup::DedupSet;
 use crate::events::{self, EventSender};
 use crate::session::{CONTINUE, CloseReceiver, Flow, STOP, sleep_until};
@@ -119,7 +120,7 @@ impl<T: PartialEq> PartialEq<T> for Envelope<T> {
 }
 
 struct Route<T> {
-    deliveries: mpsc::Sender<Envelope<T>>,
+    deliveries: bounded::Sender<Envelope<T>>,
     /// The session's event stream: once its consumer is gone, the route is not live.
     events: EventSender,
 }
@@ -153,7 +154,7 @@ impl<T> Table<T> {
         }
     }
 
-    fn live(&self, key: &str) -> Option<mpsc::Sender<Envelope<T>>> {
+    fn live(&self, key: &str) -> Option<bounded::Sender<Envelope<T>>> {
         self.routes.get(key).filter(|route| !route.events.is_closed()).map(|route| route.deliveries.clone())
     }
 }
@@ -206,7 +207,7 @@ impl<T> PushRouter<T> {
     pub fn register(
         &self,
         key: impl Into<String>,
-        deliveries: mpsc::Sender<Envelope<T>>,
+        deliveries: bounded::Sender<Envelope<T>>,
         events: EventSender,
     ) -> VecDeque<Envelope<T>> {
         let key = key.into();
@@ -231,7 +232,7 @@ impl<T> PushRouter<T> {
 
     /// Removes `key`'s route like [`unregister`](Self::unregister) and records that its
     /// handover ended: later deliveries are acknowledged as [`Routed::Closed`].
-    pub fn close(&self, key: &str, deliveries: &mpsc::Sender<Envelope<T>>) {
+    pub fn close(&self, key: &str, deliveries: &bounded::Sender<Envelope<T>>) {
         let mut table = lock(&self.table);
         if table.routes.get(key).is_some_and(|route| route.deliveries.same_channel(deliveries)) {
             table.routes.remove(key);
@@ -240,7 +241,7 @@ impl<T> PushRouter<T> {
     }
 
     /// Removes `key`'s route if it is still `deliveries` (not a newer session's).
-    pub fn unregister(&self, key: &str, deliveries: &mpsc::Sender<Envelope<T>>) {
+    pub fn unregister(&self, key: &str, deliveries: &bounded::Sender<Envelope<T>>) {
         let mut table = lock(&self.table);
         if table.routes.get(key).is_some_and(|route| route.deliveries.same_channel(deliveries)) {
             table.routes.remove(key);
@@ -280,7 +281,7 @@ impl<T> PushRouter<T> {
             Some(deliveries) => match deliveries.send(Envelope::new(item)).await {
                 Ok(()) => return Routed::Delivered,
                 // The session went away meanwhile: keep it for the next one.
-                Err(mpsc::error::SendError(envelope)) => envelope,
+                Err(envelope) => envelope,
             },
             None => Envelope::new(item),
         };
@@ -463,8 +464,8 @@ pub fn ingested<T: Serialize>(accepted: Accepted<T>) -> Ingested {
 pub struct Link<T> {
     router: Arc<PushRouter<T>>,
     key: String,
-    route: mpsc::Sender<Envelope<T>>,
-    deliveries: mpsc::Receiver<Envelope<T>>,
+    route: bounded::Sender<Envelope<T>>,
+    deliveries: bounded::Receiver<Envelope<T>>,
     backlog: VecDeque<Envelope<T>>,
     events: EventSender,
     /// Whom to tell once the delivery handed out last is handled.
@@ -479,7 +480,8 @@ impl<T> Link<T> {
     pub fn open(router: &Arc<PushRouter<T>>, key: impl Into<String>, capacity: usize) -> (Self, EventStream) {
         let key = key.into();
         let (events, stream) = events::channel(capacity);
-        let (route, deliveries) = mpsc::channel(capacity.max(1));
+        // Allocates nothing until a delivery comes: a session waits on webhooks for hours.
+        let (route, deliveries) = bounded::channel(capacity);
         let backlog = router.register(key.clone(), route.clone(), events.clone());
         let link =
             Self { router: router.clone(), key, route, deliveries, backlog, events, handling: None, finished: false };
@@ -519,8 +521,8 @@ impl<T> Link<T> {
     }
 
     /// Sends `event` ([`EventSender::emit`]: a terminal event once).
-    pub async fn emit(&self, event: Event, mark_ended: impl FnOnce() -> bool) -> Flow {
-        self.events.emit(event, mark_ended).await
+    pub fn emit(&self, event: Event, mark_ended: impl FnOnce() -> bool) -> impl Future<Output = Flow> + '_ {
+        self.events.emit(event, mark_ended)
     }
 
     /// Leaves the router: after an end late deliveries are acknowledged
@@ -612,7 +614,7 @@ mod tests {
         assert_eq!(router.deliver("c1", "d1", 1, 10).await, Routed::Kept);
         assert_eq!(router.deliver("c1", "d1", 1, 10).await, Routed::Duplicate, "kept means seen");
         let (events, stream) = events::channel(4);
-        let (tx, mut rx) = mpsc::channel(4);
+        let (tx, mut rx) = bounded::channel(4);
         let backlog = router.register("c1", tx.clone(), events);
         assert_eq!(backlog, [1], "the kept delivery goes to the registering session");
         assert_eq!(router.pending(), 0);
@@ -624,7 +626,7 @@ mod tests {
 
         // A resumed session takes over; the old one's cleanup leaves it alone.
         let (events, _stream) = events::channel(4);
-        let (tx2, mut rx2) = mpsc::channel(4);
+        let (tx2, mut rx2) = bounded::channel(4);
         assert_eq!(router.register("c1", tx2, events), [3]);
         router.unregister("c1", &tx);
         assert_eq!(router.deliver("c1", "d4", 4, 10).await, Routed::Delivered);
@@ -666,7 +668,7 @@ mod tests {
         assert_eq!(router.deliver("other", "d2", 2, 1).await, Routed::Kept);
         assert_eq!(router.pending(), 1, "the expired delivery is gone");
         let (events, _stream) = events::channel(4);
-        let (tx, _rx) = mpsc::channel(4);
+        let (tx, _rx) = bounded::channel(4);
         assert!(router.register("stranger", tx, events).is_empty());
     }
 
@@ -703,9 +705,9 @@ mod tests {
     async fn deliveries_for_an_ended_handover_are_acknowledged_and_dropped() {
         let router = PushRouter::new(16);
         let (events, _stream) = events::channel(4);
-        let (tx, _rx) = mpsc::channel(4);
+        let (tx, _rx) = bounded::channel(4);
         router.register("c1", tx.clone(), events.clone());
-        let (other, _other_rx) = mpsc::channel(4);
+        let (other, _other_rx) = bounded::channel(4);
         router.close("c1", &other);
         assert!(router.is_live("c1"), "only the owner closes its route");
         router.close("c1", &tx);
@@ -713,7 +715,7 @@ mod tests {
         assert_eq!(Routed::Closed.status(), 200);
         assert_eq!(router.deliver("c2", "other", 1, 1).await, Routed::Kept);
         // A resumed session for the same conversation takes deliveries again.
-        let (tx2, mut rx2) = mpsc::channel(4);
+        let (tx2, mut rx2) = bounded::channel(4);
         router.register("c1", tx2, events);
         assert_eq!(router.deliver("c1", "again", 3, 1).await, Routed::Delivered);
         assert_eq!(rx2.recv().await.map(|e| e.item), Some(3));

@@ -6,8 +6,9 @@ use std::ops::ControlFlow;
 use std::sync::{Mutex, MutexGuard};
 
 use handover_core::EndReason;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
+
+use crate::bounded;
 
 /// What one step of a session task says: go on ([`CONTINUE`]) or stop the task
 /// ([`STOP`]: the session ended, or nobody reads its events any more).
@@ -34,18 +35,20 @@ pub async fn sleep_until(at: Option<Instant>) {
 }
 
 /// The bot side's close, from `SessionBackend::end` to the session task: the task answers
-/// with `Ended { by: User, reason }` once the contact center has the close.
+/// with `Ended { by: User, reason }` once the contact center has the close. A channel of
+/// one that allocates nothing until a close is sent (every session holds one).
 pub fn close_signal() -> (CloseSender, CloseReceiver) {
-    let (tx, rx) = mpsc::channel(1);
+    let (tx, rx) = bounded::channel(1);
     (CloseSender(tx), CloseReceiver(rx))
 }
 
 /// The sending half of [`close_signal`], kept by the session backend.
 #[derive(Clone, Debug)]
-pub struct CloseSender(mpsc::Sender<EndReason>);
+pub struct CloseSender(bounded::Sender<EndReason>);
 
 impl CloseSender {
-    /// Tells the task the bot side closed the session for `reason`.
+    /// Tells the task the bot side closed the session for `reason` (waiting while an
+    /// earlier close is not taken yet).
     pub async fn close(&self, reason: EndReason) {
         // A task that is gone has nothing left to end.
         let _ = self.0.send(reason).await;
@@ -54,7 +57,7 @@ impl CloseSender {
 
 /// The receiving half of [`close_signal`], owned by the session task.
 #[derive(Debug)]
-pub struct CloseReceiver(mpsc::Receiver<EndReason>);
+pub struct CloseReceiver(bounded::Receiver<EndReason>);
 
 impl CloseReceiver {
     /// The reason of the close, once the backend closed; never when it is gone without

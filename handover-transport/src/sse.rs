@@ -7,6 +7,7 @@
 //! `401`, fails on other `4xx`, and treats a silent connection (no bytes, not even a
 //! keep-alive, within the idle timeout) as dropped.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,6 +20,10 @@ use crate::retry::{Backoff, RetryPolicy};
 
 /// The largest event the parser accepts (1 MiB of `data`); larger events fail the stream.
 pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
+
+/// Events of one read the reader keeps room for between bursts; a larger queue is freed
+/// once drained.
+const PENDING_KEPT: usize = 4;
 
 /// One dispatched event.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -281,11 +286,12 @@ impl SseConfig {
 /// A reconnecting SSE reader. Pull items with [`next`](SseStream::next); drop it to close.
 pub struct SseStream<C> {
     connect: C,
-    config: SseConfig,
+    /// [`SseConfig::idle_timeout`] (the reconnect policy is the backoff's).
+    idle_timeout: Duration,
     parser: SseParser,
     backoff: Backoff,
     response: Option<Response>,
-    pending: std::collections::VecDeque<SseEvent>,
+    pending: VecDeque<SseEvent>,
     connected_before: bool,
     dropped: bool,
     failed: bool,
@@ -295,12 +301,11 @@ impl<C: SseConnect> SseStream<C> {
     /// A reader that will connect on the first [`next`](Self::next), resuming after
     /// `last_event_id` if given.
     pub fn new(connect: C, config: SseConfig, last_event_id: Option<String>) -> Self {
-        let backoff = config.reconnect.backoff();
         Self {
             connect,
-            config,
+            idle_timeout: config.idle_timeout,
             parser: SseParser::resuming(last_event_id),
-            backoff,
+            backoff: config.reconnect.backoff(),
             response: None,
             pending: Default::default(),
             connected_before: false,
@@ -325,6 +330,10 @@ impl<C: SseConnect> SseStream<C> {
             return None;
         }
         if let Some(event) = self.pending.pop_front() {
+            if self.pending.is_empty() && self.pending.capacity() > PENDING_KEPT {
+                // A burst is over: give its room back (a held stream is mostly idle).
+                self.pending = VecDeque::new();
+            }
             return Some(Ok(SseItem::Event(event)));
         }
         let item = self.next_inner().await;
@@ -337,12 +346,14 @@ impl<C: SseConnect> SseStream<C> {
     async fn next_inner(&mut self) -> Result<SseItem> {
         loop {
             let Some(response) = self.response.as_mut() else {
-                self.open().await?;
+                // Boxed: connecting is rare and its future large; unboxed it would be part
+                // of every reader's resident state while it waits for the next chunk.
+                Box::pin(self.open()).await?;
                 let reconnect = self.connected_before;
                 self.connected_before = true;
                 return Ok(SseItem::Connected { reconnect });
             };
-            let chunk = tokio::time::timeout(self.config.idle_timeout, response.chunk()).await;
+            let chunk = tokio::time::timeout(self.idle_timeout, response.chunk()).await;
             let provider = self.connect.provider();
             match chunk {
                 Ok(Ok(Some(bytes))) => {
@@ -403,7 +414,12 @@ impl<C: SseConnect> SseStream<C> {
                 request = request.header("Last-Event-ID", id);
             }
             let disposition = match request.send().await {
-                Ok(response) if response.status() == StatusCode::OK && is_event_stream(&response) => {
+                Ok(mut response) if response.status() == StatusCode::OK && is_event_stream(&response) => {
+                    // Only the body is read from here on. The head's header values are
+                    // slices of the connection's first read buffer (8 KiB): kept, they
+                    // would hold it for as long as the stream stays open.
+                    drop(std::mem::take(response.headers_mut()));
+                    drop(std::mem::take(response.extensions_mut()));
                     self.response = Some(response);
                     self.backoff.reset();
                     return Ok(());

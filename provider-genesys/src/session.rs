@@ -315,41 +315,48 @@ struct Task {
 impl Task {
     /// Webhook deliveries, participant changes, the bot side's close and the pending end, in
     /// one `select!`, until the session is over.
-    async fn run(mut self, mut closed: CloseReceiver, catch_up: bool) {
-        let events = self.link.events().clone();
-        let mut flow = if self.watching && catch_up { self.resync().await } else { CONTINUE };
-        while flow.is_continue() {
-            let pending_end = self.pending_end_at();
-            flow = tokio::select! {
-                biased;
-                () = events.closed() => STOP,
-                reason = closed.recv() => {
-                    self.emit(Event::Ended { by: EndedBy::User, reason: Some(reason.as_str().to_owned()) }).await
-                }
-                delivery = self.link.recv() => match delivery {
-                    Some(delivery) => {
-                        let flow = self.on_delivery(delivery).await;
-                        self.link.handled();
-                        flow
+    ///
+    /// This future is what every held session keeps: it is an `async` block (an `async fn`
+    /// would keep its arguments twice), and the steps (a delivery, a participant change, a
+    /// resync) are boxed while they run.
+    #[allow(clippy::manual_async_fn, reason = "an `async fn` would keep its arguments twice in its state")]
+    fn run(mut self, mut closed: CloseReceiver, catch_up: bool) -> impl Future<Output = ()> {
+        async move {
+            let events = self.link.events().clone();
+            let mut flow = if self.watching && catch_up { Box::pin(self.resync()).await } else { CONTINUE };
+            while flow.is_continue() {
+                let pending_end = self.pending_end_at();
+                flow = tokio::select! {
+                    biased;
+                    () = events.closed() => STOP,
+                    reason = closed.recv() => {
+                        self.emit(Event::Ended { by: EndedBy::User, reason: Some(reason.as_str().to_owned()) }).await
                     }
-                    None => STOP,
-                },
-                event = self.participants.recv() => match event {
-                    Some(event) => self.on_participant(event).await,
-                    None => CONTINUE,
-                },
-                () = sleep_until(pending_end) => {
-                    let by = lock(&self.inner.state).pending_end.take().map_or(EndedBy::Agent, |p| p.by);
-                    self.emit(Event::Ended { by, reason: Some("the conversation ended".to_owned()) }).await
-                }
-            };
-        }
-        // A resumed session may have taken the route over: that one is left alone. After the
-        // end, late deliveries are acknowledged and dropped.
-        let ended = lock(&self.inner.state).end.is_ended();
-        self.link.finish(ended);
-        if let Some(conversation) = self.inner.conversation_id() {
-            self.detector.unwatch(&conversation, &self.participants_tx);
+                    delivery = self.link.recv() => match delivery {
+                        Some(delivery) => {
+                            let flow = Box::pin(self.on_delivery(delivery)).await;
+                            self.link.handled();
+                            flow
+                        }
+                        None => STOP,
+                    },
+                    event = self.participants.recv() => match event {
+                        Some(event) => Box::pin(self.on_participant(event)).await,
+                        None => CONTINUE,
+                    },
+                    () = sleep_until(pending_end) => {
+                        let by = lock(&self.inner.state).pending_end.take().map_or(EndedBy::Agent, |p| p.by);
+                        self.emit(Event::Ended { by, reason: Some("the conversation ended".to_owned()) }).await
+                    }
+                };
+            }
+            // A resumed session may have taken the route over: that one is left alone. After the
+            // end, late deliveries are acknowledged and dropped.
+            let ended = lock(&self.inner.state).end.is_ended();
+            self.link.finish(ended);
+            if let Some(conversation) = self.inner.conversation_id() {
+                self.detector.unwatch(&conversation, &self.participants_tx);
+            }
         }
     }
 
@@ -358,8 +365,8 @@ impl Task {
         lock(&self.inner.state).pending_end.map(|p| instant_at_unix_millis(p.at_ms))
     }
 
-    async fn emit(&self, event: Event) -> Flow {
-        self.link.emit(event, || lock(&self.inner.state).end.mark_ended()).await
+    fn emit(&self, event: Event) -> impl Future<Output = Flow> + '_ {
+        self.link.emit(event, || lock(&self.inner.state).end.mark_ended())
     }
 
     /// Starts watching `conversation`; a failure fails the event stream (the session goes
@@ -380,7 +387,7 @@ impl Task {
         {
             // No id came back from the first message: learn it from a delivery.
             lock(&self.inner.state).conversation_id.get_or_insert(conversation.clone());
-            self.watch(&conversation).await;
+            Box::pin(self.watch(&conversation)).await;
         }
         if !lock(&self.inner.state).seen.insert(&delivery.dedup_key()) {
             tracing::debug!("dropping a replayed delivery");

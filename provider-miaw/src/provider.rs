@@ -48,7 +48,7 @@ pub fn capabilities() -> Capabilities {
 /// value serves any number of concurrent handovers; each gets its own access token (a
 /// Messaging token belongs to one end user).
 pub struct MiawProvider {
-    info: ProviderInfo,
+    info: Arc<ProviderInfo>,
     config: Arc<MiawConfig>,
     client: Arc<Client>,
     identity: Arc<Identity>,
@@ -88,7 +88,7 @@ impl MiawBuilder {
         let identity = Identity::from_config(&self.config)?;
         let client = Client::new(&self.config, self.retry)?;
         Ok(MiawProvider {
-            info: ProviderInfo::new(NAME, "Salesforce Messaging for In-App and Web", capabilities()),
+            info: Arc::new(ProviderInfo::new(NAME, "Salesforce Messaging for In-App and Web", capabilities())),
             config: Arc::new(self.config),
             client: Arc::new(client),
             identity: Arc::new(identity),

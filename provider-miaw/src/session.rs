@@ -36,7 +36,8 @@ const BACKFILL_MAX_PAGES: usize = 20;
 
 /// The conversation of one handover, and what the session knows of it.
 pub(crate) struct Inner {
-    info: ProviderInfo,
+    /// The provider's, shared by its sessions.
+    info: Arc<ProviderInfo>,
     config: Arc<MiawConfig>,
     client: Arc<Client>,
     session_id: String,
@@ -84,7 +85,7 @@ impl Snapshot {
 impl Inner {
     /// A session of `conversation_id`.
     pub(crate) fn new(
-        provider: (&ProviderInfo, &Arc<MiawConfig>, &Arc<Client>),
+        provider: (&Arc<ProviderInfo>, &Arc<MiawConfig>, &Arc<Client>),
         session_id: String,
         conversation_id: String,
         routing_attributes: Map<String, Value>,
@@ -299,49 +300,61 @@ enum Backfill {
 impl Task {
     /// The stream, the bot side's close and the token's renewal, in one `select!`, until
     /// the session is over.
-    async fn run(self, mut stream: SseStream<Connector>, mut closed: CloseReceiver, catch_up: bool) {
-        if catch_up && matches!(self.backfill().await, Backfill::Stopped) {
-            return;
-        }
-        let mut flow = CONTINUE;
-        while flow.is_continue() {
-            let renew_at = self.inner.token.renew_in().map(|after| deadline_after(Instant::now(), after));
-            flow = tokio::select! {
-                biased;
-                () = self.events.closed() => STOP,
-                reason = closed.recv() => {
-                    self.emit(Event::Ended { by: EndedBy::User, reason: Some(reason.as_str().to_owned()) }).await
-                }
-                item = stream.next() => match item {
-                    None => STOP,
-                    Some(Err(error)) => {
-                        self.events.fail(error).await;
-                        STOP
+    ///
+    /// This future is what every held session keeps: it is an `async` block (an `async fn`
+    /// would keep its arguments twice, the stream among them), and the rare or large steps
+    /// (the back-fill, the token's renewal, an event's handling) are boxed while they run.
+    #[allow(clippy::manual_async_fn, reason = "an `async fn` would keep its arguments twice in its state")]
+    fn run(
+        self,
+        mut stream: SseStream<Connector>,
+        mut closed: CloseReceiver,
+        catch_up: bool,
+    ) -> impl Future<Output = ()> {
+        async move {
+            if catch_up && matches!(Box::pin(self.backfill()).await, Backfill::Stopped) {
+                return;
+            }
+            let mut flow = CONTINUE;
+            while flow.is_continue() {
+                let renew_at = self.inner.token.renew_in().map(|after| deadline_after(Instant::now(), after));
+                flow = tokio::select! {
+                    biased;
+                    () = self.events.closed() => STOP,
+                    reason = closed.recv() => {
+                        self.emit(Event::Ended { by: EndedBy::User, reason: Some(reason.as_str().to_owned()) }).await
                     }
-                    Some(Ok(SseItem::Connected { reconnect: false })) => CONTINUE,
-                    Some(Ok(SseItem::Connected { reconnect: true })) => match self.backfill().await {
-                        Backfill::Stopped => STOP,
-                        Backfill::Done => self.emit(Event::Resumed { gap: false }).await,
-                        Backfill::Failed => self.emit(Event::Resumed { gap: true }).await,
+                    item = stream.next() => match item {
+                        None => STOP,
+                        Some(Err(error)) => {
+                            self.events.fail(error).await;
+                            STOP
+                        }
+                        Some(Ok(SseItem::Connected { reconnect: false })) => CONTINUE,
+                        Some(Ok(SseItem::Connected { reconnect: true })) => match Box::pin(self.backfill()).await {
+                            Backfill::Stopped => STOP,
+                            Backfill::Done => self.emit(Event::Resumed { gap: false }).await,
+                            Backfill::Failed => self.emit(Event::Resumed { gap: true }).await,
+                        },
+                        Some(Ok(SseItem::Disconnected)) => self.emit(Event::Reconnecting).await,
+                        Some(Ok(SseItem::Event(event))) => {
+                            lock(&self.inner.state).last_event_id.clone_from(&event.id);
+                            Box::pin(self.on_sse_event(&event.event, &event.data)).await
+                        }
                     },
-                    Some(Ok(SseItem::Disconnected)) => self.emit(Event::Reconnecting).await,
-                    Some(Ok(SseItem::Event(event))) => {
-                        lock(&self.inner.state).last_event_id.clone_from(&event.id);
-                        self.on_sse_event(&event.event, &event.data).await
+                    () = sleep_until(renew_at) => {
+                        if let Err(error) = Box::pin(self.inner.token.refresh()).await {
+                            tracing::warn!(%error, "could not renew the access token ahead of expiry");
+                        }
+                        CONTINUE
                     }
-                },
-                () = sleep_until(renew_at) => {
-                    if let Err(error) = self.inner.token.refresh().await {
-                        tracing::warn!(%error, "could not renew the access token ahead of expiry");
-                    }
-                    CONTINUE
-                }
-            };
+                };
+            }
         }
     }
 
-    async fn emit(&self, event: Event) -> Flow {
-        self.events.emit(event, || lock(&self.inner.state).end.mark_ended()).await
+    fn emit(&self, event: Event) -> impl Future<Output = Flow> + '_ {
+        self.events.emit(event, || lock(&self.inner.state).end.mark_ended())
     }
 
     async fn on_sse_event(&self, name: &str, data: &str) -> Flow {
@@ -382,7 +395,7 @@ impl Task {
                 Delivery::Ignore(why) => {
                     tracing::trace!(id = %entry.identifier, entry_type = %entry.entry_type, why, "ignoring entry");
                 }
-                Delivery::AgentRemoved(agent) => self.agent_removed(agent).await?,
+                Delivery::AgentRemoved(agent) => Box::pin(self.agent_removed(agent)).await?,
                 Delivery::Closed => {
                     self.emit(Event::Ended { by: EndedBy::User, reason: Some("conversation closed".to_owned()) })
                         .await?;

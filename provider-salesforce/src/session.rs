@@ -260,50 +260,57 @@ struct Task {
 impl Task {
     /// The one poll loop of a session: exactly one poll in flight, ever (§6: a second one
     /// ends the chat with 409). The bot side's close ends it.
-    async fn run(self, mut poll: LongPoll, mut closed: CloseReceiver) {
-        let mut flow = CONTINUE;
-        while flow.is_continue() {
-            let (affinity, ack) = {
-                let state = lock(&self.inner.state);
-                (state.affinity.clone(), state.ack)
-            };
-            let client = &self.inner.client;
-            let key = &self.inner.key;
-            let failover = &self.inner.failover;
-            flow = tokio::select! {
-                biased;
-                () = self.events.closed() => STOP,
-                reason = closed.recv() => {
-                    self.emit(Event::Ended { by: EndedBy::User, reason: Some(reason.as_str().to_owned()) }).await
-                }
-                polled = poll.next(|timeout| {
-                    let affinity = affinity.clone();
-                    async move {
-                        // Checked between polls only: a poll in flight is never abandoned.
-                        if failover.swap(false, Ordering::SeqCst) {
-                            return PollOutcome::Data(Polled::Failover);
-                        }
-                        match client.poll(&Keys { affinity: &affinity, key }, ack, timeout).await {
-                            Ok(Polled::Empty) => PollOutcome::Empty,
-                            Ok(polled) => PollOutcome::Data(polled),
-                            Err(error)
-                                if error.kind() == ErrorKind::Transport || error.kind() == ErrorKind::RateLimited =>
-                            {
-                                PollOutcome::Retry(error)
-                            }
-                            Err(error) => PollOutcome::Fail(error),
-                        }
+    ///
+    /// This future is what every held session keeps: it is an `async` block (an `async fn`
+    /// would keep its arguments twice), and what a poll brought is handled in a box of its
+    /// own while it runs.
+    #[allow(clippy::manual_async_fn, reason = "an `async fn` would keep its arguments twice in its state")]
+    fn run(self, mut poll: LongPoll, mut closed: CloseReceiver) -> impl Future<Output = ()> {
+        async move {
+            let mut flow = CONTINUE;
+            while flow.is_continue() {
+                let (affinity, ack) = {
+                    let state = lock(&self.inner.state);
+                    (state.affinity.clone(), state.ack)
+                };
+                let client = &self.inner.client;
+                let key = &self.inner.key;
+                let failover = &self.inner.failover;
+                flow = tokio::select! {
+                    biased;
+                    () = self.events.closed() => STOP,
+                    reason = closed.recv() => {
+                        self.emit(Event::Ended { by: EndedBy::User, reason: Some(reason.as_str().to_owned()) }).await
                     }
-                }) => match polled {
-                    Some(polled) => self.on_polled(polled).await,
-                    None => STOP,
-                },
-            };
+                    polled = poll.next(|timeout| {
+                        let affinity = affinity.clone();
+                        async move {
+                            // Checked between polls only: a poll in flight is never abandoned.
+                            if failover.swap(false, Ordering::SeqCst) {
+                                return PollOutcome::Data(Polled::Failover);
+                            }
+                            match client.poll(&Keys { affinity: &affinity, key }, ack, timeout).await {
+                                Ok(Polled::Empty) => PollOutcome::Empty,
+                                Ok(polled) => PollOutcome::Data(polled),
+                                Err(error)
+                                    if error.kind() == ErrorKind::Transport || error.kind() == ErrorKind::RateLimited =>
+                                {
+                                    PollOutcome::Retry(error)
+                                }
+                                Err(error) => PollOutcome::Fail(error),
+                            }
+                        }
+                    }) => match polled {
+                        Some(polled) => Box::pin(self.on_polled(polled)).await,
+                        None => STOP,
+                    },
+                };
+            }
         }
     }
 
-    async fn emit(&self, event: Event) -> Flow {
-        self.events.emit(event, || lock(&self.inner.state).end.mark_ended()).await
+    fn emit(&self, event: Event) -> impl Future<Output = Flow> + '_ {
+        self.events.emit(event, || lock(&self.inner.state).end.mark_ended())
     }
 
     /// Ends the session with `error`.
